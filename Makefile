@@ -1,0 +1,30 @@
+# The two commands a new user needs: `make demo` and `make test`. Both bootstrap .venv first.
+VENV := .venv
+PY := $(VENV)/bin/python
+
+.PHONY: demo test lint bench clean
+
+$(VENV)/.installed: pyproject.toml tools/bootstrap.sh
+	@tools/bootstrap.sh
+	@touch $@
+
+$(VENV)/.installed-dev: pyproject.toml tools/bootstrap.sh
+	@tools/bootstrap.sh dev
+	@touch $(VENV)/.installed $@
+
+demo: $(VENV)/.installed
+	$(VENV)/bin/station demo
+
+test: $(VENV)/.installed-dev
+	$(PY) -m pytest -q
+	$(VENV)/bin/ruff check .
+
+lint: $(VENV)/.installed-dev
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+bench: $(VENV)/.installed-dev
+	$(PY) bench/scan_to_permit.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache build *.egg-info

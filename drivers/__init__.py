@@ -1,0 +1,1 @@
+"""Device drivers: one interface per device kind, implementations beside it."""

@@ -1,0 +1,234 @@
+"""A whole station on simulators: city, rigs and scanners here, the real daemon as a subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+from pymodbus.client import ModbusTcpClient
+
+from .city import CitySimulator
+from .dataset import (
+    APP_KEY,
+    APP_SECRET,
+    PARTNER_UNIT,
+    QR_HOST,
+    STATION_UNIT,
+    UNIT_CODE,
+    demo_dataset,
+)
+from .rig import RigSimulator
+from .scanner import ScannerSim
+
+
+@dataclass(frozen=True)
+class RigSpec:
+    id: str
+    unit_id: int
+    medium: str = "G13"
+
+
+OPERATORS = (("张三", "0A1B2C3D", "operator"), ("李四", "0A1B2C3E", "operator"),
+             ("王主管", "0A1B2C3F", "supervisor"))
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float, what: str, every: float = 0.01) -> Any:
+    """Poll until predicate() is truthy; raise TimeoutError naming `what` after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout:.1f}s waiting for {what}")
+        time.sleep(every)
+
+
+class SimStation:
+    """Start with `start()`, drive with `scan()`/`badge()`, read with `coils()`, end with `stop()`."""
+
+    def __init__(self, workdir: Path, rigs: tuple[RigSpec, ...] = (RigSpec("rig-01", 1),),
+                 *, today: date | None = None, deadline_s: float = 1.5, watchdog_ms: int = 3000,
+                 offline_max_age_h: float = 72.0, offline_recheck_s: float = 0.0,
+                 rig_options: dict[str, Any] | None = None,
+                 dataset: dict[str, Any] | None = None):
+        self.workdir = Path(workdir)
+        self.rigs = rigs
+        self.deadline_s, self.watchdog_ms = deadline_s, watchdog_ms
+        self.offline_max_age_h = offline_max_age_h
+        self.offline_recheck_s = offline_recheck_s
+        self.dataset = dataset or demo_dataset(today or date.today())
+        self.city = CitySimulator(self.dataset)
+        self.rig_sim = RigSimulator([r.unit_id for r in rigs], **(rig_options or {}))
+        self.scanners = {r.id: ScannerSim(self.workdir / f"scanner-{r.id}") for r in rigs}
+        self.daemon: subprocess.Popen[bytes] | None = None
+        self.config_path = self.workdir / "station.toml"
+        self.store_path = self.workdir / "station.db"
+        self.log_path = self.workdir / "station.log"
+        self._db: sqlite3.Connection | None = None
+        self._modbus: ModbusTcpClient | None = None
+
+    # --- lifecycle ------------------------------------------------------------------------
+    def start(self) -> SimStation:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.city.start()
+        self.rig_sim.start()
+        for scanner in self.scanners.values():
+            scanner.start()
+        self.write_config()
+        self.start_daemon()
+        return self
+
+    def write_config(self, extra: str = "") -> None:
+        (self.workdir / "app_secret").write_text(APP_SECRET + "\n", encoding="utf-8")
+        self.config_path.write_text(self.config_text() + extra, encoding="utf-8")
+
+    def config_text(self) -> str:
+        lines = [
+            "[station]", f'unit_name = "{STATION_UNIT}"', f'unit_code = "{UNIT_CODE}"',
+            f'fills_for = ["{PARTNER_UNIT}"]', 'store = "station.db"', "",
+            "[qr]", f'hosts = ["{QR_HOST}"]', "",
+            "[city]", f'base_url = "{self.city.url}"', f'app_key = "{APP_KEY}"',
+            'secret_file = "app_secret"', "connect_timeout_s = 0.5",
+            f"read_timeout_s = {min(1.0, self.deadline_s)}",
+            f"decision_deadline_s = {self.deadline_s}", "",
+            "[offline]", f"max_age_h = {self.offline_max_age_h}",
+            f"recheck_s = {self.offline_recheck_s}", "",
+        ]
+        for name, badge, role in OPERATORS:
+            lines += ["[[operators]]", f'name = "{name}"', f'badge = "{badge}"',
+                      f'role = "{role}"', ""]
+        for rig in self.rigs:
+            lines += ["[[rigs]]", f'id = "{rig.id}"', f'medium = "{rig.medium}"',
+                      f'modbus = "tcp://127.0.0.1:{self.rig_sim.port}"',
+                      f"unit_id = {rig.unit_id}", f"watchdog_ms = {self.watchdog_ms}",
+                      f"poll_ms = {min(100, self.watchdog_ms // 3)}",
+                      f"timeout_ms = {min(500, self.watchdog_ms // 3)}", "",
+                      "[[rigs.readers]]", 'kind = "scanner"',
+                      f'port = "{self.scanners[rig.id].path}"', ""]
+        return "\n".join(lines)
+
+    def start_daemon(self, wait: bool = True) -> None:
+        log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        self.daemon = subprocess.Popen(
+            [sys.executable, "-m", "station", "run", "--config", str(self.config_path)],
+            stdout=log, stderr=subprocess.STDOUT, env=env, cwd=self.workdir)
+        log.close()
+        if wait:
+            self.wait_ready()
+
+    def wait_ready(self, timeout: float = 20.0) -> None:
+        """Every rig connected and every scanner port open, per the daemon's own log."""
+        def ready() -> bool:
+            if self.daemon is not None and self.daemon.poll() is not None:
+                raise RuntimeError(f"daemon exited {self.daemon.returncode}:\n{self.log_tail()}")
+            text = self.log_path.read_text(encoding="utf-8", errors="replace")
+            start = text.rfind("event=station_ready")
+            if start < 0:
+                return False
+            text = text[start:]
+            return all(f"event=rig_connected rig={r.id}" in text
+                       and f"rig={r.id} reader=" in text for r in self.rigs)
+        try:
+            wait_for(ready, timeout, "the daemon to connect every rig and reader")
+        except TimeoutError as err:
+            raise TimeoutError(f"{err}\n{self.log_tail()}") from err
+
+    def log_tail(self, lines: int = 40) -> str:
+        try:
+            text = self.log_path.read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def stop_daemon(self, sig: int = signal.SIGTERM, timeout: float = 15.0) -> int | None:
+        if self.daemon is None:
+            return None
+        if self.daemon.poll() is None:
+            self.daemon.send_signal(sig)
+            try:
+                self.daemon.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.daemon.kill()
+                self.daemon.wait()
+        code, self.daemon = self.daemon.returncode, None
+        return code
+
+    def stop(self) -> None:
+        self.stop_daemon()
+        if self._modbus is not None:
+            self._modbus.close()
+        if self._db is not None:
+            self._db.close()
+        for scanner in self.scanners.values():
+            scanner.close()
+        self.rig_sim.stop()
+        self.city.stop()
+
+    # --- driving and reading --------------------------------------------------------------
+    @property
+    def db(self) -> sqlite3.Connection:
+        if self._db is None:
+            self._db = sqlite3.connect(self.store_path, timeout=5)
+            self._db.row_factory = sqlite3.Row
+        return self._db
+
+    def rows(self, sql: str, *params: Any) -> list[dict[str, Any]]:
+        return [dict(r) for r in self.db.execute(sql, params).fetchall()]
+
+    def last_id(self, table: str = "decisions") -> int:
+        return self.db.execute(f"SELECT coalesce(max(id), 0) FROM {table}").fetchone()[0]
+
+    def scan(self, rig: str, reading: str | bytes, timeout: float = 10.0) -> dict[str, Any]:
+        """Type a reading at a rig's scanner and return the decision the daemon recorded."""
+        since = self.last_id()
+        self.scanners[rig].send(reading)
+        return self.wait_decision(rig, since, timeout)
+
+    def wait_decision(self, rig: str, since: int, timeout: float = 10.0) -> dict[str, Any]:
+        def found() -> dict[str, Any] | None:
+            rows = self.rows("SELECT * FROM decisions WHERE id > ? AND rig = ? ORDER BY id "
+                             "LIMIT 1", since, rig)
+            return rows[0] if rows else None
+        return wait_for(found, timeout, f"a decision at {rig}")
+
+    def badge(self, rig: str, uid: str, timeout: float = 10.0) -> dict[str, Any]:
+        since = self.last_id("operator_events")
+        self.scanners[rig].send(uid)
+        rows = wait_for(lambda: self.rows("SELECT * FROM operator_events WHERE id > ? AND rig = ?",
+                                          since, rig), timeout, f"operator event at {rig}")
+        return rows[0]
+
+    def unit(self, rig: str) -> int:
+        return next(r.unit_id for r in self.rigs if r.id == rig)
+
+    def coils(self, rig: str) -> dict[str, bool]:
+        """The rig controller's coils, read over Modbus TCP like any other client would."""
+        if self._modbus is None:
+            self._modbus = ModbusTcpClient("127.0.0.1", port=self.rig_sim.port, timeout=2)
+            self._modbus.connect()
+        rr = self._modbus.read_coils(0, count=4, device_id=self.unit(rig))
+        if rr.isError():
+            raise RuntimeError(f"read_coils failed: {rr}")
+        names = ("permit", "lamp_green", "lamp_red", "buzzer")
+        return dict(zip(names, rr.bits[:4], strict=True))
+
+    def block(self, key: str, reason: str) -> None:
+        """Put a cylinder on the block list as a manager would, through the CLI."""
+        subprocess.run([sys.executable, "-m", "station", "blocklist", "--config",
+                        str(self.config_path), "add", key, "--reason", reason],
+                       check=True, capture_output=True)
+
+    def dump(self) -> str:
+        return json.dumps(self.rows("SELECT * FROM decisions ORDER BY id"), ensure_ascii=False)

@@ -1,0 +1,383 @@
+"""City traceability system client: signed token, cylinder query, tag binding, fill submission."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import secrets
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from email.utils import parsedate_to_datetime
+from typing import Any, Literal
+
+import requests
+from requests.adapters import HTTPAdapter
+from tenacity import RetryCallState, Retrying, retry_if_exception, wait_random_exponential
+
+from .config import CityConfig
+from .errors import CityError
+
+log = logging.getLogger("station.city")
+
+Outcome = Literal["found", "not_found", "refused", "invalid", "duplicate", "ok", "transient"]
+
+RETRY_HTTP = frozenset({429, 500, 502, 503, 504})  # infrastructure trouble: retry
+DEFINITIVE_HTTP = frozenset({400, 403, 404, 409})  # the city's own answer: never retry
+RETRY_CODES = frozenset({"429", "500", "502", "503", "504"})
+MIN_ATTEMPT_S = 0.05  # no attempt is started with less time than this left
+BACKOFF = wait_random_exponential(multiplier=0.1, max=2.0)  # full jitter: U(0, min(2, 0.1*2^n))
+
+QUERY_OUTCOMES: dict[str, Outcome] = {
+    "200": "found", "404": "not_found", "403": "refused", "400": "invalid"}
+SUBMIT_OUTCOMES: dict[str, Outcome] = {
+    "200": "ok", "409": "duplicate", "400": "invalid", "403": "refused", "404": "invalid"}
+BIND_OUTCOMES: dict[str, Outcome] = {
+    "200": "ok", "409": "duplicate", "400": "invalid", "403": "refused", "404": "not_found"}
+
+
+def parse_envelope(body: bytes) -> tuple[str, str, Any]:
+    """Split a city answer into (code, message, data), decoding a `data` string as JSON.
+
+    `data` may be a string holding JSON (the contract), a JSON value (some deployments), absent
+    or empty (None). A `data` string that is not JSON is returned as it is. A body that is not a
+    JSON object with a string `code` raises CityError(transient=True): a proxy or gateway spoke.
+    """
+    try:
+        doc = json.loads(body)
+    except (ValueError, RecursionError) as err:
+        raise CityError("city answered with a body that is not JSON", transient=True) from err
+    if not isinstance(doc, dict):
+        raise CityError("city answered with JSON that is not an object", transient=True)
+    code = doc.get("code")
+    if not isinstance(code, str) or not code:
+        raise CityError("city answer has no string 'code'", transient=True)
+    message = doc.get("message")
+    message = "" if message is None else message if isinstance(message, str) else str(message)
+    data = doc.get("data")
+    if isinstance(data, str):
+        if not data.strip():
+            data = None
+        else:
+            try:
+                data = json.loads(data)
+            except (ValueError, RecursionError):
+                pass  # a plain string payload: keep it as text
+    return code, message, data
+
+
+@dataclass(frozen=True)
+class CityReply:
+    """What one client call came to; `transient` means no definitive answer within the deadline."""
+
+    outcome: Outcome
+    items: tuple[dict, ...] = ()
+    data: Any = None
+    code: str | None = None
+    message: str = ""
+    attempts: int = 0
+    elapsed_ms: float = 0.0
+    retry_after_s: float | None = None  # from the last 429/503 seen in this call
+
+
+@dataclass
+class _Call:
+    """The budget and bookkeeping of one client call (retries and token request included)."""
+
+    deadline_s: float
+    started: float = field(default_factory=time.monotonic)
+    attempts: int = 0
+    refreshed: bool = False
+    retry_after_s: float | None = None
+    last_error: CityError | None = None
+
+    def remaining(self) -> float:
+        return self.deadline_s - (time.monotonic() - self.started)
+
+    def out_of_time(self, what: str) -> CityError:
+        """The error to report when the deadline ends the call: the last real one, if any."""
+        last = self.last_error
+        if last is None:
+            return CityError(f"deadline reached before {what}", transient=True)
+        return CityError(str(last), transient=True, code=last.code,
+                         retry_after_s=last.retry_after_s)
+
+    def elapsed_ms(self) -> float:
+        return (time.monotonic() - self.started) * 1000
+
+
+def _retry_after(value: str | None) -> float | None:
+    """Retry-After as seconds (delta-seconds or an HTTP date); None when absent or unreadable."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
+    except (TypeError, ValueError):
+        return None
+
+
+def _brief(err: BaseException) -> str:
+    return f"{type(err).__name__}: {str(err)[:200]}"
+
+
+class CityClient:
+    """Thread-safe client of the city API: a Session per thread, one cached token for all."""
+
+    def __init__(self, cfg: CityConfig, unit_code: str, clock: Callable[[], float] = time.time):
+        self._cfg, self._unit_code, self._clock = cfg, unit_code, clock
+        self._local = threading.local()
+        self._sessions: list[requests.Session] = []
+        self._sessions_lock = threading.Lock()
+        self._token_lock = threading.Lock()
+        self._token_value: str | None = None
+        self._token_expires = 0.0  # in self._clock() time
+        self._closing = threading.Event()
+        self._state_lock = threading.Lock()
+        self._up: bool | None = None  # for logging transitions only
+
+    # ---- public calls -----------------------------------------------------------------------
+    def query(self, condition: dict[str, str], deadline_s: float | None = None) -> CityReply:
+        """Look a cylinder up; never raises for city trouble (see CityReply.outcome)."""
+        deadline = self._cfg.decision_deadline_s if deadline_s is None else deadline_s
+        reply = self._run(self._cfg.paths.query, dict(condition), deadline, QUERY_OUTCOMES,
+                          check=_check_items)
+        if reply.outcome == "found":
+            items = tuple(reply.data["items"])
+            if not items:
+                return _with(reply, outcome="not_found", data=None)
+            return _with(reply, items=items)
+        return reply
+
+    def submit_filling(self, record: dict, deadline_s: float = 10.0) -> CityReply:
+        """Submit one filling record; a `duplicate` for our record_id means delivered."""
+        if not record.get("record_id"):
+            return CityReply("invalid", message="filling record has no record_id")
+        return self._run(self._cfg.paths.submit, record, deadline_s, SUBMIT_OUTCOMES)
+
+    def bind_tag(self, body: dict, deadline_s: float = 15.0) -> CityReply:
+        """Bind a tag (QR URL or RFID UID) to a cylinder file, with 1–4 stamp photos."""
+        return self._run(self._cfg.paths.bind, body, deadline_s, BIND_OUTCOMES)
+
+    def token(self, deadline_s: float | None = None) -> str:
+        """The current bearer token, fetched (signed) when absent or near expiry.
+
+        Raises CityError when no token can be had within the deadline.
+        """
+        call = _Call(self._cfg.decision_deadline_s if deadline_s is None else deadline_s)
+        return self._retrying(call)(self._recording, call, self._token, call)
+
+    def close(self) -> None:
+        """Stop retrying and close every thread's connections."""
+        self._closing.set()
+        with self._sessions_lock:
+            sessions, self._sessions = self._sessions, []
+        for session in sessions:
+            session.close()
+
+    # ---- one call: retries inside the deadline ----------------------------------------------
+    def _run(self, path: str, body: dict, deadline_s: float, outcomes: dict[str, Outcome],
+             check: Callable[[Any], None] | None = None) -> CityReply:
+        call = _Call(deadline_s)
+        # Retrying a POST whose request may already have reached the city is safe here: a query
+        # is read-only, a filling submission carries record_id as its idempotency key (a second
+        # delivery answers 409 duplicate) and binding the same tag to the same cylinder twice
+        # leaves the same binding.
+        try:
+            code, message, data = self._retrying(call)(self._recording, call, self._exchange,
+                                                       call, path, body, check)
+        except CityError as err:
+            self._note(False, str(err))
+            return CityReply("transient", code=err.code, message=str(err),
+                             attempts=call.attempts, elapsed_ms=call.elapsed_ms(),
+                             retry_after_s=call.retry_after_s)
+        self._note(True, "")
+        outcome = outcomes.get(code, "transient")
+        if outcome == "transient":
+            message = f"unexpected code {code} from {path}: {message}"
+        log.debug("city %s -> %s code=%s attempts=%d elapsed_ms=%.1f", path, outcome, code,
+                  call.attempts, call.elapsed_ms())
+        return CityReply(outcome, data=data, code=code, message=message, attempts=call.attempts,
+                         elapsed_ms=call.elapsed_ms(), retry_after_s=call.retry_after_s)
+
+    def _retrying(self, call: _Call) -> Retrying:
+        """Retry transient CityErrors with full-jitter backoff, never past the call's deadline."""
+        return Retrying(
+            retry=retry_if_exception(lambda e: isinstance(e, CityError) and e.transient),
+            stop=lambda rs: self._give_up(call, rs),
+            wait=lambda rs: self._backoff(call, rs),
+            sleep=self._closing.wait,  # close() cuts a backoff short
+            before_sleep=lambda rs: log.debug("city retry in %.2fs after: %s",
+                                              rs.upcoming_sleep, rs.outcome.exception()),
+            reraise=True)
+
+    def _give_up(self, call: _Call, rs: RetryCallState) -> bool:
+        err = rs.outcome.exception() if rs.outcome else None
+        left = call.remaining() - MIN_ATTEMPT_S  # an attempt needs at least MIN_ATTEMPT_S
+        wait_asked = getattr(err, "retry_after_s", None)
+        if wait_asked is not None and wait_asked > left:
+            return True  # the city asked us to wait longer than we may: give up now
+        return self._closing.is_set() or left <= 0
+
+    def _backoff(self, call: _Call, rs: RetryCallState) -> float:
+        err = rs.outcome.exception() if rs.outcome else None
+        left = max(0.0, call.remaining() - MIN_ATTEMPT_S)
+        wait_asked = getattr(err, "retry_after_s", None)
+        if wait_asked is not None:
+            return min(wait_asked, left)
+        return min(BACKOFF(rs), left)
+
+    @staticmethod
+    def _recording(call: _Call, attempt: Callable[..., Any], *args: Any) -> Any:
+        """Run one attempt, remembering its error for the report when the deadline ends it."""
+        try:
+            return attempt(*args)
+        except CityError as err:
+            call.last_error = err
+            raise
+
+    def _exchange(self, call: _Call, path: str, body: dict,
+                  check: Callable[[Any], None] | None) -> tuple[str, str, Any]:
+        """One attempt: token, POST, and on a 401 one new token and one more POST."""
+        while True:
+            token = self._token(call)
+            call.attempts += 1
+            code, message, data = self._post(call, path, body, token)
+            if code != "401":
+                break
+            if call.refreshed:
+                raise CityError(f"city refused a fresh token on {path} (401: {message})",
+                                transient=False, code="401")
+            log.info("city token refused (%s): getting a new one", message or "401")
+            call.refreshed = True
+            self._drop_token(token)
+        if code == "200" and check is not None:
+            check(data)
+        return code, message, data
+
+    def _post(self, call: _Call, path: str, body: dict,
+              token: str | None) -> tuple[str, str, Any]:
+        left = call.remaining()
+        if left < MIN_ATTEMPT_S / 2:
+            raise call.out_of_time(f"{path} could be called")
+        headers = {"Content-Type": "application/json; charset=utf-8"}
+        if token is not None:
+            headers["Authorization"] = f"Bearer {token}"
+        payload = json.dumps(body, ensure_ascii=False).encode("utf-8")
+        timeout = (min(self._cfg.connect_timeout_s, left), min(self._cfg.read_timeout_s, left))
+        try:
+            resp = self._session().post(self._cfg.base_url + path, data=payload,
+                                        headers=headers, timeout=timeout)
+        except requests.Timeout as err:
+            raise CityError(f"{path}: timed out ({_brief(err)})", transient=True) from err
+        except requests.RequestException as err:
+            raise CityError(f"{path}: connection failed ({_brief(err)})", transient=True) from err
+        return self._classify(call, path, resp)
+
+    def _classify(self, call: _Call, path: str, resp: requests.Response) -> tuple[str, str, Any]:
+        """Turn an HTTP response into (code, message, data), or raise a transient CityError."""
+        status = resp.status_code
+        wait_asked = _retry_after(resp.headers.get("Retry-After"))
+        if status in (429, 503) and wait_asked is not None:
+            call.retry_after_s = wait_asked
+        if status in RETRY_HTTP:
+            raise CityError(f"{path}: HTTP {status}", transient=True, code=str(status),
+                            retry_after_s=wait_asked if status in (429, 503) else None)
+        if status == 401:
+            return "401", "HTTP 401", None
+        try:
+            code, message, data = parse_envelope(resp.content)
+        except CityError as err:
+            if status in DEFINITIVE_HTTP:
+                return str(status), f"HTTP {status}", None
+            raise CityError(f"{path}: HTTP {status}, {err}", transient=True) from err
+        if status in DEFINITIVE_HTTP:
+            return str(status), message, data
+        if status != 200:
+            raise CityError(f"{path}: unexpected HTTP {status}", transient=True, code=str(status))
+        if code in RETRY_CODES:
+            if code == "429" and wait_asked is not None:
+                call.retry_after_s = wait_asked
+            raise CityError(f"{path}: code {code} {message}".rstrip(), transient=True, code=code,
+                            retry_after_s=wait_asked if code == "429" else None)
+        return code, message, data
+
+    # ---- token ------------------------------------------------------------------------------
+    def _token(self, call: _Call) -> str:
+        if not self._token_lock.acquire(timeout=max(0.0, call.remaining())):
+            raise call.out_of_time("another thread got the city token")
+        try:
+            now = self._clock()
+            if self._token_value is not None and now < self._token_expires:
+                return self._token_value
+            token, ttl = self._fetch_token(call)
+            margin = min(self._cfg.token_margin_s, ttl / 2)
+            self._token_value, self._token_expires = token, now + ttl - margin
+            log.info("city token obtained (valid %.0f s)", ttl)
+            return token
+        finally:
+            self._token_lock.release()
+
+    def _drop_token(self, token: str) -> None:
+        with self._token_lock:
+            if self._token_value == token:  # another thread may have replaced it already
+                self._token_value = None
+
+    def _fetch_token(self, call: _Call) -> tuple[str, float]:
+        ts, nonce = int(self._clock()), secrets.token_hex(8)
+        text = f"{self._unit_code}\n{self._cfg.app_key}\n{ts}\n{nonce}"
+        sign = hmac.new(self._cfg.app_secret.encode("utf-8"), text.encode("utf-8"),
+                        hashlib.sha256).hexdigest()
+        body = {"unit_code": self._unit_code, "app_key": self._cfg.app_key, "timestamp": ts,
+                "nonce": nonce, "sign": sign}
+        code, message, data = self._post(call, self._cfg.paths.token, body, None)
+        if code != "200":
+            raise CityError(f"city refused our credentials (code {code}: {message}); check "
+                            "unit_code, app_key, app_secret and the clock",
+                            transient=False, code=code)
+        token = data.get("token") if isinstance(data, dict) else None
+        ttl = data.get("expires_in") if isinstance(data, dict) else None
+        if not isinstance(token, str) or not token or isinstance(ttl, bool) or \
+                not isinstance(ttl, int | float) or ttl <= 0:
+            raise CityError("city token answer lacks a token or expires_in", transient=True)
+        return token, float(ttl)
+
+    # ---- plumbing ---------------------------------------------------------------------------
+    def _session(self) -> requests.Session:
+        session = getattr(self._local, "session", None)
+        if session is None:
+            session = requests.Session()
+            adapter = HTTPAdapter(max_retries=0, pool_connections=1, pool_maxsize=1)
+            session.mount("https://", adapter)
+            session.mount("http://", adapter)
+            session.verify = self._cfg.ca_bundle or True
+            with self._sessions_lock:
+                self._sessions.append(session)
+            self._local.session = session
+        return session
+
+    def _note(self, up: bool, detail: str) -> None:
+        """Log when the city becomes reachable or unreachable, not every call."""
+        with self._state_lock:
+            changed, self._up = self._up != up, up
+        if changed and up:
+            log.info("city reachable")
+        elif changed:
+            log.warning("city unreachable: %s", detail)
+
+
+def _check_items(data: Any) -> None:
+    """A query's success data must hold a list of objects; anything else is a garbled answer."""
+    items = data.get("items") if isinstance(data, dict) else None
+    if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
+        raise CityError("city query answer has no list of cylinder objects", transient=True)
+
+
+def _with(reply: CityReply, **changes: Any) -> CityReply:
+    return replace(reply, **changes)

@@ -1,0 +1,154 @@
+"""The `station` command: run the daemon, judge one reading, manage the block list, run the demo."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+
+from . import config as config_mod
+from . import logfmt
+from .errors import ConfigError, StationError
+from .texts import reason_text
+
+EXIT_OK, EXIT_REFUSED, EXIT_CONFIG = 0, 1, 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="station", description="Filling-station interlock daemon.")
+    sub = p.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="serve every configured rig until SIGTERM")
+    run.add_argument("--config", required=True)
+    run.add_argument("--log-level", default="INFO")
+    chk = sub.add_parser("check", help="judge one reading without touching any rig")
+    chk.add_argument("--config", required=True)
+    chk.add_argument("--rig", help="judge as at this rig (its medium); default the first rig")
+    chk.add_argument("tag", help="the reading: a QR URL, information code or traceable number")
+    bl = sub.add_parser("blocklist", help="the station's local block list")
+    bl.add_argument("--config", required=True)
+    bl.add_argument("action", choices=("add", "remove", "list"))
+    bl.add_argument("key", nargs="?", help="cylinder id, information code, product no or UID")
+    bl.add_argument("--reason", default="")
+    bl.add_argument("--by", default="")
+    dec = sub.add_parser("decisions", help="the latest decisions from the local store")
+    dec.add_argument("--config", required=True)
+    dec.add_argument("--limit", type=int, default=20)
+    dec.add_argument("--json", action="store_true")
+    demo = sub.add_parser("demo", help="run the station on simulators and show the verdicts")
+    demo.add_argument("--interactive", action="store_true", help="type readings yourself")
+    demo.add_argument("--keep", action="store_true", help="keep the demo's work folder")
+    return p
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = _parser().parse_args(argv)
+    try:
+        code = COMMANDS[args.command](args)
+    except ConfigError as err:
+        print(f"station: configuration error: {err}", file=sys.stderr)
+        code = EXIT_CONFIG
+    except StationError as err:
+        print(f"station: {err}", file=sys.stderr)
+        code = 1
+    raise SystemExit(code)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    cfg = config_mod.load(args.config)
+    logfmt.setup(args.log_level)
+    from .daemon import serve
+
+    return asyncio.run(serve(cfg))
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from .city import CityClient
+    from .lookup import LookupService
+    from .model import RigCondition
+    from .reading import parse_scan
+    from .rules import Policy, judge
+    from .store import Store
+
+    cfg = config_mod.load(args.config)
+    rig = cfg.rig(args.rig) if args.rig else cfg.rigs[0]
+    reading = parse_scan(args.tag.strip(), cfg.qr_hosts, cfg.qr_allow_http, "cli")
+    store = Store(cfg.store)
+    city = CityClient(cfg.city, cfg.unit_code)
+    with ThreadPoolExecutor(1) as pool:
+        lookups = LookupService(city, store, pool, cfg.city.decision_deadline_s)
+        answer = asyncio.run(lookups.lookup(reading)) if not reading.refusal else None
+    cond = RigCondition(rig.id, rig.medium, healthy=True, operator="(check)")
+    policy = Policy(frozenset((cfg.unit_name, *cfg.fills_for)), cfg.rules)
+    lookup = answer.lookup if answer else None
+    from .model import Lookup
+
+    verdict = judge(reading, cond, lookup or Lookup("unavailable"), policy, store.blocklist(),
+                    datetime.now(UTC))
+    text = reason_text(verdict.reason) if verdict.reason else None
+    print(f"rig:      {rig.id} ({rig.medium})  [rig state and operator not checked]")
+    print(f"reading:  {logfmt.escape(reading.raw[:200])}  ({reading.kind})")
+    print(f"source:   {lookup.source if lookup else 'none'}"
+          + (f"  (city {answer.elapsed_ms:.0f} ms)" if answer else ""))
+    if verdict.permit:
+        print(f"verdict:  允许充装 / PERMIT  cylinder={verdict.cylinder_id}")
+    else:
+        print(f"verdict:  禁止充装 / REFUSE  {verdict.reason}: {text.zh} / {text.en}")
+    for w in verdict.warnings:
+        print(f"warning:  {w}: {reason_text(w).zh} / {reason_text(w).en}")
+    if verdict.detail:
+        print(f"detail:   {verdict.detail}")
+    city.close()
+    return EXIT_OK if verdict.permit else EXIT_REFUSED
+
+
+def cmd_blocklist(args: argparse.Namespace) -> int:
+    from .store import Store
+
+    cfg = config_mod.load(args.config)
+    store = Store(cfg.store)
+    if args.action == "list":
+        for key, reason in sorted(store.blocklist().items()):
+            print(f"{key}\t{reason}")
+        return EXIT_OK
+    if not args.key:
+        raise StationError(f"blocklist {args.action} needs the cylinder id or tag")
+    if args.action == "add":
+        if not args.reason:
+            raise StationError("blocklist add needs --reason")
+        store.block(args.key, args.reason, args.by)
+        print(f"blocked {args.key}: {args.reason}")
+        return EXIT_OK
+    found = store.unblock(args.key)
+    print(f"unblocked {args.key}" if found else f"{args.key} was not on the block list")
+    return EXIT_OK if found else EXIT_REFUSED
+
+
+def cmd_decisions(args: argparse.Namespace) -> int:
+    from .store import Store
+
+    cfg = config_mod.load(args.config)
+    store = Store(cfg.store)
+    rows = store.conn.execute("SELECT * FROM decisions ORDER BY id DESC LIMIT ?", (args.limit,))
+    cols = [c[0] for c in rows.description]
+    items = [dict(zip(cols, r, strict=True)) for r in rows.fetchall()][::-1]
+    if args.json:
+        print(json.dumps(items, ensure_ascii=False, indent=1))
+        return EXIT_OK
+    for d in items:
+        verdict = "PERMIT" if d["permit"] else f"REFUSE {d['reason']}"
+        print(f"{d['local_time']}  {d['rig']:<8} {verdict:<28} {d['cylinder_id'] or '-':<20} "
+              f"{d['source']:<6} {d['latency_ms']:7.1f} ms  {d['reading'][:60]}")
+    return EXIT_OK
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    return run_demo(interactive=args.interactive, keep=args.keep)
+
+
+COMMANDS = {"run": cmd_run, "check": cmd_check, "blocklist": cmd_blocklist,
+            "decisions": cmd_decisions, "demo": cmd_demo}

@@ -1,0 +1,377 @@
+"""The station's configuration: one TOML file, validated strictly at start-up."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from .codes import MEDIA, OPERATOR_NAME_MAX, UNIT_NAME_MAX, VARIETIES
+from .confread import Section
+from .errors import ConfigError
+
+MEDIUM_CODES = tuple(MEDIA)
+HEX = r"[0-9A-Fa-f]+"
+
+
+@dataclass(frozen=True)
+class CityPaths:
+    token: str = "/api/v1/auth/token"
+    query: str = "/api/v1/cylinders/query"
+    bind: str = "/api/v1/tags/bind"
+    submit: str = "/api/v1/fillings/submit"
+    inspections: str = "/api/v1/inspections/submit"
+    trace: str = "/api/v1/trace/query"
+
+
+@dataclass(frozen=True)
+class CityConfig:
+    base_url: str
+    app_key: str
+    app_secret: str = field(repr=False)  # never logged
+    connect_timeout_s: float = 1.0
+    read_timeout_s: float = 2.0
+    decision_deadline_s: float = 3.0
+    token_margin_s: float = 60.0
+    ca_bundle: str = ""
+    workers: int = 4
+    paths: CityPaths = CityPaths()
+
+
+@dataclass(frozen=True)
+class ServiceLife:
+    variety: str
+    media: tuple[str, ...]  # empty: any medium
+    years: int
+
+
+@dataclass(frozen=True)
+class CylinderType:
+    """Default tare and net fill mass by medium (and volume), when the record carries none."""
+
+    medium: str
+    net_kg: float
+    tare_kg: float
+    volume_l: float | None = None  # None: any volume
+
+
+DEFAULT_SERVICE_LIFE = (
+    ServiceLife("2320", ("G13", "G14", "G16"), 15),
+    ServiceLife("2310", (), 30),
+    ServiceLife("2320", (), 30),
+    ServiceLife("23T0", (), 20),
+)
+DEFAULT_CYLINDER_TYPES = (CylinderType("G13", 14.5, 15.0, 35.5),)
+
+
+@dataclass(frozen=True)
+class RulesConfig:
+    inspection_warning_days: int = 30
+    refill_warning_min: float = 30.0
+    offline_max_age_h: float = 72.0
+    service_life: tuple[ServiceLife, ...] = DEFAULT_SERVICE_LIFE
+    cylinder_types: tuple[CylinderType, ...] = DEFAULT_CYLINDER_TYPES
+
+
+@dataclass(frozen=True)
+class ReaderConfig:
+    id: str
+    kind: str  # "scanner"
+    port: str
+    baudrate: int = 9600
+    terminator: str = "any"  # any | cr | lf | crlf
+    strip_aim: bool = True
+    prefix: str = ""
+    suffix: str = ""
+    max_length: int = 1000
+    dedup_s: float = 3.0
+
+
+@dataclass(frozen=True)
+class RegisterMap:
+    """Addresses of the rig controller's points (contracts/rig-modbus.md); all configurable."""
+
+    fill_permit: int = 0
+    lamp_green: int = 1
+    lamp_red: int = 2
+    buzzer: int = 3
+    valve_open: int = 0
+    cylinder_present: int = 1
+    estop: int = 2
+    fill_done: int = 3
+    gross_g: int = 0
+    scale_status: int = 2
+    fault_code: int = 3
+    heartbeat: int = 0
+    watchdog_ms: int = 1
+    target_net_g: int = 2
+    tare_g: int = 4
+
+
+@dataclass(frozen=True)
+class ModbusEndpoint:
+    kind: str  # "tcp" | "rtu"
+    host: str = ""
+    port: int = 502
+    device: str = ""  # serial device for RTU
+    baudrate: int = 9600
+    parity: str = "N"
+    stopbits: int = 1
+    bytesize: int = 8
+
+    @property
+    def key(self) -> str:
+        """Rigs that share an endpoint share one connection (one RS-485 line, one gateway)."""
+        return f"tcp://{self.host}:{self.port}" if self.kind == "tcp" else f"rtu://{self.device}"
+
+
+@dataclass(frozen=True)
+class RigConfig:
+    id: str
+    medium: str
+    modbus: ModbusEndpoint
+    unit_id: int = 1
+    watchdog_ms: int = 3000
+    poll_ms: int = 200
+    timeout_ms: int = 1000
+    permit_timeout_s: float = 120.0
+    buzzer_ms: int = 300
+    registers: RegisterMap = RegisterMap()
+    readers: tuple[ReaderConfig, ...] = ()
+
+
+@dataclass(frozen=True)
+class Operator:
+    name: str
+    badge: str = ""
+    role: str = "operator"  # operator | supervisor
+
+
+@dataclass(frozen=True)
+class StationConfig:
+    file: str
+    unit_name: str
+    unit_code: str
+    fills_for: tuple[str, ...]
+    store: str
+    qr_hosts: tuple[str, ...]
+    qr_allow_http: bool
+    city: CityConfig
+    rules: RulesConfig
+    rigs: tuple[RigConfig, ...]
+    operators: tuple[Operator, ...] = ()
+    offline_recheck_s: float = 15.0  # after the city failed, go to the cache this long
+
+    def rig(self, rig_id: str) -> RigConfig:
+        for rig in self.rigs:
+            if rig.id == rig_id:
+                return rig
+        raise KeyError(rig_id)
+
+    def badge(self, uid: str) -> Operator | None:
+        for op in self.operators:
+            if op.badge and op.badge.upper() == uid.upper():
+                return op
+        return None
+
+
+def load(path: str | os.PathLike[str], env: dict[str, str] | None = None) -> StationConfig:
+    """Read and validate the configuration file; raise ConfigError naming file, section, key."""
+    file = str(path)
+    env = dict(os.environ) if env is None else env
+    try:
+        raw = tomllib.loads(Path(file).read_text(encoding="utf-8"))
+    except FileNotFoundError as err:
+        raise ConfigError(file, "-", None, "file not found") from err
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
+        raise ConfigError(file, "-", None, f"not valid TOML: {err}") from err
+    top = Section(file, "", raw)
+    station = top.sub("station", required=True)
+    unit_name = station.get_str("unit_name", maxlen=UNIT_NAME_MAX)
+    unit_code = station.get_str("unit_code", maxlen=50)
+    fills_for = tuple(station.get_str_list("fills_for", [], maxlen=UNIT_NAME_MAX))
+    store = station.get_str("store")
+    if not Path(store).is_absolute():
+        store = str((Path(file).resolve().parent / store).resolve())
+    station.done()
+    qr = top.sub("qr")
+    qr_hosts = tuple(h.lower() for h in qr.get_str_list("hosts", maxlen=253,
+                                                        pattern=r"[A-Za-z0-9.-]+(:\d+)?"))
+    if not qr_hosts:
+        raise qr.error("hosts", "must list at least one host")
+    qr_allow_http = qr.get_bool("allow_http", False)
+    qr.done()
+    city = _city(top.sub("city", required=True), file, env)
+    offline = top.sub("offline")
+    rules = _rules(top.sub("rules"), offline)
+    recheck_s = offline.get_float("recheck_s", 15.0, minval=0, maxval=3600)
+    offline.done()
+    operators = tuple(_operator(s) for s in top.subs("operators"))
+    _unique(top, "operators", [o.name for o in operators], "name")
+    _unique(top, "operators", [o.badge.upper() for o in operators if o.badge], "badge")
+    rigs = tuple(_rig(s, rules) for s in top.subs("rigs", required=True))
+    if not rigs:
+        raise top.error("rigs", "at least one [[rigs]] is required")
+    _unique(top, "rigs", [r.id for r in rigs], "id")
+    _unique(top, "rigs", [(r.modbus.key, r.unit_id) for r in rigs], "modbus + unit_id")
+    _unique(top, "rigs", [rd.port for r in rigs for rd in r.readers], "readers.port")
+    top.done()
+    return StationConfig(file=file, unit_name=unit_name, unit_code=unit_code, fills_for=fills_for,
+                         store=store, qr_hosts=qr_hosts, qr_allow_http=qr_allow_http, city=city,
+                         rules=rules, rigs=rigs, operators=operators,
+                         offline_recheck_s=recheck_s)
+
+
+def _unique(sec: Section, key: str, values: list, what: str) -> None:
+    seen = set()
+    for v in values:
+        if v in seen:
+            raise sec.error(key, f"{what} {v!r} appears twice")
+        seen.add(v)
+
+
+def _city(sec: Section, file: str, env: dict[str, str]) -> CityConfig:
+    base_url = sec.get_str("base_url").rstrip("/")
+    parts = urlsplit(base_url)
+    if parts.scheme not in ("https", "http") or not parts.netloc:
+        raise sec.error("base_url", "must be an https:// (or, for a simulator, http://) URL")
+    app_key = sec.get_str("app_key", maxlen=100)
+    secret_file = sec.get_str("secret_file", "", allow_empty=True)
+    secret_env = sec.get_str("secret_env", "STATION_APP_SECRET", pattern=r"[A-Z_][A-Z0-9_]*")
+    secret = env.get(secret_env, "")
+    if secret_file:
+        sfile = Path(secret_file)
+        if not sfile.is_absolute():
+            sfile = Path(file).resolve().parent / sfile
+        try:
+            secret = sfile.read_text(encoding="utf-8").strip()
+        except OSError as err:
+            raise sec.error("secret_file", f"cannot read {sfile}: {err.strerror}") from err
+    if not secret:
+        raise sec.error("secret_file", f"no app secret: give secret_file or set ${secret_env}")
+    ca_bundle = sec.get_str("ca_bundle", "", allow_empty=True)
+    if ca_bundle and not Path(ca_bundle).is_file():
+        raise sec.error("ca_bundle", f"{ca_bundle} is not a file")
+    connect = sec.get_float("connect_timeout_s", 1.0, minval=0.05, maxval=30)
+    read = sec.get_float("read_timeout_s", 2.0, minval=0.05, maxval=60)
+    deadline = sec.get_float("decision_deadline_s", 3.0, minval=0.2, maxval=30)
+    margin = sec.get_float("token_margin_s", 60.0, minval=0, maxval=3600)
+    workers = sec.get_int("workers", 4, minval=1, maxval=64)
+    p = sec.sub("paths")
+    d = CityPaths()
+    paths = CityPaths(*(p.get_str(k, getattr(d, k), pattern=r"/[^\s]*")
+                        for k in ("token", "query", "bind", "submit", "inspections", "trace")))
+    p.done()
+    sec.done()
+    return CityConfig(base_url=base_url, app_key=app_key, app_secret=secret,
+                      connect_timeout_s=connect, read_timeout_s=read,
+                      decision_deadline_s=deadline, token_margin_s=margin, ca_bundle=ca_bundle,
+                      workers=workers, paths=paths)
+
+
+def _rules(sec: Section, offline: Section) -> RulesConfig:
+    warn_days = sec.get_int("inspection_warning_days", 30, minval=0, maxval=365)
+    refill = sec.get_float("refill_warning_min", 30.0, minval=0, maxval=24 * 60)
+    lives = []
+    for s in sec.subs("service_life"):
+        lives.append(ServiceLife(
+            variety=s.get_str("variety", choices=tuple(VARIETIES)),
+            media=tuple(s.get_str_list("media", [], choices=MEDIUM_CODES)),
+            years=s.get_int("years", minval=1, maxval=100)))
+        s.done()
+    types = []
+    for s in sec.subs("cylinder_types"):
+        vol = s.get_float("volume_l", 0.0, minval=0, maxval=10000)
+        types.append(CylinderType(
+            medium=s.get_str("medium", choices=MEDIUM_CODES),
+            net_kg=s.get_float("net_kg", minval=0.1, maxval=5000),
+            tare_kg=s.get_float("tare_kg", minval=0.1, maxval=5000),
+            volume_l=vol or None))
+        s.done()
+    sec.done()
+    max_age = offline.get_float("max_age_h", 72.0, minval=0, maxval=24 * 365)
+    return RulesConfig(inspection_warning_days=warn_days, refill_warning_min=refill,
+                       offline_max_age_h=max_age,
+                       service_life=tuple(lives) or DEFAULT_SERVICE_LIFE,
+                       cylinder_types=tuple(types) or DEFAULT_CYLINDER_TYPES)
+
+
+def _operator(sec: Section) -> Operator:
+    op = Operator(name=sec.get_str("name", maxlen=OPERATOR_NAME_MAX),
+                  badge=sec.get_str("badge", "", allow_empty=True, maxlen=64, pattern=HEX),
+                  role=sec.get_str("role", "operator", choices=("operator", "supervisor")))
+    sec.done()
+    return op
+
+
+def _endpoint(sec: Section) -> ModbusEndpoint:
+    url = sec.get_str("modbus")
+    parts = urlsplit(url)
+    if parts.scheme == "tcp":
+        try:
+            port = parts.port or 502
+        except ValueError as err:
+            raise sec.error("modbus", f"bad port in {url!r}") from err
+        if not parts.hostname:
+            raise sec.error("modbus", f"no host in {url!r}; want tcp://host:port")
+        for k in ("baudrate", "parity", "stopbits"):
+            if k in sec.data:
+                raise sec.error(k, "only applies to an rtu:// endpoint")
+        return ModbusEndpoint("tcp", host=parts.hostname, port=port)
+    if parts.scheme == "rtu":
+        if not parts.path:
+            raise sec.error("modbus", f"no serial device in {url!r}; want rtu:///dev/ttyUSB0")
+        return ModbusEndpoint(
+            "rtu", device=parts.path,
+            baudrate=sec.get_int("baudrate", 9600, minval=1200, maxval=921600),
+            parity=sec.get_str("parity", "N", choices=("N", "E", "O")),
+            stopbits=sec.get_int("stopbits", 1, minval=1, maxval=2))
+    raise sec.error("modbus", f"{url!r}: want tcp://host:port or rtu:///dev/ttyXXX")
+
+
+def _registers(sec: Section) -> RegisterMap:
+    d = RegisterMap()
+    values = {k: sec.get_int(k, getattr(d, k), minval=0, maxval=65535)
+              for k in RegisterMap.__dataclass_fields__}
+    sec.done()
+    return RegisterMap(**values)
+
+
+def _reader(sec: Section, rig_id: str, index: int) -> ReaderConfig:
+    r = ReaderConfig(
+        id=sec.get_str("id", f"{rig_id}-reader{index + 1}", maxlen=64),
+        kind=sec.get_str("kind", choices=("scanner",)),
+        port=sec.get_str("port", maxlen=255),
+        baudrate=sec.get_int("baudrate", 9600, minval=1200, maxval=921600),
+        terminator=sec.get_str("terminator", "any", choices=("any", "cr", "lf", "crlf")),
+        strip_aim=sec.get_bool("strip_aim", True),
+        prefix=sec.get_str("prefix", "", allow_empty=True, maxlen=16),
+        suffix=sec.get_str("suffix", "", allow_empty=True, maxlen=16),
+        max_length=sec.get_int("max_length", 1000, minval=16, maxval=8192),
+        dedup_s=sec.get_float("dedup_s", 3.0, minval=0, maxval=600))
+    sec.done()
+    return r
+
+
+def _rig(sec: Section, rules: RulesConfig) -> RigConfig:
+    rig_id = sec.get_str("id", maxlen=32, pattern=r"[A-Za-z0-9_.-]+")
+    rig = RigConfig(
+        id=rig_id,
+        medium=sec.get_str("medium", choices=MEDIUM_CODES),
+        modbus=_endpoint(sec),
+        unit_id=sec.get_int("unit_id", 1, minval=1, maxval=247),
+        watchdog_ms=sec.get_int("watchdog_ms", 3000, minval=300, maxval=60000),
+        poll_ms=sec.get_int("poll_ms", 200, minval=20, maxval=5000),
+        timeout_ms=sec.get_int("timeout_ms", 1000, minval=50, maxval=10000),
+        permit_timeout_s=sec.get_float("permit_timeout_s", 120.0, minval=1, maxval=3600),
+        buzzer_ms=sec.get_int("buzzer_ms", 300, minval=0, maxval=5000),
+        registers=_registers(sec.sub("registers")),
+        readers=tuple(_reader(s, rig_id, i) for i, s in enumerate(sec.subs("readers"))))
+    if rig.poll_ms * 3 > rig.watchdog_ms:
+        raise sec.error("poll_ms", "must be at most a third of watchdog_ms")
+    if rig.timeout_ms * 3 > rig.watchdog_ms:
+        raise sec.error("timeout_ms", "must be at most a third of watchdog_ms")
+    sec.done()
+    return rig

@@ -1,0 +1,68 @@
+"""The daemon: every configured rig served concurrently from one process, until SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from concurrent.futures import ThreadPoolExecutor
+
+from drivers.modbus_rig import ModbusRig, links_for
+from drivers.registry import reader_class
+
+from .city import CityClient
+from .config import StationConfig
+from .errors import StoreError
+from .logfmt import kv
+from .lookup import LookupService
+from .rigloop import RigLoop
+from .store import Store
+
+log = logging.getLogger("station.daemon")
+
+
+def build(cfg: StationConfig, store: Store, executor: ThreadPoolExecutor,
+          city: CityClient) -> tuple[list[RigLoop], dict]:
+    """The rig loops with their controllers and readers, sharing one link per endpoint."""
+    lookups = LookupService(city, store, executor, cfg.city.decision_deadline_s,
+                            cfg.offline_recheck_s)
+    links = links_for(list(cfg.rigs))
+    loops = []
+    for rig in cfg.rigs:
+        controller = ModbusRig(rig, links[rig.modbus.key])
+        readers = [reader_class(r.kind)(r, rig.id) for r in rig.readers]
+        loops.append(RigLoop(rig, cfg, controller, readers, store, lookups))
+    return loops, links
+
+
+async def serve(cfg: StationConfig) -> int:
+    """Run until SIGTERM/SIGINT; withdraw every permit before returning."""
+    store = Store(cfg.store)
+    if not store.integrity_ok():
+        raise StoreError(f"store {cfg.store} failed its integrity check")
+    executor = ThreadPoolExecutor(cfg.city.workers, thread_name_prefix="city")
+    city = CityClient(cfg.city, cfg.unit_code)
+    loops, links = build(cfg, store, executor, city)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    tasks = [asyncio.create_task(rl.run(), name=f"rig:{rl.cfg.id}") for rl in loops]
+    log.info(kv("station_ready", rigs=len(loops), store=cfg.store, city=cfg.city.base_url))
+    stopper = asyncio.create_task(stop.wait())
+    done, _ = await asyncio.wait([stopper, *tasks], return_when=asyncio.FIRST_COMPLETED)
+    crashed = [t for t in done if t is not stopper]
+    for t in crashed:
+        log.critical(kv("rig_loop_died", task=t.get_name(), error=repr(t.exception())))
+    log.info(kv("station_stopping", reason="loop died" if crashed else "signal"))
+    for t in tasks:
+        t.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    await asyncio.wait_for(asyncio.gather(*(rl.shutdown() for rl in loops)), 5)
+    for link in links.values():
+        await link.close()
+    city.close()
+    executor.shutdown(wait=False, cancel_futures=True)
+    store.close()
+    log.info(kv("station_stopped"))
+    return 1 if crashed else 0

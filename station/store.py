@@ -1,0 +1,197 @@
+"""The local store on SQLite: cylinder cache, decisions, operators, block list, rig events."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+
+from .errors import StoreError
+from .logfmt import escape
+from .model import Decision
+
+# Versioned schema: migration N brings the store from user_version N-1 to N. Append only.
+MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE cylinders (id TEXT PRIMARY KEY, record TEXT NOT NULL, fetched_at REAL NOT NULL);
+    CREATE TABLE tag_index (key TEXT PRIMARY KEY, cylinder_id TEXT NOT NULL, at REAL NOT NULL);
+    CREATE TABLE decisions (
+        id INTEGER PRIMARY KEY AUTOINCREMENT, at REAL NOT NULL, local_time TEXT NOT NULL,
+        rig TEXT NOT NULL, reader TEXT, operator TEXT, reading TEXT NOT NULL, kind TEXT NOT NULL,
+        tag TEXT, cylinder_id TEXT, permit INTEGER NOT NULL, reason TEXT, warnings TEXT,
+        detail TEXT, source TEXT NOT NULL, cache_age_s REAL, latency_ms REAL NOT NULL);
+    CREATE INDEX decisions_at ON decisions(at);
+    CREATE INDEX decisions_cylinder ON decisions(cylinder_id, permit, at);
+    CREATE TABLE blocklist (key TEXT PRIMARY KEY, reason TEXT NOT NULL, added_at REAL NOT NULL,
+        added_by TEXT);
+    CREATE TABLE operator_events (id INTEGER PRIMARY KEY AUTOINCREMENT, at REAL NOT NULL,
+        rig TEXT NOT NULL, operator TEXT NOT NULL, event TEXT NOT NULL, via TEXT);
+    CREATE TABLE rig_events (id INTEGER PRIMARY KEY AUTOINCREMENT, at REAL NOT NULL,
+        rig TEXT NOT NULL, event TEXT NOT NULL, detail TEXT);
+    CREATE INDEX rig_events_rig ON rig_events(rig, id);
+    """,
+)
+
+
+class Store:
+    """One connection, used from one thread (the daemon's loop); durable writes commit FULL."""
+
+    def __init__(self, path: str, *, readonly: bool = False):
+        self.path = path
+        try:
+            if not readonly:
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+            uri = f"file:{path}?mode=ro" if readonly else f"file:{path}"
+            conn = sqlite3.connect(uri, uri=True, isolation_level=None, timeout=5)
+            conn.execute("PRAGMA busy_timeout=5000")
+            if not readonly:
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA synchronous=FULL")
+            self.db = sqlite_utils.Database(conn)
+            if not readonly:
+                self._migrate()
+        except (sqlite3.Error, OSError) as err:
+            raise StoreError(f"cannot open store {path}: {err}") from err
+        self._newest = self._newest_time()
+
+    @property
+    def conn(self) -> sqlite3.Connection:
+        return self.db.conn
+
+    def _migrate(self) -> None:
+        version = self.conn.execute("PRAGMA user_version").fetchone()[0]
+        for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+            with self.transaction():
+                for statement in filter(str.strip, script.split(";")):
+                    self.conn.execute(statement)
+                self.conn.execute(f"PRAGMA user_version={number}")
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One atomic, durable transaction; a failure is a StoreError and nothing is written."""
+        try:
+            self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self.conn
+            except BaseException:
+                self.conn.execute("ROLLBACK")
+                raise
+            self.conn.execute("COMMIT")
+        except sqlite3.Error as err:
+            raise StoreError(f"store write failed: {err}") from err
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def integrity_ok(self) -> bool:
+        return self.conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+    # --- clock trust -------------------------------------------------------------------
+    def _newest_time(self) -> float:
+        row = self.conn.execute("SELECT max(at) FROM decisions").fetchone()
+        return float(row[0] or 0.0)
+
+    def clock_trusted(self, now: float) -> bool:
+        """False when the clock reads earlier than the newest record: the clock went back."""
+        return now >= self._newest
+
+    # --- decisions and the cylinder cache ---------------------------------------------
+    def record_decision(self, d: Decision, city_record: dict[str, Any] | None = None,
+                        tag_key: str | None = None, forget_tag: bool = False) -> int:
+        """Commit a decision durably (with the cache update it implies) before anyone sees it."""
+        at = d.at.timestamp()
+        v = d.verdict
+        row = {
+            "at": at, "local_time": d.at.isoformat(timespec="milliseconds"), "rig": d.rig_id,
+            "reader": d.reading.reader, "operator": d.operator,
+            "reading": escape(d.reading.raw[:1000]), "kind": d.reading.kind,
+            "tag": d.reading.value or None, "cylinder_id": v.cylinder_id, "permit": int(v.permit),
+            "reason": v.reason, "warnings": ",".join(v.warnings) or None, "detail": v.detail,
+            "source": d.source, "cache_age_s": d.cache_age_s, "latency_ms": round(d.latency_ms, 2),
+        }
+        with self.transaction() as conn:
+            if city_record is not None and isinstance(city_record.get("id"), str):
+                self._cache(conn, city_record, at, tag_key)
+            elif forget_tag and tag_key:
+                conn.execute("DELETE FROM tag_index WHERE key = ?", (tag_key,))
+            cur = conn.execute(
+                f"INSERT INTO decisions ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
+                tuple(row.values()))
+        self._newest = max(self._newest, at)
+        return int(cur.lastrowid or 0)
+
+    @staticmethod
+    def _cache(conn: sqlite3.Connection, record: dict[str, Any], at: float,
+               tag_key: str | None) -> None:
+        cid = record["id"]
+        conn.execute("INSERT OR REPLACE INTO cylinders (id, record, fetched_at) VALUES (?, ?, ?)",
+                     (cid, json.dumps(record, ensure_ascii=False), at))
+        keys = [f"{k}:{record[k]}" for k in ("info_code", "rfid_uid", "product_no")
+                if isinstance(record.get(k), str) and record[k]]
+        if tag_key:
+            keys.append(tag_key)
+        for key in keys:
+            conn.execute("INSERT OR REPLACE INTO tag_index (key, cylinder_id, at) VALUES (?, ?, ?)",
+                         (key, cid, at))
+
+    def cached(self, tag_key: str) -> tuple[dict[str, Any], float] | None:
+        """The last city record for a tag and when it was fetched (epoch seconds)."""
+        row = self.conn.execute(
+            "SELECT c.record, c.fetched_at FROM tag_index t JOIN cylinders c "
+            "ON c.id = t.cylinder_id WHERE t.key = ?", (tag_key,)).fetchone()
+        return (json.loads(row[0]), float(row[1])) if row else None
+
+    def last_permit_at(self, cylinder_id: str) -> float | None:
+        row = self.conn.execute(
+            "SELECT max(at) FROM decisions WHERE cylinder_id = ? AND permit = 1",
+            (cylinder_id,)).fetchone()
+        return float(row[0]) if row and row[0] is not None else None
+
+    def decisions(self, since_id: int = 0, limit: int = 1000) -> list[dict[str, Any]]:
+        cur = self.conn.execute(
+            "SELECT * FROM decisions WHERE id > ? ORDER BY id LIMIT ?", (since_id, limit))
+        cols = [c[0] for c in cur.description]
+        return [dict(zip(cols, r, strict=True)) for r in cur.fetchall()]
+
+    # --- block list ---------------------------------------------------------------------
+    def blocklist(self) -> dict[str, str]:
+        return dict(self.conn.execute("SELECT key, reason FROM blocklist").fetchall())
+
+    def block(self, key: str, reason: str, by: str = "") -> None:
+        with self.transaction() as conn:
+            conn.execute("INSERT OR REPLACE INTO blocklist VALUES (?, ?, ?, ?)",
+                         (key, reason, time.time(), by or None))
+
+    def unblock(self, key: str) -> bool:
+        with self.transaction() as conn:
+            return conn.execute("DELETE FROM blocklist WHERE key = ?", (key,)).rowcount > 0
+
+    # --- operators and rig events -------------------------------------------------------
+    def operator_event(self, rig: str, operator: str, event: str, via: str) -> None:
+        with self.transaction() as conn:
+            conn.execute("INSERT INTO operator_events (at, rig, operator, event, via) "
+                         "VALUES (?, ?, ?, ?, ?)", (time.time(), rig, operator, event, via))
+
+    def operators_on_shift(self) -> dict[str, str]:
+        """Rig → operator for every rig whose last operator event is a log-in."""
+        rows = self.conn.execute(
+            "SELECT rig, operator, event FROM operator_events WHERE id IN "
+            "(SELECT max(id) FROM operator_events GROUP BY rig)").fetchall()
+        return {rig: op for rig, op, event in rows if event == "login"}
+
+    def rig_event(self, rig: str, event: str, detail: str = "") -> None:
+        """A rig state change (connected, lost, permit granted/withdrawn); not fsync-critical."""
+        with self.transaction() as conn:
+            conn.execute("INSERT INTO rig_events (at, rig, event, detail) VALUES (?, ?, ?, ?)",
+                         (time.time(), rig, event, detail))
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)

@@ -1,0 +1,46 @@
+"""Every operator-facing text in one place: reason codes with their Chinese and English wording."""
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Text:
+    zh: str
+    en: str
+
+
+# Refusal reasons, in rule order (interlock-rules.md). The order is the rule order.
+REASONS: dict[str, Text] = {
+    "RIG_FAULT": Text("充装设备故障，禁止充装", "rig controller fault, ESTOP or untrusted clock"),
+    "NO_OPERATOR": Text("未登录充装人员", "no operator logged in at this rig"),
+    "TAG_UNREADABLE": Text("标签无法识读", "tag unreadable"),
+    "TAG_FOREIGN": Text("非本市追溯标签", "not a city traceability tag (foreign or forged)"),
+    "BLOCKLISTED": Text("本站禁充气瓶", "cylinder on this station's block list"),
+    "CITY_UNAVAILABLE": Text("追溯系统不可用且无有效缓存",
+                             "city system unavailable and no usable cached record"),
+    "NOT_REGISTERED": Text("未登记气瓶（疑似黑气瓶）", "cylinder not registered (possible black cylinder)"),
+    "BAD_RECORD": Text("气瓶档案信息异常", "cylinder record malformed"),
+    "NO_USE_REGISTRATION": Text("未办理使用登记", "no use-registration certificate"),
+    "SCRAPPED": Text("气瓶已报废", "cylinder scrapped"),
+    "STOPPED": Text("气瓶已停用", "cylinder stopped (not in use)"),
+    "FOREIGN_UNIT": Text("非本单位气瓶", "cylinder belongs to another unit"),
+    "WRONG_MEDIUM": Text("充装介质不符", "medium differs from the rig's medium"),
+    "INSPECTION_OVERDUE": Text("超期未检", "periodic inspection overdue"),
+    "SERVICE_LIFE_EXCEEDED": Text("超过设计使用年限", "design service life exceeded"),
+}
+
+WARNINGS: dict[str, Text] = {
+    "INSPECTION_DUE_SOON": Text("即将到期检验", "periodic inspection due soon"),
+    "RECENT_REFILL": Text("该气瓶近期已在本站充装", "cylinder filled at this station recently"),
+}
+
+ACCEPTED = Text("允许充装", "fill permitted")
+
+# Operator events at the rig (badge log-in/out).
+OPERATOR_LOGIN = Text("充装人员已登录", "operator logged in")
+OPERATOR_LOGOUT = Text("充装人员已退出", "operator logged out")
+
+
+def reason_text(code: str) -> Text:
+    """The wording of a reason or warning code; an unknown code is shown as itself."""
+    return REASONS.get(code) or WARNINGS.get(code) or Text(code, code)

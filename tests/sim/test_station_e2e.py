@@ -1,0 +1,186 @@
+"""End to end: simulators here, `station run` as a subprocess, readings typed into scanner ptys."""
+
+import signal
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from simulators.dataset import demo_cylinders, qr_url
+from simulators.harness import OPERATORS, RigSpec, SimStation, wait_for
+from station.demo import setup_station, steps
+
+BADGE = OPERATORS[0][1]
+TODAY = datetime.now(UTC).date()
+CYL = demo_cylinders(TODAY)
+
+
+@pytest.fixture(scope="module")
+def demo_station(tmp_path_factory):
+    station = setup_station(tmp_path_factory.mktemp("e2e"))
+    yield station
+    station.stop()
+
+
+@pytest.fixture
+def station(tmp_path):
+    """One rig, short watchdog, a cylinder's start button never pressed by itself."""
+    st = SimStation(tmp_path, (RigSpec("rig-01", 1),), watchdog_ms=900,
+                    rig_options={"start_delay_s": None}).start()
+    st.badge("rig-01", BADGE)
+    yield st
+    st.stop()
+
+
+def test_every_reason_code_refuses_and_the_valid_cylinder_is_permitted(demo_station):
+    seen = set()
+    for step in steps():
+        if step.before == "city_down":
+            demo_station.city.set_faults(status=503)
+        elif step.before == "city_up":
+            demo_station.city.clear_faults()
+        d = demo_station.scan(step.rig, step.reading)
+        coils = demo_station.coils(step.rig)
+        got = d["reason"] or "OK" + (f"+{d['warnings']}" if d["warnings"] else "")
+        assert got == step.expect, (step.note, d)
+        assert coils["permit"] == bool(d["permit"]), (step.note, coils)
+        assert coils["lamp_green"] == bool(d["permit"]) and coils["lamp_red"] != bool(d["permit"])
+        seen.add(d["reason"])
+    from station.texts import REASONS
+
+    assert set(REASONS) <= seen
+    cached = demo_station.rows("SELECT * FROM decisions WHERE source = 'cache'")
+    assert cached and all(r["cache_age_s"] is not None for r in cached)
+
+
+def test_hostile_readings_are_escaped_in_the_log_and_never_reach_the_city(demo_station):
+    before = dict(demo_station.city.requests)
+    d = demo_station.scan("rig-01", "https://qr.cqtzsb.example/c/A1\x1b[2J\u202eX")
+    assert d["reason"] == "TAG_FOREIGN"
+    assert demo_station.city.requests == before
+    log = demo_station.log_path.read_text(encoding="utf-8")
+    assert "\x1b[2J" not in log and "\\x1b[2J\\u202eX" in log
+
+
+def test_killed_daemon_leaves_no_permit_beyond_the_watchdog(station):
+    d = station.scan("rig-01", qr_url(CYL["valid"]["info_code"]))
+    assert d["permit"] == 1 and station.coils("rig-01")["permit"]
+    station.daemon.send_signal(signal.SIGKILL)
+    killed = time.monotonic()
+    wait_for(lambda: not station.coils("rig-01")["permit"], 5, "the watchdog to drop the permit")
+    assert time.monotonic() - killed < 0.9 + 0.5
+    assert station.rig_sim.rig(1).snapshot()["watchdog_trips"] == 1
+
+
+def test_hung_daemon_leaves_no_permit_beyond_the_watchdog(station):
+    station.scan("rig-01", qr_url(CYL["valid"]["info_code"]))
+    assert station.coils("rig-01")["permit"]
+    station.daemon.send_signal(signal.SIGSTOP)
+    try:
+        wait_for(lambda: not station.coils("rig-01")["permit"], 5, "the watchdog")
+    finally:
+        station.daemon.send_signal(signal.SIGCONT)
+
+
+def test_sigterm_withdraws_the_permit_before_exit(tmp_path):
+    st = SimStation(tmp_path, watchdog_ms=30000, rig_options={"start_delay_s": None}).start()
+    try:
+        st.badge("rig-01", BADGE)
+        assert st.scan("rig-01", qr_url(CYL["valid"]["info_code"]))["permit"]
+        assert st.stop_daemon(signal.SIGTERM) == 0
+        assert not st.coils("rig-01")["permit"]  # the 30 s watchdog cannot have done it
+        assert st.rig_sim.rig(1).snapshot()["watchdog_trips"] == 0
+        assert "event=station_stopped" in st.log_tail()
+    finally:
+        st.stop()
+
+
+def test_removing_the_cylinder_cancels_an_unused_permit(station):
+    model = station.rig_sim.rig(1)
+    model.place_cylinder(15200)
+    wait_for(lambda: model.snapshot()["cylinder_present"], 2, "cylinder on the scale")
+    station.scan("rig-01", qr_url(CYL["valid"]["info_code"]))
+    assert station.coils("rig-01")["permit"]
+    model.remove_cylinder()
+    wait_for(lambda: not station.coils("rig-01")["permit"], 3, "the permit to be cancelled")
+    events = station.rows("SELECT event, detail FROM rig_events WHERE event='permit_withdrawn'")
+    assert events and events[-1]["detail"] == "cylinder removed"
+
+
+def test_estop_refuses_and_a_new_reading_withdraws_the_old_permit(station):
+    station.scan("rig-01", qr_url(CYL["valid"]["info_code"]))
+    assert station.coils("rig-01")["permit"]
+    station.rig_sim.rig(1).set_estop(True)
+    wait_for(lambda: not station.coils("rig-01")["permit"], 2, "ESTOP to clear the permit")
+    d = station.scan("rig-01", qr_url(CYL["valid_partner"]["info_code"]))
+    assert d["reason"] == "RIG_FAULT" and not station.coils("rig-01")["permit"]
+
+
+def test_stopped_controller_is_a_rig_fault_and_a_restarted_one_is_used_again(station):
+    station.rig_sim.stop()
+    wait_for(lambda: "event=rig_lost rig=rig-01" in station.log_tail(), 5, "rig lost")
+    d = station.scan("rig-01", qr_url(CYL["valid"]["info_code"]))
+    assert d["reason"] == "RIG_FAULT"
+    station.rig_sim.start()
+    wait_for(lambda: station.rows("SELECT 1 FROM rig_events WHERE event = 'rig_connected' "
+                                  "AND id > (SELECT max(id) FROM rig_events WHERE event = "
+                                  "'rig_lost')"), 10, "rig reconnected")
+    d = station.scan("rig-01", qr_url(CYL["valid_partner"]["info_code"]))
+    assert d["permit"] == 1 and station.coils("rig-01")["permit"]
+
+
+def test_a_permit_left_set_at_start_is_withdrawn(tmp_path):
+    st = SimStation(tmp_path, rig_options={"start_delay_s": None})
+    st.workdir.mkdir(parents=True, exist_ok=True)
+    st.city.start()
+    st.rig_sim.start()
+    for scanner in st.scanners.values():
+        scanner.start()
+    st.write_config()
+    try:
+        from pymodbus.client import ModbusTcpClient
+
+        client = ModbusTcpClient("127.0.0.1", port=st.rig_sim.port)
+        client.connect()
+        client.write_register(1, 30000, device_id=1)  # a watchdog too long to matter here
+        client.write_register(0, 7, device_id=1)  # a heartbeat, as a previous daemon wrote
+        assert not client.write_coil(0, True, device_id=1).isError()
+        assert st.coils("rig-01")["permit"]
+        client.close()
+        st.start_daemon()
+        wait_for(lambda: not st.coils("rig-01")["permit"], 3, "the stale permit withdrawn")
+        assert st.rig_sim.rig(1).snapshot()["watchdog_trips"] == 0
+    finally:
+        st.stop()
+
+
+def test_clock_earlier_than_the_newest_record_refuses(tmp_path):
+    st = SimStation(tmp_path, rig_options={"start_delay_s": None})
+    st.workdir.mkdir(parents=True, exist_ok=True)
+    from station.store import Store
+
+    store = Store(str(st.store_path))
+    future = (datetime.now(UTC) + timedelta(days=1)).timestamp()
+    store.conn.execute("INSERT INTO decisions (at, local_time, rig, reading, kind, permit, "
+                       "source, latency_ms) VALUES (?, 'x', 'rig-01', 'x', 'qr_url', 0, "
+                       "'none', 0)", (future,))
+    store.close()
+    st.start()
+    try:
+        st.badge("rig-01", BADGE)
+        d = st.scan("rig-01", qr_url(CYL["valid"]["info_code"]))
+        assert d["reason"] == "RIG_FAULT" and "clock" in d["detail"]
+    finally:
+        st.stop()
+
+
+def test_station_check_judges_one_reading_without_a_rig(demo_station):
+    cmd = [sys.executable, "-m", "station", "check", "--config", str(demo_station.config_path)]
+    ok = subprocess.run(cmd + [qr_url(CYL["valid"]["info_code"])], capture_output=True,
+                        text=True, timeout=30)
+    assert ok.returncode == 0 and "PERMIT" in ok.stdout
+    bad = subprocess.run(cmd + [qr_url(CYL["scrapped"]["info_code"])], capture_output=True,
+                         text=True, timeout=30)
+    assert bad.returncode == 1 and "SCRAPPED" in bad.stdout and "气瓶已报废" in bad.stdout

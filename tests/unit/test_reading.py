@@ -1,0 +1,99 @@
+"""Reading parsing: QR URLs per the contract, hostile payloads refused without a city query."""
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from station.reading import decode, parse_qr_url, parse_rfid, parse_scan, strip_framing
+
+HOSTS = ("qr.cqtzsb.example",)
+
+
+def scan(text, allow_http=False):
+    return parse_scan(text, HOSTS, allow_http)
+
+
+@pytest.mark.parametrize("text,kind,value", [
+    ("https://qr.cqtzsb.example/c/500112A1B2C3D4E5F6", "qr_url", "500112A1B2C3D4E5F6"),
+    ("https://qr.cqtzsb.example/q?code=500112A1B2C3D4E5F6", "qr_url", "500112A1B2C3D4E5F6"),
+    ("https://QR.CQTZSB.EXAMPLE/c/500112A1B2C3D4E5F6", "qr_url", "500112A1B2C3D4E5F6"),
+    ("500112A1B2C3D4E5F6", "info_code", "500112A1B2C3D4E5F6"),
+    ("118230000001", "product_no", "118230000001"),
+])
+def test_good_readings(text, kind, value):
+    r = scan(text)
+    assert (r.kind, r.value, r.refusal) == (kind, value, None)
+
+
+@pytest.mark.parametrize("text,refusal", [
+    ("http://qr.cqtzsb.example/c/500112A1", "TAG_FOREIGN"),  # http not configured
+    ("https://qr.evil.example/c/500112A1", "TAG_FOREIGN"),
+    ("https://qr.cqtzsb.example.evil.example/c/500112A1", "TAG_FOREIGN"),
+    ("https://user:pw@qr.cqtzsb.example/c/500112A1", "TAG_FOREIGN"),
+    ("https://evil.example@qr.cqtzsb.example/c/500112A1", "TAG_FOREIGN"),
+    ("javascript:alert(1)", "TAG_FOREIGN"),
+    ("data:text/html,<script>", "TAG_FOREIGN"),
+    ("file:///etc/passwd", "TAG_FOREIGN"),
+    ("https://qr.cqtzsb.example/c/500112A1\u202e", "TAG_FOREIGN"),  # bidi override
+    ("https://qr.cqtzsb.example/c/5001\x1b[31m12A1", "TAG_FOREIGN"),  # ANSI escape
+    ("https://qr.cqtzsb.example/c/500112A1\r\nX-Injected: 1", "TAG_FOREIGN"),
+    ("https://qr.cqtzsb.example/c/500112A1\x00", "TAG_FOREIGN"),
+    ("https://qr.cqtzsb.example/c/", "TAG_FOREIGN"),  # no code
+    ("https://qr.cqtzsb.example/q?code=A&code=B", "TAG_FOREIGN"),
+    ("https://qr.cqtzsb.example/c/" + "A" * 51, "TAG_FOREIGN"),
+    ("https://qr.cqtzsb.example/c/" + "A" * 1000, "TAG_FOREIGN"),
+    ("https://qr.cqtzsb.example:99999/c/A1", "TAG_FOREIGN"),
+    ("https://qr.cqtzsb.example/c/%2e%2e", "TAG_FOREIGN"),
+    ("", "TAG_UNREADABLE"),
+    ("50011\x00", "TAG_UNREADABLE"),
+    ("\u202e500112A1", "TAG_UNREADABLE"),
+    ("张三的瓶子", "TAG_UNREADABLE"),
+    ("../../etc", "TAG_UNREADABLE"),
+    ("A" * 51, "TAG_UNREADABLE"),
+])
+def test_hostile_or_foreign_readings_are_refused(text, refusal):
+    r = scan(text)
+    assert r.kind == "invalid" and r.refusal == refusal and r.value == ""
+
+
+def test_http_allowed_only_when_configured():
+    assert scan("http://qr.cqtzsb.example/c/A1", allow_http=True).value == "A1"
+
+
+def test_decode_refuses_invalid_utf8_and_overlong():
+    assert decode(b"\xff\xfe").refusal == "TAG_UNREADABLE"
+    assert decode(b"A" * 1001).refusal == "TAG_UNREADABLE"
+    assert decode(b"A" * 1000) == "A" * 1000
+
+
+def test_strip_framing():
+    assert strip_framing("]Q1https://x/c/1") == "https://x/c/1"
+    assert strip_framing("STXabcETX", prefix="STX", suffix="ETX") == "abc"
+    assert strip_framing("]Q1abc", strip_aim=False) == "]Q1abc"
+
+
+def test_rfid_uid():
+    assert parse_rfid("e2801160600002084c1a2b3c").value == "E2801160600002084C1A2B3C"
+    assert parse_rfid("E28011G0").refusal == "TAG_UNREADABLE"
+    assert parse_rfid("ABC").refusal == "TAG_UNREADABLE"
+
+
+@given(st.text(max_size=1200))
+def test_any_text_gives_a_reading_or_a_refusal(text):
+    r = scan(text)
+    assert (r.refusal is None) == (r.kind != "invalid")
+    if r.refusal is None:  # anything queried is a plain code: no hostile characters reach the city
+        assert r.value.isascii() and r.value.isalnum() or set(r.value) <= set(
+            "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz_-")
+        assert 0 < len(r.value) <= 50
+
+
+@given(st.binary(max_size=1500))
+def test_any_bytes_decode_or_refuse(data):
+    out = decode(data)
+    assert isinstance(out, str) or out.refusal == "TAG_UNREADABLE"
+
+
+@given(st.from_regex(r"https://qr\.cqtzsb\.example/c/[0-9A-Za-z]{1,50}", fullmatch=True))
+def test_generated_city_urls_are_accepted(url):
+    assert parse_qr_url(url, HOSTS, False)[0] == "ok"

@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Create .venv and install the project into it; install missing system packages where we may.
+# Usage: tools/bootstrap.sh [extra]   (extra: "dev" for the test tools)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VENV=.venv
+EXTRA=${1:-}
+PY=${PYTHON:-python3}
+
+need_apt=()
+as_root() {
+  if [ "$(id -u)" = 0 ]; then "$@"; elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then sudo "$@"; else return 1; fi
+}
+
+if ! command -v "$PY" >/dev/null; then
+  echo "bootstrap: $PY not found. Install Python 3.11 or newer (Debian: apt-get install python3 python3-venv)." >&2
+  exit 1
+fi
+if ! "$PY" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
+  echo "bootstrap: $("$PY" --version) is too old; the station needs Python 3.11 or newer." >&2
+  exit 1
+fi
+if ! "$PY" -c 'import ensurepip, venv' 2>/dev/null; then
+  need_apt+=("python3-venv")
+fi
+# Packages the optional camera backends need at run time (pyzbar loads the system's libzbar).
+if [ -n "${STATION_SYSTEM_PACKAGES:-}" ]; then
+  need_apt+=($STATION_SYSTEM_PACKAGES)
+fi
+if [ ${#need_apt[@]} -gt 0 ] && command -v apt-get >/dev/null; then
+  missing=()
+  for p in "${need_apt[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+  if [ ${#missing[@]} -gt 0 ]; then
+    echo "bootstrap: installing system packages: ${missing[*]}"
+    if ! { as_root apt-get update -qq && as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"; }; then
+      echo "bootstrap: cannot install ${missing[*]} (not root, no sudo). Ask an administrator to run:" >&2
+      echo "    sudo apt-get install ${missing[*]}" >&2
+      exit 1
+    fi
+  fi
+fi
+
+if [ ! -x "$VENV/bin/python" ]; then
+  echo "bootstrap: creating $VENV"
+  "$PY" -m venv "$VENV"
+fi
+spec="."
+[ -n "$EXTRA" ] && spec=".[$EXTRA]"
+echo "bootstrap: installing $spec into $VENV"
+"$VENV/bin/python" -m pip install -q --disable-pip-version-check -e "$spec"
