@@ -14,7 +14,7 @@ from drivers.rig import RigController, RigStatus
 from . import reading as parse
 from .config import RigConfig, StationConfig
 from .errors import RigFault, StoreError
-from .logfmt import escape, kv
+from .logfmt import kv
 from .lookup import Answer, LookupService, tag_key
 from .model import Decision, Reading, RigCondition, Verdict
 from .rules import Policy, judge, screen
@@ -87,6 +87,7 @@ class RigLoop:
                     next_beat = now + beat_every
                 status = await self.controller.read_status()
                 await self._observe(status, now)
+            self._link(True)
             self.state.alive_at = now
             await asyncio.sleep(self.cfg.poll_ms / 1000)
 
@@ -200,9 +201,7 @@ class RigLoop:
         if reading.kind == "badge":
             self._badge(reading)
             return None
-        if self.state.permit:
-            async with self.lock:
-                await self._withdraw("new reading at the rig")
+        await self._refresh("new reading at the rig")
         answer, verdict = await self._judge(reading)
         decided = datetime.now(UTC)
         decision = Decision(at=decided, rig_id=self.cfg.id, reading=reading, verdict=verdict,
@@ -218,6 +217,18 @@ class RigLoop:
         applied = await self._apply(verdict)
         self._log(decision, answer, applied, line.at)
         return verdict
+
+    async def _refresh(self, why: str) -> None:
+        """Judge on the rig as it is now, not as the last poll saw it; drop an old permit."""
+        if not self.state.connected:
+            return
+        try:
+            async with self.lock:
+                await self._observe(await self.controller.read_status(), time.monotonic())
+                if self.state.permit:
+                    await self._withdraw(why)
+        except RigFault as err:
+            self._link(False, str(err))
 
     async def _judge(self, reading: Reading) -> tuple[Answer | None, Verdict]:
         blocklist = self.store.blocklist()
@@ -292,7 +303,7 @@ class RigLoop:
     def _log(self, d: Decision, answer: Answer | None, applied: bool, t0: float) -> None:
         v = d.verdict
         log.info(kv(
-            "decision", rig=d.rig_id, reader=d.reading.reader, reading=escape(d.reading.raw[:200]),
+            "decision", rig=d.rig_id, reader=d.reading.reader, reading=d.reading.raw[:200],
             kind=d.reading.kind, cylinder=v.cylinder_id, verdict="permit" if v.permit else "refuse",
             reason=v.reason, warnings=",".join(v.warnings) or None, source=d.source,
             cache_age_s=d.cache_age_s, city_ms=answer.elapsed_ms if answer else None,

@@ -10,12 +10,15 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import sqlite_utils
 
 from .errors import StoreError
 from .logfmt import escape
 from .model import Decision
+
+LOCAL_TZ = ZoneInfo("Asia/Shanghai")
 
 # Versioned schema: migration N brings the store from user_version N-1 to N. Append only.
 MIGRATIONS: tuple[str, ...] = (
@@ -109,7 +112,7 @@ class Store:
         at = d.at.timestamp()
         v = d.verdict
         row = {
-            "at": at, "local_time": d.at.isoformat(timespec="milliseconds"), "rig": d.rig_id,
+            "at": at, "local_time": d.at.astimezone(LOCAL_TZ).isoformat(timespec="milliseconds"), "rig": d.rig_id,
             "reader": d.reading.reader, "operator": d.operator,
             "reading": escape(d.reading.raw[:1000]), "kind": d.reading.kind,
             "tag": d.reading.value or None, "cylinder_id": v.cylinder_id, "permit": int(v.permit),
