@@ -13,6 +13,7 @@ from pymodbus.pdu import ModbusPDU
 
 from station.config import ModbusEndpoint, RegisterMap, RigConfig
 from station.errors import RigFault
+from station.logfmt import kv
 
 from .rig import RigController, RigStatus
 
@@ -187,14 +188,14 @@ class ModbusLink:
         self._retry_at = time.monotonic() + self._backoff_s
         if self._up is not False:
             self._up, self._lost_at = False, time.monotonic()
-            log.warning("modbus link lost endpoint=%s reason=%r", self.key, why)
+            log.warning(kv("modbus_link_lost", endpoint=self.key, error=why))
 
     def _mark_up(self) -> None:
         if self._up is False:
             down_s = time.monotonic() - self._lost_at
-            log.info("modbus link recovered endpoint=%s down_s=%.1f", self.key, down_s)
+            log.info(kv("modbus_link_recovered", endpoint=self.key, down_s=down_s))
         elif self._up is None:
-            log.info("modbus link up endpoint=%s", self.key)
+            log.info(kv("modbus_link_up", endpoint=self.key))
         self._up = True
 
 
@@ -381,7 +382,7 @@ class ModbusRig(RigController):
         try:
             await self._set_coils({"fill_permit": False})
         except RigFault as err:
-            log.warning("rig=%s permit withdrawal after failed grant failed: %s", self.rig_id, err)
+            log.warning(kv("withdraw_after_failed_grant_failed", rig=self.rig_id, error=str(err)))
 
     async def withdraw_permit(self) -> None:
         await self._set_coils({"fill_permit": False})

@@ -20,6 +20,7 @@ from tenacity import RetryCallState, Retrying, retry_if_exception, wait_random_e
 
 from .config import CityConfig
 from .errors import CityError
+from .logfmt import kv
 
 log = logging.getLogger("station.city")
 
@@ -201,8 +202,8 @@ class CityClient:
         outcome = outcomes.get(code, "transient")
         if outcome == "transient":
             message = f"unexpected code {code} from {path}: {message}"
-        log.debug("city %s -> %s code=%s attempts=%d elapsed_ms=%.1f", path, outcome, code,
-                  call.attempts, call.elapsed_ms())
+        log.debug(kv("city_call", path=path, outcome=outcome, code=code,
+                     attempts=call.attempts, elapsed_ms=call.elapsed_ms()))
         return CityReply(outcome, data=data, code=code, message=message, attempts=call.attempts,
                          elapsed_ms=call.elapsed_ms(), retry_after_s=call.retry_after_s)
 
@@ -254,7 +255,7 @@ class CityClient:
             if call.refreshed:
                 raise CityError(f"city refused a fresh token on {path} (401: {message})",
                                 transient=False, code="401")
-            log.info("city token refused (%s): getting a new one", message or "401")
+            log.info(kv("city_token_refused", message=message or "401", action="new token"))
             call.refreshed = True
             self._drop_token(token)
         if code == "200" and check is not None:
@@ -319,7 +320,7 @@ class CityClient:
             token, ttl = self._fetch_token(call)
             margin = min(self._cfg.token_margin_s, ttl / 2)
             self._token_value, self._token_expires = token, now + ttl - margin
-            log.info("city token obtained (valid %.0f s)", ttl)
+            log.info(kv("city_token_obtained", valid_s=round(ttl)))
             return token
         finally:
             self._token_lock.release()
@@ -367,9 +368,9 @@ class CityClient:
         with self._state_lock:
             changed, self._up = self._up != up, up
         if changed and up:
-            log.info("city reachable")
+            log.info(kv("city_reachable"))
         elif changed:
-            log.warning("city unreachable: %s", detail)
+            log.warning(kv("city_unreachable", error=detail))
 
 
 def _check_items(data: Any) -> None:

@@ -201,8 +201,8 @@ def test_restarted_simulator_is_reconnected_and_logged_once(sim, caplog):
     assert sim.port == port
     assert independent_read(port, 1, 1, 0, 1) == [True]
     messages = [r.getMessage() for r in caplog.records if r.name == "station.rig"]
-    assert sum("modbus link lost" in m for m in messages) == 1, messages
-    assert sum("modbus link recovered" in m for m in messages) == 1, messages
+    assert sum("event=modbus_link_lost" in m for m in messages) == 1, messages
+    assert sum("event=modbus_link_recovered" in m for m in messages) == 1, messages
 
 
 def test_two_rigs_on_one_endpoint_are_independent(sim):
