@@ -279,6 +279,18 @@ class CitySimulator:
         with self._lock:
             return copy.deepcopy(self._cylinders.get(cylinder_id))
 
+    def put_cylinder(self, record: dict) -> None:
+        """Add or replace a cylinder record (a tester changing the city's truth)."""
+        if not isinstance(record.get("id"), str):
+            raise ValueError("a cylinder needs a string 'id'")
+        with self._lock:
+            self._cylinders[record["id"]] = copy.deepcopy(record)
+
+    def delete_cylinder(self, cylinder_id: str) -> bool:
+        """Forget a cylinder: the city then answers 404 for its tags."""
+        with self._lock:
+            return self._cylinders.pop(cylinder_id, None) is not None
+
     def state(self) -> dict:
         """Counters and current faults, as GET /_sim/state serves them."""
         with self._lock:

@@ -76,6 +76,7 @@ class SimStation:
         self.store_path = self.workdir / "station.db"
         self.log_path = self.workdir / "station.log"
         self._db: sqlite3.Connection | None = None
+        self._log_start = 0
         self._modbus: ModbusTcpClient | None = None
 
     # --- lifecycle ------------------------------------------------------------------------
@@ -120,6 +121,7 @@ class SimStation:
 
     def start_daemon(self, wait: bool = True) -> None:
         log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child
+        self._log_start = log.tell()  # this daemon's lines start here
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         self.daemon = subprocess.Popen(
             [sys.executable, "-m", "station", "run", "--config", str(self.config_path)],
@@ -133,11 +135,11 @@ class SimStation:
         def ready() -> bool:
             if self.daemon is not None and self.daemon.poll() is not None:
                 raise RuntimeError(f"daemon exited {self.daemon.returncode}:\n{self.log_tail()}")
-            text = self.log_path.read_text(encoding="utf-8", errors="replace")
-            start = text.rfind("event=station_ready")
-            if start < 0:
+            with open(self.log_path, "rb") as log:
+                log.seek(self._log_start)
+                text = log.read().decode("utf-8", errors="replace")
+            if "event=station_ready" not in text:
                 return False
-            text = text[start:]
             return all(f"event=rig_connected rig={r.id}" in text
                        and f"rig={r.id} reader=" in text for r in self.rigs)
         try:
@@ -190,11 +192,21 @@ class SimStation:
     def last_id(self, table: str = "decisions") -> int:
         return self.db.execute(f"SELECT coalesce(max(id), 0) FROM {table}").fetchone()[0]
 
-    def scan(self, rig: str, reading: str | bytes, timeout: float = 10.0) -> dict[str, Any]:
-        """Type a reading at a rig's scanner and return the decision the daemon recorded."""
+    def scan(self, rig: str, reading: str | bytes, timeout: float = 10.0,
+             settle: bool = True) -> dict[str, Any]:
+        """Type a reading at a rig's scanner and return the decision the daemon recorded.
+
+        The decision is committed before the rig is told; with `settle` this also waits until
+        the rig's lamps show the verdict (green for a permit, red for a refusal).
+        """
         since = self.last_id()
         self.scanners[rig].send(reading)
-        return self.wait_decision(rig, since, timeout)
+        decision = self.wait_decision(rig, since, timeout)
+        if settle:
+            want = bool(decision["permit"])
+            wait_for(lambda: (c := self.coils(rig))["lamp_green"] == want
+                     and c["lamp_red"] != want, timeout, f"{rig}'s lamps to show the verdict")
+        return decision
 
     def wait_decision(self, rig: str, since: int, timeout: float = 10.0) -> dict[str, Any]:
         def found() -> dict[str, Any] | None:
