@@ -81,13 +81,18 @@ class SimStation:
 
     # --- lifecycle ------------------------------------------------------------------------
     def start(self) -> SimStation:
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        self.city.start()
-        self.rig_sim.start()
-        for scanner in self.scanners.values():
-            scanner.start()
-        self.write_config()
-        self.start_daemon()
+        """Start everything; on any failure stop what was started (no daemon left behind)."""
+        try:
+            self.workdir.mkdir(parents=True, exist_ok=True)
+            self.city.start()
+            self.rig_sim.start()
+            for scanner in self.scanners.values():
+                scanner.start()
+            self.write_config()
+            self.start_daemon()
+        except BaseException:
+            self.stop()
+            raise
         return self
 
     def write_config(self, extra: str = "") -> None:
@@ -141,7 +146,7 @@ class SimStation:
             if "event=station_ready" not in text:
                 return False
             return all(f"event=rig_connected rig={r.id}" in text
-                       and f"rig={r.id} reader=" in text for r in self.rigs)
+                       and f"event=reader_open rig={r.id} " in text for r in self.rigs)
         try:
             wait_for(ready, timeout, "the daemon to connect every rig and reader")
         except TimeoutError as err:

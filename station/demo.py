@@ -115,10 +115,14 @@ def setup_station(workdir: Path):
     station = SimStation(workdir, rigs, deadline_s=1.0,
                          rig_options={"start_delay_s": None})
     station.start()
-    station.block(demo_cylinders(date.today())["blocklisted"]["id"], "演示：钢印不清，待查")
-    station.badge("rig-01", OPERATORS[0][1])
-    station.badge("rig-03", OPERATORS[1][1])
-    station.rig_sim.rig(3).set_estop(True)
+    try:
+        station.block(demo_cylinders(date.today())["blocklisted"]["id"], "演示：钢印不清，待查")
+        station.badge("rig-01", OPERATORS[0][1])
+        station.badge("rig-03", OPERATORS[1][1])
+        station.rig_sim.rig(3).set_estop(True)
+    except BaseException:
+        station.stop()
+        raise
     return station
 
 
