@@ -227,6 +227,16 @@ class SimStation:
                                           since, rig), timeout, f"operator event at {rig}")
         return rows[0]
 
+    def place(self, rig: str, gross_g: int = 15200) -> None:
+        """Stand a cylinder on the rig's scale and wait until the scale says so, stable."""
+        model = self.rig_sim.rig(self.unit(rig))
+        model.place_cylinder(gross_g)
+        wait_for(lambda: (s := model.snapshot())["cylinder_present"] and s["stable"], 5,
+                 f"a stable cylinder on {rig}'s scale")
+
+    def remove(self, rig: str) -> None:
+        self.rig_sim.rig(self.unit(rig)).remove_cylinder()
+
     def unit(self, rig: str) -> int:
         return next(r.unit_id for r in self.rigs if r.id == rig)
 

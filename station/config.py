@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 from .codes import MEDIA, OPERATOR_NAME_MAX, UNIT_NAME_MAX, VARIETIES
 from .confread import Section
 from .errors import ConfigError
+from .texts import REASONS
 
 MEDIUM_CODES = tuple(MEDIA)
 HEX = r"[0-9A-Fa-f]+"
@@ -150,6 +151,34 @@ class Operator:
 
 
 @dataclass(frozen=True)
+class FillConfig:
+    tolerance_kg: float = 0.5  # post-fill: beyond target ± this is overfill / underfill
+    max_residual_kg: float = 0.5  # pre-fill: more gas than this left in the cylinder is noted
+    refuse_residual: bool = False  # … and refused when true
+    settle_timeout_s: float = 10.0  # wait this long for a stable scale after the valve closed
+
+
+@dataclass(frozen=True)
+class SyncConfig:
+    rate_per_s: float = 20.0  # at most this many submissions a second (0: no limit)
+    backoff_cap_s: float = 300.0
+    backlog_warn_h: float = 24.0
+    submit_timeout_s: float = 10.0
+
+
+# Never overridable (interlock-rules.md): a supervisor cannot fill these.
+NEVER_OVERRIDE = ("NOT_REGISTERED", "SCRAPPED", "STOPPED", "INSPECTION_OVERDUE",
+                  "SERVICE_LIFE_EXCEEDED", "TAG_FOREIGN", "BLOCKLISTED")
+
+
+@dataclass(frozen=True)
+class OverrideConfig:
+    reasons: tuple[str, ...] = ("CITY_UNAVAILABLE",)
+    window_s: float = 60.0
+    reason_text: str = "主管现场核验后放行"
+
+
+@dataclass(frozen=True)
 class StationConfig:
     file: str
     unit_name: str
@@ -163,6 +192,9 @@ class StationConfig:
     rigs: tuple[RigConfig, ...]
     operators: tuple[Operator, ...] = ()
     offline_recheck_s: float = 15.0  # after the city failed, go to the cache this long
+    fill: FillConfig = FillConfig()
+    sync: SyncConfig = SyncConfig()
+    override: OverrideConfig = OverrideConfig()
 
     def rig(self, rig_id: str) -> RigConfig:
         for rig in self.rigs:
@@ -211,6 +243,8 @@ def load(path: str | os.PathLike[str], env: dict[str, str] | None = None) -> Sta
     operators = tuple(_operator(s) for s in top.subs("operators"))
     _unique(top, "operators", [o.name for o in operators], "name")
     _unique(top, "operators", [o.badge.upper() for o in operators if o.badge], "badge")
+    fill, sync = _fill(top.sub("fill")), _sync(top.sub("sync"))
+    override = _override(top.sub("override"))
     rigs = tuple(_rig(s, rules) for s in top.subs("rigs", required=True))
     if not rigs:
         raise top.error("rigs", "at least one [[rigs]] is required")
@@ -221,7 +255,7 @@ def load(path: str | os.PathLike[str], env: dict[str, str] | None = None) -> Sta
     return StationConfig(file=file, unit_name=unit_name, unit_code=unit_code, fills_for=fills_for,
                          store=store, qr_hosts=qr_hosts, qr_allow_http=qr_allow_http, city=city,
                          rules=rules, rigs=rigs, operators=operators,
-                         offline_recheck_s=recheck_s)
+                         offline_recheck_s=recheck_s, fill=fill, sync=sync, override=override)
 
 
 def _unique(sec: Section, key: str, values: list, what: str) -> None:
@@ -296,6 +330,36 @@ def _rules(sec: Section, offline: Section) -> RulesConfig:
                        offline_max_age_h=max_age,
                        service_life=tuple(lives) or DEFAULT_SERVICE_LIFE,
                        cylinder_types=tuple(types) or DEFAULT_CYLINDER_TYPES)
+
+
+def _fill(sec: Section) -> FillConfig:
+    cfg = FillConfig(
+        tolerance_kg=sec.get_float("tolerance_kg", 0.5, minval=0.01, maxval=100),
+        max_residual_kg=sec.get_float("max_residual_kg", 0.5, minval=0, maxval=1000),
+        refuse_residual=sec.get_bool("refuse_residual", False),
+        settle_timeout_s=sec.get_float("settle_timeout_s", 10.0, minval=0.5, maxval=120))
+    sec.done()
+    return cfg
+
+
+def _sync(sec: Section) -> SyncConfig:
+    cfg = SyncConfig(
+        rate_per_s=sec.get_float("rate_per_s", 20.0, minval=0, maxval=10000),
+        backoff_cap_s=sec.get_float("backoff_cap_s", 300.0, minval=1, maxval=86400),
+        backlog_warn_h=sec.get_float("backlog_warn_h", 24.0, minval=0.01, maxval=24 * 365),
+        submit_timeout_s=sec.get_float("submit_timeout_s", 10.0, minval=0.5, maxval=120))
+    sec.done()
+    return cfg
+
+
+def _override(sec: Section) -> OverrideConfig:
+    reasons = tuple(sec.get_str_list("reasons", ["CITY_UNAVAILABLE"],
+                                     choices=tuple(k for k in REASONS if k not in NEVER_OVERRIDE)))
+    cfg = OverrideConfig(reasons=reasons,
+                         window_s=sec.get_float("window_s", 60.0, minval=5, maxval=600),
+                         reason_text=sec.get_str("reason_text", "主管现场核验后放行", maxlen=100))
+    sec.done()
+    return cfg
 
 
 def _operator(sec: Section) -> Operator:

@@ -17,12 +17,13 @@ from .logfmt import kv
 from .lookup import LookupService
 from .rigloop import RigLoop
 from .store import Store
+from .sync import SyncWorker
 
 log = logging.getLogger("station.daemon")
 
 
 def build(cfg: StationConfig, store: Store, executor: ThreadPoolExecutor,
-          city: CityClient) -> tuple[list[RigLoop], dict]:
+          city: CityClient, on_fill=lambda: None) -> tuple[list[RigLoop], dict]:
     """The rig loops with their controllers and readers, sharing one link per endpoint."""
     lookups = LookupService(city, store, executor, cfg.city.decision_deadline_s,
                             cfg.offline_recheck_s)
@@ -31,7 +32,7 @@ def build(cfg: StationConfig, store: Store, executor: ThreadPoolExecutor,
     for rig in cfg.rigs:
         controller = ModbusRig(rig, links[rig.modbus.key])
         readers = [reader_class(r.kind)(r, rig.id) for r in rig.readers]
-        loops.append(RigLoop(rig, cfg, controller, readers, store, lookups))
+        loops.append(RigLoop(rig, cfg, controller, readers, store, lookups, on_fill))
     return loops, links
 
 
@@ -42,7 +43,9 @@ async def serve(cfg: StationConfig) -> int:
         raise StoreError(f"store {cfg.store} failed its integrity check")
     executor = ThreadPoolExecutor(cfg.city.workers, thread_name_prefix="city")
     city = CityClient(cfg.city, cfg.unit_code)
-    loops, links = build(cfg, store, executor, city)
+    sync = SyncWorker(cfg.store, city, cfg.sync)
+    loops, links = build(cfg, store, executor, city, sync.wake)
+    sync.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -61,6 +64,8 @@ async def serve(cfg: StationConfig) -> int:
     await asyncio.wait_for(asyncio.gather(*(rl.shutdown() for rl in loops)), 5)
     for link in links.values():
         await link.close()
+    sync.stop()
+    await asyncio.to_thread(sync.join, 10)
     city.close()
     executor.shutdown(wait=False, cancel_futures=True)
     store.close()

@@ -116,6 +116,8 @@ def setup_station(workdir: Path):
                          rig_options={"start_delay_s": None})
     station.start()
     try:
+        for rig in rigs:
+            station.place(rig.id)  # an empty LPG cylinder stands on every scale
         station.block(demo_cylinders(date.today())["blocklisted"]["id"], "演示：钢印不清，待查")
         station.badge("rig-01", OPERATORS[0][1])
         station.badge("rig-03", OPERATORS[1][1])

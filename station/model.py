@@ -97,3 +97,4 @@ class Decision:
     cache_age_s: float | None
     latency_ms: float
     operator: str | None
+    id: int = 0  # the store's decision id, once recorded

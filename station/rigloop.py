@@ -1,23 +1,37 @@
-"""One rig's loop: keep the controller alive, judge each reading, grant or refuse the permit."""
+"""One rig's loop: keep the controller alive, judge each reading, run the fill cycle."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 from drivers.reader import Line, TagReader
 from drivers.rig import RigController, RigStatus
 
+from . import fills
 from . import reading as parse
 from .config import RigConfig, StationConfig
 from .errors import RigFault, StoreError
+from .fillcycle import (
+    Action,
+    Closed,
+    FillContext,
+    FillCycle,
+    Grant,
+    Lamps,
+    Limits,
+    Opened,
+    Refused,
+    Withdraw,
+)
 from .logfmt import kv
 from .lookup import Answer, LookupService, tag_key
 from .model import Decision, Reading, RigCondition, Verdict
-from .rules import Policy, judge, screen
+from .rules import Policy, fill_plan, judge, screen
 from .store import Store
 
 log = logging.getLogger("station.rig")
@@ -25,32 +39,38 @@ log = logging.getLogger("station.rig")
 
 @dataclass
 class RigState:
-    """What the loop knows of its rig; `permit` is what the daemon granted and has not withdrawn."""
+    """What the loop knows of its rig besides the fill cycle."""
 
     connected: bool | None = None  # None: not tried yet
     fault: str = "not connected yet"
     status: RigStatus | None = None
-    permit: bool = False
-    permit_at: float = 0.0
-    valve_seen: bool = False
-    present_seen: bool = False
-    operator: str | None = None
     last_tag: tuple[str, float] = ("", 0.0)
-    decisions: int = 0
+    refusal: tuple[float, Reading, Answer | None, int] | None = None  # for an override
     alive_at: float = field(default_factory=time.monotonic)
 
 
+def limits_for(rig: RigConfig, station: StationConfig) -> Limits:
+    f = station.fill
+    return Limits(permit_timeout_s=rig.permit_timeout_s, tolerance_g=round(f.tolerance_kg * 1000),
+                  max_residual_g=round(f.max_residual_kg * 1000) if f.max_residual_kg else None,
+                  refuse_residual=f.refuse_residual, settle_timeout_s=f.settle_timeout_s)
+
+
 class RigLoop:
-    """Serves one rig: control (heartbeat + status polling) and decisions, as separate tasks."""
+    """Serves one rig: control (heartbeat, status, fill cycle) and decisions, as tasks."""
 
     def __init__(self, cfg: RigConfig, station: StationConfig, controller: RigController,
-                 readers: list[TagReader], store: Store, lookups: LookupService):
+                 readers: list[TagReader], store: Store, lookups: LookupService,
+                 on_fill: Callable[[], None] = lambda: None):
         self.cfg, self.station, self.controller = cfg, station, controller
-        self.readers, self.store, self.lookups = readers, store, lookups
+        self.readers, self.store, self.lookups, self.on_fill = readers, store, lookups, on_fill
         self.policy = Policy(frozenset((station.unit_name, *station.fills_for)), station.rules)
-        self.state = RigState(operator=store.operators_on_shift().get(cfg.id))
+        self.state = RigState()
+        self.cycle = FillCycle(limits_for(cfg, station))
         self.lock = asyncio.Lock()  # one sequence of controller writes at a time
         self.queue: asyncio.Queue[Line] = asyncio.Queue(maxsize=100)
+        self.recovered = False
+        self.unsaved: list[Closed] = []  # closed fills the store refused; retried every poll
 
     async def run(self) -> None:
         async with asyncio.TaskGroup() as group:
@@ -59,15 +79,19 @@ class RigLoop:
             for reader in self.readers:
                 group.create_task(self._feed(reader))
 
-    # --- control: connection, heartbeat, status -------------------------------------------
+    @property
+    def operator(self) -> str | None:
+        return self.store.operators_on_shift().get(self.cfg.id)
+
+    # --- control: connection, heartbeat, status, fill cycle ---------------------------------
     async def _control(self) -> None:
         backoff = 0.2
         while True:
             try:
                 async with self.lock:
                     await self.controller.connect()
-                    await self.controller.configure(self.cfg.watchdog_ms)
-                    self.state.permit = False
+                    await self.controller.configure(self.cfg.watchdog_ms)  # withdraws a permit
+                    await self._after_connect(await self.controller.read_status())
                 self._link(True)
                 backoff = 0.2
                 await self._poll()
@@ -75,6 +99,14 @@ class RigLoop:
                 self._link(False, str(err))
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
+
+    async def _after_connect(self, status: RigStatus) -> None:
+        """The permit is gone after configure(): a fill that was running has ended."""
+        if not self.recovered:
+            self.recovered = True
+            await self._recover_open_fills(status)
+        elif self.cycle.phase in ("permitted", "filling", "settling"):
+            await self.observe(status)  # the cycle sees the permit gone and records the end
 
     async def _poll(self) -> None:
         beat_every = self.cfg.watchdog_ms / 3000
@@ -85,8 +117,7 @@ class RigLoop:
                 if now >= next_beat:
                     await self.controller.heartbeat()
                     next_beat = now + beat_every
-                status = await self.controller.read_status()
-                await self._observe(status, now)
+                await self.observe(await self.controller.read_status())
             self._link(True)
             self.state.alive_at = now
             await asyncio.sleep(self.cfg.poll_ms / 1000)
@@ -94,7 +125,7 @@ class RigLoop:
     def _link(self, up: bool, detail: str = "") -> None:
         st = self.state
         if not up:
-            st.status, st.permit, st.fault = None, False, detail or "rig controller fault"
+            st.status, st.fault = None, detail or "rig controller fault"
         if st.connected is up:
             return
         st.connected = up
@@ -108,35 +139,128 @@ class RigLoop:
         except StoreError as err:
             log.error(kv("store_error", rig=self.cfg.id, error=str(err)))
 
-    async def _observe(self, status: RigStatus, now: float) -> None:
-        """React to the controller's state: permit ended, cylinder removed, fault, expiry."""
-        st, previous = self.state, self.state.status
-        st.status = status
-        st.fault = status.fault_text()
-        was_present = previous.cylinder_present if previous else False
-        removed = was_present and not status.cylinder_present
-        if status.permit and not st.permit:
+    async def observe(self, status: RigStatus) -> None:
+        """One status sample through the fill cycle (called with the lock held)."""
+        self.state.status, self.state.fault = status, status.fault_text()
+        if status.permit and not self.cycle.holds_permit:
             await self._withdraw("permit set that the daemon does not hold")
-        elif st.permit:
-            st.valve_seen |= status.valve_open
-            if not status.permit:
-                st.permit = False
-                why = "fill done" if status.fill_done else status.fault_text() or "controller"
-                self._event("permit_ended", why)
-                log.info(kv("permit_ended", rig=self.cfg.id, by=why))
-            elif removed or not status.healthy:
-                await self._withdraw("cylinder removed" if removed else status.fault_text())
-            elif not st.valve_seen and now - st.permit_at > self.cfg.permit_timeout_s:
-                await self._withdraw("permit unused: expired")
-        if removed:
-            await self.controller.set_lamps(False, False)
+        await self.execute(self.cycle.step(status, time.monotonic(), time.time()))
+
+    async def execute(self, actions: list[Action]) -> None:
+        self._retry_unsaved()
+        for action in actions:
+            if isinstance(action, Opened):
+                if not self._open(action.ctx):
+                    return  # no fill without its record: the permit is not written
+            elif isinstance(action, Grant):
+                await self._grant(action)
+            elif isinstance(action, Withdraw):
+                await self._withdraw(action.why)
+            elif isinstance(action, Lamps):
+                await self._lamps(action)
+            elif isinstance(action, Closed):
+                self._close(action)
+            elif isinstance(action, Refused):
+                self._event("pre_check_refused", action.why)
+                log.warning(kv("pre_check_refused", rig=self.cfg.id, why=action.why))
+                await self._lamps(Lamps(False, True, buzzer=True))
+
+    async def _grant(self, grant: Grant) -> None:
+        try:
+            await self.controller.grant_permit(grant.tare_g, grant.target_g)
+        except RigFault as err:
+            log.error(kv("permit_failed", rig=self.cfg.id, error=str(err)))
+            self._event("permit_failed", str(err))
+            if self.cycle.ctx is not None:
+                self.cycle.ctx.end_reason = f"permit failed: {err}"
+                self._close(Closed(self.cycle.ctx, cancelled=True))
+            self.cycle.reset()
+            raise
+        self._event("permit_granted", self.cycle.ctx.cylinder_id if self.cycle.ctx else "")
+
+    def _open(self, ctx: FillContext) -> bool:
+        """Commit the open fill row before the permit; a store that cannot means no fill."""
+        try:
+            self.store.open_fill(fills.row(ctx, self.cfg.id))
+            return True
+        except StoreError as err:
+            log.error(kv("store_error", rig=self.cfg.id, error=str(err),
+                         action="fill refused: it could not be recorded"))
+            self.cycle.reset()
+            asyncio.ensure_future(self._safe(self._show_refusal()))
+            return False
+
+    def _retry_unsaved(self) -> None:
+        while self.unsaved:
+            try:
+                self._save(self.unsaved[0])
+            except StoreError:
+                return
+            self.unsaved.pop(0)
+
+    def _close(self, closed: Closed) -> None:
+        """Record the end of a fill; a store failure keeps it in memory and retries it."""
+        try:
+            self._save(closed)
+        except StoreError as err:
+            log.critical(kv("fill_not_saved", rig=self.cfg.id, record_id=closed.ctx.record_id,
+                            error=str(err), action="kept in memory, retried"))
+            self.unsaved.append(closed)
+
+    def _save(self, closed: Closed) -> None:
+        ctx = closed.ctx
+        row = fills.row(ctx, self.cfg.id)
+        payload = None if closed.cancelled else fills.submission(row, self.station.unit_name)
+        self.store.close_fill(row, payload)  # the record and its outbox entry, one transaction
+        if payload is not None:
+            self.on_fill()
+        log.info(kv("fill_cancelled" if closed.cancelled else "fill", rig=self.cfg.id,
+                    record_id=ctx.record_id, cylinder=ctx.cylinder_id, operator=ctx.operator,
+                    net_kg=None if ctx.net_g is None else ctx.net_g / 1000,
+                    target_kg=ctx.target_g / 1000, pre_check=ctx.pre_check,
+                    post_check=ctx.post_check or None, end=ctx.end_reason or None,
+                    override_by=ctx.override_by))
 
     async def _withdraw(self, why: str) -> None:
         await self.controller.withdraw_permit()
-        self.state.permit = False
-        await self.controller.set_lamps(False, False)
         self._event("permit_withdrawn", why)
         log.info(kv("permit_withdrawn", rig=self.cfg.id, why=why))
+
+    async def _lamps(self, lamps: Lamps) -> None:
+        buzz = lamps.buzzer and self.cfg.buzzer_ms > 0
+        await self.controller.set_lamps(lamps.green, lamps.red, buzzer=buzz)
+        if buzz:
+            asyncio.get_running_loop().call_later(
+                self.cfg.buzzer_ms / 1000,
+                lambda: asyncio.ensure_future(self._buzzer_off(lamps)))
+
+    async def _buzzer_off(self, lamps: Lamps) -> None:
+        try:
+            async with self.lock:
+                await self.controller.set_lamps(lamps.green, lamps.red, buzzer=False)
+        except RigFault:
+            log.debug(kv("buzzer_off_failed", rig=self.cfg.id))
+
+    async def _recover_open_fills(self, status: RigStatus) -> None:
+        """Fills whose permit was granted before a crash: recorded, never silently forgotten.
+
+        A cylinder still on the scale that gained no mass was not filled (cancelled); any other
+        is recorded as interrupted with the mass the scale shows now (or unknown) and delivered.
+        """
+        for row in self.store.open_fills():
+            if row["rig"] != self.cfg.id:
+                continue
+            present = status.cylinder_present
+            gained = status.gross_g - (row["prefill_g"] or status.gross_g) if present else None
+            ctx = FillContext(**{k: row[k] for k in (
+                "record_id", "decision_id", "cylinder_id", "info_code", "tag", "medium",
+                "operator", "source", "tare_g", "target_g", "cache_age_s", "override_by",
+                "override_reason", "prefill_g", "permitted_at", "started_at")})
+            ctx.ended_at, ctx.end_reason = time.time(), "station restarted during the fill"
+            ctx.gross_g = status.gross_g if present else None
+            ctx.post_check = "interrupted"
+            self._close(Closed(ctx, cancelled=gained is not None and gained < 100
+                               and row["started_at"] is None))
 
     async def shutdown(self) -> None:
         """Withdraw the permit and put the lamps out; called on SIGTERM before exiting."""
@@ -146,7 +270,6 @@ class RigLoop:
                 await self.controller.set_lamps(False, False)
         except RigFault as err:
             log.warning(kv("shutdown_withdraw_failed", rig=self.cfg.id, error=str(err)))
-        self.state.permit = False
 
     # --- readings and decisions -------------------------------------------------------------
     async def _feed(self, reader: TagReader) -> None:
@@ -165,9 +288,16 @@ class RigLoop:
             except StoreError as err:
                 log.error(kv("store_error", rig=self.cfg.id, error=str(err),
                              action="refused without permit"))
-                await self._show_refusal()
+                self.cycle.reset()
+                await self._safe(self._show_refusal())
             except RigFault as err:
                 log.error(kv("rig_write_failed", rig=self.cfg.id, error=str(err)))
+
+    async def _safe(self, coro) -> None:
+        try:
+            await coro
+        except RigFault as err:
+            log.warning(kv("rig_write_failed", rig=self.cfg.id, error=str(err)))
 
     def to_reading(self, line: Line) -> Reading:
         """Bytes to a parsed Reading (or a refusal); a badge UID gives kind 'badge'."""
@@ -199,34 +329,56 @@ class RigLoop:
         if self._duplicate(reading, line.at):
             return None
         if reading.kind == "badge":
-            self._badge(reading)
+            await self._badge(reading, line)
             return None
-        await self._refresh("new reading at the rig")
+        if self.cycle.phase in ("filling", "settling"):
+            self._busy(reading)
+            return None
+        await self._refresh()
         answer, verdict = await self._judge(reading)
-        decided = datetime.now(UTC)
-        decision = Decision(at=decided, rig_id=self.cfg.id, reading=reading, verdict=verdict,
-                            source=answer.lookup.source if answer else "none",
-                            cache_age_s=round(answer.lookup.age_s, 1)
-                            if answer and answer.lookup.source == "cache" else None,
-                            latency_ms=(time.monotonic() - line.at) * 1000,
-                            operator=self.state.operator)
-        self.store.record_decision(  # durable before the permit is written
-            decision, answer.city_record if answer else None,
-            tag_key(reading) if answer else None, bool(answer and answer.forget_tag))
-        self.state.decisions += 1
-        applied = await self._apply(verdict)
-        self._log(decision, answer, applied, line.at)
+        decision = self._record(reading, verdict, answer, line.at)
+        await self._apply(decision, answer)
+        self._log(decision, answer, line.at)
         return verdict
 
-    async def _refresh(self, why: str) -> None:
-        """Judge on the rig as it is now, not as the last poll saw it; drop an old permit."""
+    def _record(self, reading: Reading, verdict: Verdict, answer: Answer | None,
+                t0: float, operator: str | None = None) -> Decision:
+        decision = Decision(at=datetime.now(UTC), rig_id=self.cfg.id, reading=reading,
+                            verdict=verdict, source=answer.lookup.source if answer else "none",
+                            cache_age_s=round(answer.lookup.age_s, 1)
+                            if answer and answer.lookup.source == "cache" else None,
+                            latency_ms=(time.monotonic() - t0) * 1000,
+                            operator=operator or self.operator)
+        decision_id = self.store.record_decision(  # durable before the rig hears of it
+            decision, answer.city_record if answer else None,
+            tag_key(reading) if answer else None, bool(answer and answer.forget_tag))
+        self.state.refusal = None
+        if not verdict.permit and verdict.reason in self.station.override.reasons:
+            self.state.refusal = (time.monotonic(), reading, answer, decision_id)
+        return replace(decision, id=decision_id)
+
+    def _busy(self, reading: Reading) -> None:
+        """A reading while a cylinder is being filled: noted, the fill goes on untouched."""
+        log.warning(kv("reading_ignored", rig=self.cfg.id, reading=reading.raw[:200],
+                       why="fill in progress"))
+        self._event("reading_ignored", f"fill in progress: {reading.raw[:100]}")
+
+    async def _refresh(self) -> None:
+        """Judge on the rig as it is now, not as the last poll saw it; drop an unused permit."""
         if not self.state.connected:
+            if self.cycle.phase == "accepted":
+                self.cycle.reset()
             return
         try:
             async with self.lock:
-                await self._observe(await self.controller.read_status(), time.monotonic())
-                if self.state.permit:
-                    await self._withdraw(why)
+                await self.observe(await self.controller.read_status())
+                if self.cycle.phase in ("accepted", "permitted"):
+                    ctx = self.cycle.ctx
+                    if ctx is not None and self.cycle.phase == "permitted":
+                        ctx.end_reason = "another reading at the rig"
+                        await self._withdraw(ctx.end_reason)
+                        self._close(Closed(ctx, cancelled=True))
+                self.cycle.reset()
         except RigFault as err:
             self._link(False, str(err))
 
@@ -238,7 +390,7 @@ class RigLoop:
         answer = await self.lookups.lookup(reading)
         record = answer.lookup.record
         cid = record.get("id") if isinstance(record, dict) else None
-        last = self.store.last_permit_at(cid) if isinstance(cid, str) else None
+        last = self.store.last_fill_at(cid) if isinstance(cid, str) else None
         last_at = datetime.fromtimestamp(last, UTC) if last else None
         # The rig may have failed while the city was asked: judge on the state now.
         return answer, judge(reading, self.condition(), answer.lookup, self.policy, blocklist,
@@ -250,62 +402,87 @@ class RigLoop:
         return RigCondition(rig_id=self.cfg.id, medium=self.cfg.medium, healthy=healthy,
                             fault="" if healthy else st.fault or "rig not connected",
                             clock_trusted=self.store.clock_trusted(time.time()),
-                            operator=st.operator)
+                            operator=self.operator)
 
-    async def _apply(self, verdict: Verdict) -> bool:
-        """Grant the permit (read back) or show the refusal; False when the rig failed us."""
+    async def _apply(self, decision: Decision, answer: Answer | None,
+                     override: tuple[str, str] | None = None) -> None:
+        """A refusal shows red at once; an accepted cylinder shows green and enters the cycle."""
+        verdict = decision.verdict
         if not verdict.permit:
             await self._show_refusal()
-            return True
-        try:
-            async with self.lock:
-                await self.controller.grant_permit(verdict.tare_g, verdict.target_g)
-                self.state.permit, self.state.permit_at = True, time.monotonic()
-                self.state.valve_seen = False
-            self._event("permit_granted", verdict.cylinder_id or "")
-            return True
-        except RigFault as err:
-            self.state.permit = False
-            log.error(kv("permit_failed", rig=self.cfg.id, error=str(err)))
-            self._event("permit_failed", str(err))
-            await self._show_refusal()
-            return False
+            return
+        record = answer.lookup.record if answer else None
+        record = record if isinstance(record, dict) else {}
+        ctx = fills_context(decision, record, verdict, override, self.cfg.medium)
+        async with self.lock:
+            self.cycle.accept(ctx)
+            if self.state.status is not None:  # on the scale already: the permit follows now
+                await self.execute(self.cycle.step(self.state.status, time.monotonic(),
+                                                   time.time()))
+            if self.cycle.phase == "accepted":  # green now; the permit once it is on the scale
+                await self._lamps(Lamps(True, False))
 
     async def _show_refusal(self) -> None:
-        try:
-            async with self.lock:
-                await self.controller.withdraw_permit()
-                self.state.permit = False
-                await self.controller.set_lamps(False, True, buzzer=self.cfg.buzzer_ms > 0)
-        except RigFault as err:
-            log.warning(kv("lamp_failed", rig=self.cfg.id, error=str(err)))
-            return
-        if self.cfg.buzzer_ms > 0:
-            asyncio.get_running_loop().call_later(
-                self.cfg.buzzer_ms / 1000, lambda: asyncio.ensure_future(self._buzzer_off()))
+        async with self.lock:
+            await self.controller.withdraw_permit()
+            await self._lamps(Lamps(False, True, buzzer=True))
 
-    async def _buzzer_off(self) -> None:
-        try:
-            async with self.lock:
-                await self.controller.set_lamps(False, True, buzzer=False)
-        except RigFault:
-            log.debug(kv("buzzer_off_failed", rig=self.cfg.id))
-
-    def _badge(self, reading: Reading) -> None:
+    async def _badge(self, reading: Reading, line: Line) -> None:
+        """A staff card: a supervisor's overrides a recent refusal; otherwise log in or out."""
         op = self.station.badge(reading.value)
         if op is None:
             return
-        event = "logout" if self.state.operator == op.name else "login"
+        refusal = self.state.refusal
+        window = self.station.override.window_s
+        if op.role == "supervisor" and refusal and time.monotonic() - refusal[0] <= window:
+            await self._override(op.name, refusal, line)
+            return
+        event = "logout" if self.operator == op.name else "login"
         self.store.operator_event(self.cfg.id, op.name, event, via=f"badge:{reading.reader}")
-        self.state.operator = None if event == "logout" else op.name
         log.info(kv(f"operator_{event}", rig=self.cfg.id, operator=op.name, role=op.role))
 
-    def _log(self, d: Decision, answer: Answer | None, applied: bool, t0: float) -> None:
+    async def _override(self, supervisor: str, refusal: tuple, line: Line) -> None:
+        """Permit a cylinder refused for an overridable reason; recorded with who and why."""
+        _, reading, answer, refused_id = refusal
+        self.state.refusal = None
+        reason = self.station.override.reason_text
+        record = answer.lookup.record if answer and isinstance(answer.lookup.record, dict) else {}
+        plan = fill_plan({"medium_code": self.cfg.medium, **record},
+                         self.station.rules.cylinder_types)
+        if plan is None or not self.condition().healthy:
+            log.warning(kv("override_refused", rig=self.cfg.id, supervisor=supervisor,
+                           why="no fill target" if plan is None else "rig not healthy"))
+            return
+        verdict = Verdict(permit=True, cylinder_id=record.get("id"), tare_g=plan[0],
+                          target_g=plan[1], detail=f"override of decision {refused_id} by "
+                          f"{supervisor}: {reason}")
+        decision = self._record(reading, verdict, answer, line.at)
+        log.warning(kv("override", rig=self.cfg.id, supervisor=supervisor, decision=refused_id,
+                       reason=reason))
+        await self._apply(decision, answer, override=(supervisor, reason))
+        self._log(decision, answer, line.at)
+
+    def _log(self, d: Decision, answer: Answer | None, t0: float) -> None:
         v = d.verdict
         log.info(kv(
             "decision", rig=d.rig_id, reader=d.reading.reader, reading=d.reading.raw[:200],
             kind=d.reading.kind, cylinder=v.cylinder_id, verdict="permit" if v.permit else "refuse",
             reason=v.reason, warnings=",".join(v.warnings) or None, source=d.source,
             cache_age_s=d.cache_age_s, city_ms=answer.elapsed_ms if answer else None,
-            latency_ms=(time.monotonic() - t0) * 1000, applied=applied, detail=v.detail or None))
+            latency_ms=(time.monotonic() - t0) * 1000, detail=v.detail or None))
 
+
+def fills_context(decision: Decision, record: dict, verdict: Verdict,
+                  override: tuple[str, str] | None, rig_medium: str) -> FillContext:
+    """The fill cycle's context for an accepted cylinder."""
+    reading = decision.reading
+    info = record.get("info_code") if isinstance(record.get("info_code"), str) else None
+    return FillContext(
+        record_id=fills.new_record_id(), decision_id=decision.id,
+        cylinder_id=verdict.cylinder_id, info_code=info or (
+            reading.value if reading.kind in ("qr_url", "info_code") else None),
+        tag=reading.value, medium=str(record.get("medium_code") or rig_medium),
+        operator=decision.operator,
+        source=decision.source, cache_age_s=decision.cache_age_s, tare_g=verdict.tare_g,
+        target_g=verdict.target_g, override_by=override[0] if override else None,
+        override_reason=override[1] if override else None, accepted_at=time.monotonic())

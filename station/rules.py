@@ -217,7 +217,7 @@ def fill_plan(rec: dict[str, Any], types: tuple[CylinderType, ...]) -> tuple[int
     rows = [t for t in types if t.medium == medium]
     exact = [t for t in rows if t.volume_l is not None and volume is not None
              and abs(t.volume_l - volume) <= 0.5]
-    default = exact or [t for t in rows if t.volume_l is None]
+    default = exact or [t for t in rows if t.volume_l is None] or (rows if volume is None else [])
     tare = _positive(rec.get("tare_kg")) or (default[0].tare_kg if default else None)
     net = _positive(rec.get("fill_capacity_kg")) or (default[0].net_kg if default else None)
     if tare is None or net is None:

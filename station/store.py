@@ -40,7 +40,30 @@ MIGRATIONS: tuple[str, ...] = (
         rig TEXT NOT NULL, event TEXT NOT NULL, detail TEXT);
     CREATE INDEX rig_events_rig ON rig_events(rig, id);
     """,
+    """
+    CREATE TABLE fills (
+        record_id TEXT PRIMARY KEY, decision_id INTEGER, rig TEXT NOT NULL, state TEXT NOT NULL,
+        cylinder_id TEXT, info_code TEXT, tag TEXT, medium TEXT NOT NULL, operator TEXT,
+        source TEXT NOT NULL, cache_age_s REAL, tare_g INTEGER NOT NULL, target_g INTEGER NOT NULL,
+        prefill_g INTEGER, gross_g INTEGER, net_g INTEGER, pre_check TEXT, post_check TEXT,
+        end_reason TEXT, permitted_at REAL, started_at REAL, ended_at REAL, fill_date TEXT,
+        override_by TEXT, override_reason TEXT, handled_at REAL, handled_by TEXT);
+    CREATE INDEX fills_date ON fills(fill_date, rig);
+    CREATE INDEX fills_cylinder ON fills(cylinder_id, started_at);
+    CREATE INDEX fills_state ON fills(state);
+    CREATE TABLE outbox (
+        id INTEGER PRIMARY KEY AUTOINCREMENT, record_id TEXT NOT NULL UNIQUE,
+        payload TEXT NOT NULL, state TEXT NOT NULL DEFAULT 'pending',
+        attempts INTEGER NOT NULL DEFAULT 0, last_error TEXT, next_at REAL NOT NULL,
+        created_at REAL NOT NULL, delivered_at REAL, trace_id TEXT);
+    CREATE INDEX outbox_pending ON outbox(state, id);
+    """,
 )
+
+FILL_COLUMNS = ("record_id", "decision_id", "rig", "state", "cylinder_id", "info_code", "tag",
+                "medium", "operator", "source", "cache_age_s", "tare_g", "target_g", "prefill_g",
+                "gross_g", "net_g", "pre_check", "post_check", "end_reason", "permitted_at",
+                "started_at", "ended_at", "fill_date", "override_by", "override_reason")
 
 
 class Store:
@@ -158,10 +181,51 @@ class Store:
         return float(row[0]) if row and row[0] is not None else None
 
     def decisions(self, since_id: int = 0, limit: int = 1000) -> list[dict[str, Any]]:
-        cur = self.conn.execute(
-            "SELECT * FROM decisions WHERE id > ? ORDER BY id LIMIT ?", (since_id, limit))
+        return self.query("SELECT * FROM decisions WHERE id > ? ORDER BY id LIMIT ?",
+                          (since_id, limit))
+
+    # --- fills and the outbox ------------------------------------------------------------
+    def open_fill(self, row: dict[str, Any]) -> None:
+        """The fill row, committed as open before the permit is written."""
+        row = {k: row.get(k) for k in FILL_COLUMNS} | {"state": "open"}
+        with self.transaction() as conn:
+            conn.execute(f"INSERT INTO fills ({', '.join(row)}) VALUES "
+                         f"({', '.join('?' * len(row))})", tuple(row.values()))
+
+    def close_fill(self, row: dict[str, Any], payload: dict[str, Any] | None) -> None:
+        """The final fill record and its outbox entry in one transaction (no entry: cancelled)."""
+        row = {k: row.get(k) for k in FILL_COLUMNS}
+        row["state"] = "closed" if payload is not None else "cancelled"
+        now = time.time()
+        with self.transaction() as conn:
+            cols = [k for k in row if k != "record_id"]
+            updated = conn.execute(
+                f"UPDATE fills SET {', '.join(f'{k} = ?' for k in cols)} WHERE record_id = ?",
+                (*(row[k] for k in cols), row["record_id"])).rowcount
+            if not updated:
+                conn.execute(f"INSERT INTO fills ({', '.join(row)}) VALUES "
+                             f"({', '.join('?' * len(row))})", tuple(row.values()))
+            if payload is not None:
+                conn.execute("INSERT INTO outbox (record_id, payload, next_at, created_at) "
+                             "VALUES (?, ?, ?, ?)", (row["record_id"],
+                                                     json.dumps(payload, ensure_ascii=False),
+                                                     now, now))
+
+    def open_fills(self) -> list[dict[str, Any]]:
+        """Fills whose permit was granted but whose record was never closed (a crash)."""
+        return self.query("SELECT * FROM fills WHERE state = 'open' ORDER BY permitted_at")
+
+    def query(self, sql: str, params: tuple = ()) -> list[dict[str, Any]]:
+        cur = self.conn.execute(sql, params)
         cols = [c[0] for c in cur.description]
         return [dict(zip(cols, r, strict=True)) for r in cur.fetchall()]
+
+    def last_fill_at(self, cylinder_id: str) -> float | None:
+        """When this cylinder was last permitted here (filled or not): the refill warning."""
+        row = self.conn.execute(
+            "SELECT max(coalesce(started_at, permitted_at)) FROM fills WHERE cylinder_id = ?",
+            (cylinder_id,)).fetchone()
+        return float(row[0]) if row and row[0] is not None else None
 
     # --- block list ---------------------------------------------------------------------
     def blocklist(self) -> dict[str, str]:

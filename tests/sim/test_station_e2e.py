@@ -30,6 +30,7 @@ def station(tmp_path):
     st = SimStation(tmp_path, (RigSpec("rig-01", 1),), watchdog_ms=900,
                     rig_options={"start_delay_s": None}).start()
     st.badge("rig-01", BADGE)
+    st.place("rig-01")
     yield st
     st.stop()
 
@@ -89,6 +90,7 @@ def test_sigterm_withdraws_the_permit_before_exit(tmp_path):
     st = SimStation(tmp_path, watchdog_ms=30000, rig_options={"start_delay_s": None}).start()
     try:
         st.badge("rig-01", BADGE)
+        st.place("rig-01")
         assert st.scan("rig-01", qr_url(CYL["valid"]["info_code"]))["permit"]
         assert st.stop_daemon(signal.SIGTERM) == 0
         assert not st.coils("rig-01")["permit"]  # the 30 s watchdog cannot have done it
@@ -100,8 +102,6 @@ def test_sigterm_withdraws_the_permit_before_exit(tmp_path):
 
 def test_removing_the_cylinder_cancels_an_unused_permit(station):
     model = station.rig_sim.rig(1)
-    model.place_cylinder(15200)
-    wait_for(lambda: model.snapshot()["cylinder_present"], 2, "cylinder on the scale")
     station.scan("rig-01", qr_url(CYL["valid"]["info_code"]))
     assert station.coils("rig-01")["permit"]
     model.remove_cylinder()

@@ -1,0 +1,238 @@
+"""One rig's fill cycle as an explicit state machine: pure, driven by controller status samples.
+
+idle → accepted (verdict OK, waiting for the cylinder on a stable scale) → permitted (tare,
+target and permit written) → filling (valve open) → settling (valve closed: done or
+interrupted, waiting for a stable gross mass) → ended (record written, lamps show the result)
+→ idle when the cylinder is taken off. The rig loop executes the actions it returns.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from drivers.rig import RigStatus
+
+
+@dataclass
+class FillContext:
+    """What the cycle knows about the cylinder it is filling; becomes the fill record."""
+
+    record_id: str
+    decision_id: int
+    cylinder_id: str | None
+    info_code: str | None
+    tag: str
+    medium: str
+    operator: str | None
+    source: str
+    tare_g: int
+    target_g: int
+    cache_age_s: float | None = None
+    override_by: str | None = None
+    override_reason: str | None = None
+    accepted_at: float = 0.0  # monotonic
+    prefill_g: int | None = None
+    pre_check: str = "ok"
+    permitted_at: float | None = None  # wall clock (epoch seconds) from here on
+    started_at: float | None = None
+    ended_at: float | None = None
+    last_gross_g: int | None = None
+    gross_g: int | None = None
+    end_reason: str = ""
+    post_check: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def net_g(self) -> int | None:
+        return None if self.gross_g is None else self.gross_g - self.tare_g
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The configured numbers the cycle needs."""
+
+    permit_timeout_s: float = 120.0
+    tolerance_g: int = 500
+    max_residual_g: int | None = None  # None: no residual check
+    refuse_residual: bool = False
+    settle_timeout_s: float = 10.0
+
+
+# Actions for the rig loop.
+@dataclass(frozen=True)
+class Grant:
+    tare_g: int
+    target_g: int
+
+
+@dataclass(frozen=True)
+class Withdraw:
+    why: str
+
+
+@dataclass(frozen=True)
+class Lamps:
+    green: bool
+    red: bool
+    buzzer: bool = False
+
+
+@dataclass(frozen=True)
+class Opened:
+    """The fill row is to be committed as open (before the permit is written)."""
+
+    ctx: FillContext
+
+
+@dataclass(frozen=True)
+class Closed:
+    """The fill is over: commit the record and its outbox entry (or cancel an unused permit)."""
+
+    ctx: FillContext
+    cancelled: bool = False
+
+
+@dataclass(frozen=True)
+class Refused:
+    """The pre-fill check refused the cylinder."""
+
+    ctx: FillContext
+    why: str
+
+
+Action = Grant | Withdraw | Lamps | Opened | Closed | Refused
+
+
+def post_check(ctx: FillContext, limits: Limits) -> str:
+    """ok / overfill / underfill for a fill the controller ended at target; else interrupted."""
+    if ctx.end_reason != "done":
+        return "interrupted"
+    net = ctx.net_g if ctx.net_g is not None else 0
+    if net > ctx.target_g + limits.tolerance_g:
+        return "overfill"
+    if net < ctx.target_g - limits.tolerance_g:
+        return "underfill"
+    return "ok"
+
+
+def end_reason(st: RigStatus) -> str:
+    """Why the valve closed: the controller's cut-off at target, or something that interrupted."""
+    if st.fill_done:
+        return "done"
+    if st.estop:
+        return "ESTOP"
+    if not st.cylinder_present:
+        return "cylinder removed"
+    if not st.healthy:
+        return st.fault_text() or "scale fault"
+    if not st.permit:
+        return "permit withdrawn (daemon, watchdog or controller)"
+    return "valve closed by the controller"
+
+
+class FillCycle:
+    """The state of one rig's current cylinder; `step()` is called with every status sample."""
+
+    def __init__(self, limits: Limits):
+        self.limits = limits
+        self.phase = "idle"
+        self.ctx: FillContext | None = None
+        self.present = False
+        self.settle_since = 0.0
+
+    @property
+    def holds_permit(self) -> bool:
+        return self.phase in ("permitted", "filling")
+
+    def accept(self, ctx: FillContext) -> None:
+        """A verdict allowed this cylinder; the permit follows once it stands on a stable scale."""
+        self.phase, self.ctx = "accepted", ctx
+
+    def reset(self) -> None:
+        self.phase, self.ctx = "idle", None
+
+    def step(self, st: RigStatus, mono: float, wall: float) -> list[Action]:
+        removed = self.present and not st.cylinder_present
+        self.present = st.cylinder_present
+        handler = getattr(self, f"_{self.phase}")
+        actions = handler(st, mono, wall, removed)
+        if removed and self.phase == "ended":
+            self.reset()
+            actions.append(Lamps(False, False))
+        return actions
+
+    def _idle(self, st: RigStatus, mono: float, wall: float, removed: bool) -> list[Action]:
+        return [Lamps(False, False)] if removed else []
+
+    def _accepted(self, st: RigStatus, mono: float, wall: float, removed: bool) -> list[Action]:
+        ctx = self._ctx()
+        if mono - ctx.accepted_at > self.limits.permit_timeout_s:
+            self.reset()
+            return [Lamps(False, False)]
+        if not (st.cylinder_present and st.stable and st.healthy):
+            return []
+        ctx.prefill_g = st.gross_g
+        residual = st.gross_g - ctx.tare_g
+        limit = self.limits.max_residual_g
+        if limit is not None and residual > limit:
+            ctx.pre_check = f"residual {residual / 1000:.2f} kg"
+            if self.limits.refuse_residual:
+                self.phase = "ended"
+                return [Refused(ctx, ctx.pre_check)]
+        ctx.permitted_at = wall
+        self.phase = "permitted"
+        return [Opened(ctx), Grant(ctx.tare_g, ctx.target_g)]
+
+    def _permitted(self, st: RigStatus, mono: float, wall: float, removed: bool) -> list[Action]:
+        ctx = self._ctx()
+        if st.valve_open:
+            ctx.started_at = wall
+            self.phase = "filling"
+            return self._filling(st, mono, wall, removed)
+        expired = wall - (ctx.permitted_at or wall) > self.limits.permit_timeout_s
+        if removed or expired:  # an unused permit: cancelled, lamps out, no fill
+            ctx.end_reason = "cylinder removed" if removed else "permit unused: expired"
+            self.reset()
+            return [Withdraw(ctx.end_reason), Closed(ctx, cancelled=True), Lamps(False, False)]
+        if not st.healthy or not st.permit:  # ESTOP, fault or watchdog before the valve opened
+            ctx.end_reason = end_reason(st)
+            self.phase = "ended"
+            return [Withdraw(ctx.end_reason), Closed(ctx, cancelled=True), Lamps(False, True)]
+        return []
+
+    def _filling(self, st: RigStatus, mono: float, wall: float, removed: bool) -> list[Action]:
+        ctx = self._ctx()
+        if st.cylinder_present:
+            ctx.last_gross_g = st.gross_g
+        if st.valve_open and (removed or not st.healthy):
+            return [Withdraw(end_reason(st))]  # the controller closes too; make sure
+        if st.valve_open:
+            return []
+        ctx.ended_at, ctx.end_reason = wall, end_reason(st)
+        self.phase, self.settle_since = "settling", mono
+        actions: list[Action] = [] if not st.permit else [Withdraw(ctx.end_reason)]
+        return actions + self._settling(st, mono, wall, removed)
+
+    def _settling(self, st: RigStatus, mono: float, wall: float, removed: bool) -> list[Action]:
+        ctx = self._ctx()
+        waited = mono - self.settle_since
+        if st.cylinder_present and not st.stable and waited < self.limits.settle_timeout_s:
+            return []
+        ctx.gross_g = st.gross_g if st.cylinder_present else ctx.last_gross_g
+        ctx.post_check = post_check(ctx, self.limits)
+        if st.cylinder_present and not st.stable:
+            ctx.post_check += " (scale not stable)"
+        self.phase = "ended" if st.cylinder_present else "idle"
+        good = ctx.post_check == "ok"
+        alarm = ctx.post_check.startswith(("overfill", "interrupted"))
+        return [Closed(ctx), Lamps(green=good or ctx.post_check.startswith("underfill"),
+                                   red=not good and alarm, buzzer=not good)]
+
+    def _ended(self, st: RigStatus, mono: float, wall: float, removed: bool) -> list[Action]:
+        return []
+
+    def _ctx(self) -> FillContext:
+        if self.ctx is None:
+            raise RuntimeError(f"fill cycle in phase {self.phase} without a cylinder")
+        return self.ctx
