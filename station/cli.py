@@ -37,6 +37,34 @@ def _parser() -> argparse.ArgumentParser:
     dec.add_argument("--config", required=True)
     dec.add_argument("--limit", type=int, default=20)
     dec.add_argument("--json", action="store_true")
+    rec = sub.add_parser("records", help="fill records, filtered; as a table, JSON or CSV")
+    rec.add_argument("--config", required=True)
+    rec.add_argument("--from", dest="date_from", help="first fill date, yyyy-mm-dd")
+    rec.add_argument("--to", dest="date_to", help="last fill date, yyyy-mm-dd")
+    rec.add_argument("--rig")
+    rec.add_argument("--operator")
+    rec.add_argument("--cylinder", help="cylinder id, information code or tag")
+    rec.add_argument("--check", help="post-fill check: ok, overfill, underfill, interrupted")
+    rec.add_argument("--sync", choices=("pending", "delivered", "dead", "none"),
+                     help="delivery state (none: cancelled permits, never sent)")
+    rec.add_argument("--override", action="store_true", help="only supervisor overrides")
+    rec.add_argument("--limit", type=int, default=1000)
+    fmt = rec.add_mutually_exclusive_group()
+    fmt.add_argument("--json", action="store_true")
+    fmt.add_argument("--csv", action="store_true")
+    out = sub.add_parser("outbox", help="what waits to be delivered to the city")
+    out.add_argument("--config", required=True)
+    out.add_argument("action", nargs="?", choices=("show", "retry"), default="show")
+    out.add_argument("record_id", nargs="?", help="with retry: the dead record to send again")
+    syn = sub.add_parser("sync", help="deliver pending records now")
+    syn.add_argument("--config", required=True)
+    syn.add_argument("--now", action="store_true", required=True,
+                     help="end every backoff: the running daemon sends within a second")
+    opr = sub.add_parser("operator", help="log an operator in or out at a rig (no badge)")
+    opr.add_argument("--config", required=True)
+    opr.add_argument("action", choices=("login", "logout", "list"))
+    opr.add_argument("--rig")
+    opr.add_argument("name", nargs="?")
     demo = sub.add_parser("demo", help="run the station on simulators and show the verdicts")
     demo.add_argument("--interactive", action="store_true", help="type readings yourself")
     demo.add_argument("--keep", action="store_true", help="keep the demo's work folder")
@@ -150,5 +178,59 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(interactive=args.interactive, keep=args.keep)
 
 
+def cmd_records(args: argparse.Namespace) -> int:
+    from .records import print_records
+
+    cfg = config_mod.load(args.config)
+    return print_records(cfg, args)
+
+
+def cmd_outbox(args: argparse.Namespace) -> int:
+    from .records import outbox_retry, print_outbox
+
+    cfg = config_mod.load(args.config)
+    if args.action == "retry":
+        if not args.record_id:
+            raise StationError("outbox retry needs the record id")
+        return outbox_retry(cfg, args.record_id)
+    return print_outbox(cfg)
+
+
+def cmd_sync(args: argparse.Namespace) -> int:
+    from .store import Store
+
+    cfg = config_mod.load(args.config)
+    store = Store(cfg.store)
+    with store.transaction() as conn:
+        n = conn.execute("UPDATE outbox SET next_at = 0 WHERE state = 'pending'").rowcount
+    print(f"{n} pending record(s) due now; the running daemon delivers them within a second")
+    return EXIT_OK
+
+
+def cmd_operator(args: argparse.Namespace) -> int:
+    from .store import Store
+
+    cfg = config_mod.load(args.config)
+    store = Store(cfg.store)
+    if args.action == "list":
+        for rig, name in sorted(store.operators_on_shift().items()):
+            print(f"{rig}\t{name}")
+        return EXIT_OK
+    if not args.rig or not args.name:
+        raise StationError(f"operator {args.action} needs --rig and the name")
+    if args.rig not in {r.id for r in cfg.rigs}:
+        raise StationError(f"no rig {args.rig!r} in the configuration")
+    if args.name not in {o.name for o in cfg.operators}:
+        raise StationError(f"{args.name!r} is not an operator in {cfg.file}")
+    on_shift = store.operators_on_shift().get(args.rig)
+    if args.action == "logout" and on_shift != args.name:
+        raise StationError(f"{args.name} is not logged in at {args.rig}")
+    store.operator_event(args.rig, args.name, args.action, via="cli")
+    print(f"{args.name} {'logged in at' if args.action == 'login' else 'logged out of'} "
+          f"{args.rig}")
+    return EXIT_OK
+
+
 COMMANDS = {"run": cmd_run, "check": cmd_check, "blocklist": cmd_blocklist,
-            "decisions": cmd_decisions, "demo": cmd_demo}
+            "decisions": cmd_decisions, "records": cmd_records, "outbox": cmd_outbox,
+            "sync": cmd_sync, "operator": cmd_operator, "demo": cmd_demo}

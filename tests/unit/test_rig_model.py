@@ -2,7 +2,7 @@
 
 import pytest
 
-from simulators.rig import RigModel, join_u32, split_u32
+from simulators.rig import RigModel, RigSimulator, execute_command, join_u32, split_u32
 from station.config import RegisterMap
 
 HB, WD, TARGET, TARE = 0, 1, 2, 4  # default holding addresses
@@ -246,3 +246,85 @@ def test_configured_addresses_are_used():
     assert rig.write_coils(10, [True], now=0.1) == [True]
     assert rig.read_bits("coils", 11, now=0.1)[10] is True
     assert rig.read_words("input", 24, now=0.1)[20:22] == [0, 123]
+
+
+def filled_rig(overshoot_g: int) -> RigModel:
+    """Target 1000 g at 2000 g/s from gross 15000, started at 0: the valve closes at t=0.5."""
+    rig = ready_rig(0.0, target_g=1000, watchdog_ms=60000)
+    rig.set_overshoot(overshoot_g, now=0.0)
+    grant(rig, 0.0)
+    rig.press_start(now=0.0)
+    return rig
+
+
+@pytest.mark.parametrize("overshoot", [250, -180, 0, 1, -1])
+def test_overshoot_moves_the_gross_mass_after_the_close_and_then_the_scale_is_stable(overshoot):
+    rig = filled_rig(overshoot)
+    closed = rig.snapshot(now=0.5)
+    assert (closed["valve_open"], closed["fill_done"], closed["stable"]) == (False, True, False)
+    assert closed["gross_g"] == 16000  # closed exactly at tare + target
+    settling = [rig.snapshot(now=t) for t in (0.6, 0.7, 0.79)]
+    assert not any(s["stable"] for s in settling)
+    grosses = [16000] + [s["gross_g"] for s in settling]
+    assert grosses == sorted(grosses, reverse=overshoot < 0)  # moves one way only
+    if abs(overshoot) >= 100:
+        assert 0 < abs(settling[1]["gross_g"] - 16000) < abs(overshoot)  # partly there
+    for t in (0.8, 5.0):
+        snap = rig.snapshot(now=t)
+        assert (snap["stable"], snap["gross_g"]) == (True, 15000 + 1000 + overshoot), t
+    words = rig.read_words("input", 4, now=5.0)
+    assert (join_u32(words[0], words[1]), words[2] & 1) == (16000 + overshoot, 1)
+
+
+def test_overshoot_arrives_only_after_a_close_at_target():
+    rig = ready_rig(0.0, target_g=1000, watchdog_ms=60000)
+    rig.set_overshoot(300, now=0.0)
+    grant(rig, 0.0)
+    rig.press_start(now=0.0)
+    rig.set_estop(True, now=0.25)  # closed early by the emergency stop: no valve-lag overshoot
+    assert rig.snapshot(now=2.0)["gross_g"] == 15500
+
+
+def test_removing_the_cylinder_while_settling_ends_the_overshoot():
+    rig = filled_rig(400)
+    rig.remove_cylinder(now=0.6)
+    assert rig.snapshot(now=2.0)["gross_g"] == 0
+    rig.place_cylinder(15000, now=2.0)
+    assert rig.snapshot(now=3.0)["gross_g"] == 15000
+
+
+def test_set_overshoot_applies_to_the_next_fill_and_wants_whole_grams():
+    rig = filled_rig(0)
+    rig.set_overshoot(-50, now=0.6)  # after this close: no effect on it
+    assert rig.snapshot(now=1.0)["gross_g"] == 16000
+    rig.remove_cylinder(now=1.0)
+    rig.place_cylinder(15000, now=1.0)
+    rig.write_holding(HB, [2], now=1.0)
+    assert grant(rig, 1.0)
+    rig.press_start(now=1.0)
+    snap = rig.snapshot(now=2.0)
+    assert (snap["gross_g"], snap["overshoot_g"], snap["stable"]) == (15950, -50, True)
+    with pytest.raises(ValueError):
+        rig.set_overshoot(1.5)
+
+
+def test_overshoot_is_a_model_option_and_an_underfill_never_goes_below_zero():
+    rig = RigModel(start_delay_s=None, overshoot_g=-5000, now=0.0)
+    rig.write_holding(HB, [1], now=0.0)
+    rig.write_holding(TARGET, list(split_u32(1000)), now=0.0)
+    rig.place_cylinder(0, now=0.0)
+    assert grant(rig, 0.0)
+    rig.press_start(now=0.0)
+    assert rig.snapshot(now=2.0)["gross_g"] == 0
+    assert rig.read_words("input", 2, now=2.0) == [0, 0]
+
+
+def test_overshoot_command_sets_one_rig():
+    sim = RigSimulator([1, 2])  # never started: the commands only touch the models
+    reply = execute_command(sim, "overshoot 2 120")
+    assert "unit=2 " in reply and "overshoot_g=120" in reply
+    assert (sim.rig(1).overshoot_g, sim.rig(2).overshoot_g) == (0, 120)
+    assert execute_command(sim, "overshoot 2 -35").endswith("overshoot_g=-35")
+    assert execute_command(sim, "overshoot 2").startswith("error: overshoot: missing argument")
+    assert execute_command(sim, "overshoot 2 lots").startswith("error:")
+    assert "overshoot UNIT GRAMS" in execute_command(sim, "help")

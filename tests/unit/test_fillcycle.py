@@ -1,0 +1,136 @@
+"""The fill cycle state machine, pure: status samples in, actions out, one test per path."""
+
+from dataclasses import replace
+
+from drivers.rig import RigStatus
+from station.fillcycle import (
+    Closed,
+    FillContext,
+    FillCycle,
+    Grant,
+    Lamps,
+    Limits,
+    Opened,
+    Refused,
+    Withdraw,
+)
+
+IDLE = RigStatus(permit=False, lamp_green=False, lamp_red=False, buzzer=False, valve_open=False,
+                 cylinder_present=False, estop=False, fill_done=False, gross_g=0, stable=True,
+                 overload=False, scale_fault=False, fault_code=0)
+ON_SCALE = replace(IDLE, cylinder_present=True, gross_g=15200)
+PERMITTED = replace(ON_SCALE, permit=True, lamp_green=True)
+FILLING = replace(PERMITTED, valve_open=True, stable=False, gross_g=20000)
+DONE = replace(ON_SCALE, fill_done=True, gross_g=29700, stable=False)
+LIMITS = Limits(permit_timeout_s=120, tolerance_g=500, max_residual_g=500)
+
+
+def ctx(**over):
+    base = dict(record_id="r1", decision_id=1, cylinder_id="CYL-1", info_code="X1", tag="X1",
+                medium="G13", operator="张三", source="city", tare_g=15200, target_g=14500)
+    return FillContext(**(base | over))
+
+
+def run(samples, limits=LIMITS, context=None):
+    """Feed (status, mono, wall) samples to an accepted cycle; return the cycle and actions."""
+    cycle = FillCycle(limits)
+    cycle.accept(context or ctx(accepted_at=0.0))
+    actions = []
+    for status, t in samples:
+        actions += cycle.step(status, t, 1_800_000_000 + t)
+    return cycle, actions
+
+
+def closed(actions):
+    return [a for a in actions if isinstance(a, Closed)]
+
+
+def test_normal_fill():
+    cycle, actions = run([(ON_SCALE, 1), (PERMITTED, 2), (FILLING, 3),
+                          (DONE, 10), (replace(DONE, stable=True, gross_g=29750), 11)])
+    assert isinstance(actions[0], Opened) and actions[1] == Grant(15200, 14500)
+    [end] = closed(actions)
+    assert not end.cancelled and end.ctx.post_check == "ok" and end.ctx.net_g == 14550
+    assert end.ctx.end_reason == "done" and end.ctx.prefill_g == 15200
+    assert end.ctx.started_at == 1_800_000_003 and end.ctx.ended_at == 1_800_000_010
+    assert Lamps(True, False, False) in actions
+    assert cycle.phase == "ended"
+    _, after = cycle, cycle.step(IDLE, 20, 0)  # taken off the scale: lamps out, idle
+    assert after == [Lamps(False, False)] and cycle.phase == "idle"
+
+
+def test_overfill_is_red_with_buzzer():
+    _, actions = run([(ON_SCALE, 1), (FILLING, 2), (DONE, 9),
+                      (replace(DONE, stable=True, gross_g=15200 + 14500 + 501), 10)])
+    [end] = closed(actions)
+    assert end.ctx.post_check == "overfill" and actions[-1] == Lamps(False, True, True)
+
+
+def test_underfill_is_a_warning():
+    _, actions = run([(ON_SCALE, 1), (FILLING, 2), (DONE, 9),
+                      (replace(DONE, stable=True, gross_g=15200 + 14500 - 501), 10)])
+    [end] = closed(actions)
+    assert end.ctx.post_check == "underfill" and actions[-1] == Lamps(True, False, True)
+
+
+def test_within_tolerance_is_ok():
+    _, actions = run([(ON_SCALE, 1), (FILLING, 2), (DONE, 9),
+                      (replace(DONE, stable=True, gross_g=15200 + 14500 + 500), 10)])
+    assert closed(actions)[0].ctx.post_check == "ok"
+
+
+def test_removal_mid_fill_is_interrupted_with_the_last_mass():
+    removed = replace(IDLE, permit=True, gross_g=0)
+    _, actions = run([(ON_SCALE, 1), (FILLING, 2), (replace(FILLING, gross_g=22000), 3),
+                      (removed, 4)])
+    [end] = closed(actions)
+    assert end.ctx.post_check == "interrupted" and end.ctx.end_reason == "cylinder removed"
+    assert end.ctx.gross_g == 22000 and end.ctx.net_g == 22000 - 15200
+    assert Withdraw("cylinder removed") in actions
+
+
+def test_estop_mid_fill_is_interrupted():
+    estop = replace(ON_SCALE, estop=True, gross_g=21000)
+    _, actions = run([(ON_SCALE, 1), (FILLING, 2), (estop, 3)])
+    [end] = closed(actions)
+    assert end.ctx.end_reason == "ESTOP" and end.ctx.post_check.startswith("interrupted")
+
+
+def test_unused_permit_expires_without_a_record():
+    cycle, actions = run([(ON_SCALE, 1), (PERMITTED, 2), (PERMITTED, 1_800_000_000 + 200)])
+    [end] = closed(actions)
+    assert end.cancelled and end.ctx.end_reason == "permit unused: expired"
+    assert Withdraw("permit unused: expired") in actions and cycle.phase == "idle"
+
+
+def test_removal_before_the_valve_opened_cancels():
+    cycle, actions = run([(ON_SCALE, 1), (PERMITTED, 2), (IDLE, 3)])
+    assert closed(actions)[0].cancelled and Withdraw("cylinder removed") in actions
+    assert cycle.phase == "idle"
+
+
+def test_accepted_waits_for_a_stable_cylinder_then_expires():
+    cycle, actions = run([(IDLE, 1), (replace(ON_SCALE, stable=False), 2)])
+    assert actions == [] and cycle.phase == "accepted"
+    cycle, actions = run([(IDLE, 1), (IDLE, 121)])
+    assert cycle.phase == "idle" and actions == [Lamps(False, False)]
+
+
+def test_residual_is_noted_or_refused():
+    heavy = replace(ON_SCALE, gross_g=15200 + 800)
+    _, actions = run([(heavy, 1)])
+    assert isinstance(actions[1], Grant) and actions[0].ctx.pre_check == "residual 0.80 kg"
+    _, actions = run([(heavy, 1)], limits=replace(LIMITS, refuse_residual=True))
+    assert isinstance(actions[0], Refused) and not any(isinstance(a, Grant) for a in actions)
+
+
+def test_watchdog_before_the_valve_opened_cancels_and_shows_red():
+    cycle, actions = run([(ON_SCALE, 1), (PERMITTED, 2), (ON_SCALE, 3)])
+    [end] = closed(actions)
+    assert end.cancelled and actions[-1] == Lamps(False, True)
+    assert cycle.phase == "ended"
+
+
+def test_unstable_scale_is_recorded_after_the_settle_timeout():
+    _, actions = run([(ON_SCALE, 1), (FILLING, 2), (DONE, 9), (replace(DONE, gross_g=29700), 30)])
+    assert closed(actions)[0].ctx.post_check == "ok (scale not stable)"
