@@ -61,12 +61,14 @@ class SimStation:
                  *, today: date | None = None, deadline_s: float = 1.5, watchdog_ms: int = 3000,
                  offline_max_age_h: float = 72.0, offline_recheck_s: float = 0.0,
                  rig_options: dict[str, Any] | None = None,
-                 dataset: dict[str, Any] | None = None):
+                 dataset: dict[str, Any] | None = None, rig_keys: dict[str, Any] | None = None,
+                 extra_config: str = ""):
         self.workdir = Path(workdir)
         self.rigs = rigs
         self.deadline_s, self.watchdog_ms = deadline_s, watchdog_ms
         self.offline_max_age_h = offline_max_age_h
         self.offline_recheck_s = offline_recheck_s
+        self.rig_keys, self.extra_config = rig_keys or {}, extra_config  # more TOML for tests
         self.dataset = dataset or demo_dataset(today or date.today())
         self.city = CitySimulator(self.dataset)
         self.rig_sim = RigSimulator([r.unit_id for r in rigs], **(rig_options or {}))
@@ -119,10 +121,11 @@ class SimStation:
                       f'modbus = "tcp://127.0.0.1:{self.rig_sim.port}"',
                       f"unit_id = {rig.unit_id}", f"watchdog_ms = {self.watchdog_ms}",
                       f"poll_ms = {min(100, self.watchdog_ms // 3)}",
-                      f"timeout_ms = {min(500, self.watchdog_ms // 3)}", "",
+                      f"timeout_ms = {min(500, self.watchdog_ms // 3)}",
+                      *(f"{k} = {json.dumps(v)}" for k, v in self.rig_keys.items()), "",
                       "[[rigs.readers]]", 'kind = "scanner"',
                       f'port = "{self.scanners[rig.id].path}"', ""]
-        return "\n".join(lines)
+        return "\n".join(lines) + "\n" + self.extra_config
 
     def start_daemon(self, wait: bool = True) -> None:
         log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child
@@ -219,6 +222,14 @@ class SimStation:
                              "LIMIT 1", since, rig)
             return rows[0] if rows else None
         return wait_for(found, timeout, f"a decision at {rig}")
+
+    def wait_fill(self, rig: str, since: str = "", timeout: float = 15.0) -> dict[str, Any]:
+        """The next fill row at a rig that is no longer open (closed or cancelled)."""
+        def done() -> dict[str, Any] | None:
+            rows = self.rows("SELECT * FROM fills WHERE rig = ? AND state != 'open' AND "
+                             "record_id > ? ORDER BY record_id LIMIT 1", rig, since)
+            return rows[0] if rows else None
+        return wait_for(done, timeout, f"a fill record at {rig}")
 
     def badge(self, rig: str, uid: str, timeout: float = 10.0) -> dict[str, Any]:
         since = self.last_id("operator_events")

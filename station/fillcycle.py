@@ -14,6 +14,9 @@ from typing import Any
 from drivers.rig import RigStatus
 
 
+MASS_NOISE_G = 50  # a gain above this means gas went in
+
+
 @dataclass
 class FillContext:
     """What the cycle knows about the cylinder it is filling; becomes the fill record."""
@@ -186,8 +189,8 @@ class FillCycle:
 
     def _permitted(self, st: RigStatus, mono: float, wall: float, removed: bool) -> list[Action]:
         ctx = self._ctx()
-        if st.valve_open:
-            ctx.started_at = wall
+        if st.valve_open or self._filled_unseen(st):
+            ctx.started_at = wall  # (the valve may have opened and closed between two samples)
             self.phase = "filling"
             return self._filling(st, mono, wall, removed)
         expired = wall - (ctx.permitted_at or wall) > self.limits.permit_timeout_s
@@ -200,6 +203,13 @@ class FillCycle:
             self.phase = "ended"
             return [Withdraw(ctx.end_reason), Closed(ctx, cancelled=True), Lamps(False, True)]
         return []
+
+    def _filled_unseen(self, st: RigStatus) -> bool:
+        """Mass went in, or the controller latched FILL_DONE, though no sample saw the valve."""
+        ctx = self._ctx()
+        gained = st.cylinder_present and ctx.prefill_g is not None and \
+            st.gross_g - ctx.prefill_g > MASS_NOISE_G
+        return st.fill_done or gained
 
     def _filling(self, st: RigStatus, mono: float, wall: float, removed: bool) -> list[Action]:
         ctx = self._ctx()

@@ -1,0 +1,109 @@
+"""Whole fills end to end: the daemon runs the fill cycle on the rig simulator and delivers."""
+
+from datetime import UTC, datetime
+
+import pytest
+
+from simulators.dataset import STATION_UNIT, demo_cylinders, qr_url
+from simulators.harness import OPERATORS, RigSpec, SimStation, wait_for
+
+CYL = demo_cylinders(datetime.now(UTC).date())
+VALID = qr_url(CYL["valid"]["info_code"])  # tare 15.2 kg, fill capacity 14.5 kg
+TARE_G, TARGET_G = 15200, 14500
+
+
+@pytest.fixture
+def station(tmp_path):
+    """One rig whose start button is pressed 0.1 s after the permit; 20 kg/s (0.7 s a fill)."""
+    st = SimStation(tmp_path, (RigSpec("rig-01", 1),), watchdog_ms=900,
+                    rig_options={"start_delay_s": 0.1, "flow_g_per_s": 20000},
+                    rig_keys={"permit_timeout_s": 1.5}).start()
+    st.badge("rig-01", OPERATORS[0][1])
+    yield st
+    st.stop()
+
+
+def fill(st, reading=VALID, gross=TARE_G, since=""):
+    st.place("rig-01", gross)
+    d = st.scan("rig-01", reading)
+    assert d["permit"] == 1
+    return d, st.wait_fill("rig-01", since)
+
+
+def test_normal_fill_is_recorded_and_delivered_once(station):
+    d, f = fill(station)
+    assert f["state"] == "closed" and f["post_check"] == "ok" and f["end_reason"] == "done"
+    assert abs(f["net_g"] - TARGET_G) <= 500 and f["prefill_g"] == TARE_G
+    assert f["cylinder_id"] == "CYL-000001" and f["operator"] == "张三"
+    assert f["decision_id"] == d["id"] and f["source"] == "city" and f["pre_check"] == "ok"
+    assert f["started_at"] <= f["ended_at"]
+    wait_for(lambda: (c := station.coils("rig-01"))["lamp_green"] and not c["permit"], 2,
+             "green lamp, permit gone")
+    wait_for(lambda: station.city.fillings, 5, "the record at the city")
+    [sent] = station.city.fillings
+    assert sent["record_id"] == f["record_id"] and sent["id"] == "CYL-000001"
+    assert sent["operator"] == "张三" and sent["filling_unit_name"] == STATION_UNIT
+    assert sent["medium_code"] == "G13" and sent["net_mass_kg"] == round(f["net_g"] / 1000, 2)
+    assert len(sent["fill_started_at"]) == 19 and sent["fill_date"] == f["fill_date"]
+    row = wait_for(lambda: station.rows("SELECT * FROM outbox WHERE state = 'delivered'"), 5,
+                   "delivered")
+    assert row[0]["trace_id"] and station.city.submissions[f["record_id"]] == 1
+    station.remove("rig-01")
+    wait_for(lambda: not any(station.coils("rig-01").values()), 3, "lamps out after removal")
+
+
+@pytest.mark.parametrize("overshoot,check,red", [(800, "overfill", True),
+                                                  (-800, "underfill", False)])
+def test_overfill_and_underfill(station, overshoot, check, red):
+    station.rig_sim.rig(1).set_overshoot(overshoot)
+    _, f = fill(station)
+    assert f["post_check"] == check and abs(f["net_g"] - (TARGET_G + overshoot)) <= 100
+    wait_for(lambda: (c := station.coils("rig-01"))["lamp_red"] == red
+             and c["lamp_green"] != red, 2, "the lamps to show the check")
+
+
+def test_removal_mid_fill_is_an_interrupted_record(station):
+    model = station.rig_sim.rig(1)
+    model.flow_g_per_s = 2000  # a slower fill: 7 s
+    station.place("rig-01")
+    station.scan("rig-01", VALID)
+    wait_for(lambda: model.snapshot()["gross_g"] > TARE_G + 2000, 5, "mass climbing")
+    model.remove_cylinder()
+    f = station.wait_fill("rig-01")
+    assert f["post_check"] == "interrupted" and f["end_reason"] == "cylinder removed"
+    assert 1000 < f["net_g"] < TARGET_G
+    assert not station.coils("rig-01")["permit"]
+    wait_for(lambda: station.city.fillings, 5, "the interrupted record at the city")
+    assert station.city.fillings[0]["post_check"] == "interrupted"
+
+
+def test_estop_mid_fill_is_interrupted(station):
+    model = station.rig_sim.rig(1)
+    model.flow_g_per_s = 2000
+    station.place("rig-01")
+    station.scan("rig-01", VALID)
+    wait_for(lambda: model.snapshot()["gross_g"] > TARE_G + 500, 5, "mass climbing")
+    model.set_estop(True)
+    f = station.wait_fill("rig-01")
+    assert f["post_check"] == "interrupted" and f["end_reason"] == "ESTOP"
+    wait_for(lambda: station.coils("rig-01")["lamp_red"], 2, "the red lamp")
+
+
+def test_unused_permit_expires(station):
+    station.rig_sim.rig(1).start_delay_s = None  # nobody presses start
+    station.place("rig-01")
+    station.scan("rig-01", VALID)
+    assert station.coils("rig-01")["permit"]
+    f = station.wait_fill("rig-01", timeout=5)
+    assert f["state"] == "cancelled" and f["end_reason"] == "permit unused: expired"
+    assert not station.coils("rig-01")["permit"]
+    assert station.rows("SELECT count(*) AS n FROM outbox")[0]["n"] == 0  # not a fill
+
+
+def test_permit_waits_for_the_cylinder(station):
+    station.remove("rig-01")
+    d = station.scan("rig-01", VALID)
+    assert d["permit"] == 1 and not station.coils("rig-01")["permit"]  # green, no permit yet
+    station.place("rig-01")
+    f = station.wait_fill("rig-01")
+    assert f["post_check"] == "ok"
