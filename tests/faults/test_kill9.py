@@ -1,0 +1,15 @@
+"""kill -9 of the daemon at random points while filling and syncing (the short campaign)."""
+
+import os
+
+from kill9 import WATCHDOG_MS, campaign
+
+TRIALS = int(os.environ.get("STATION_KILL9_TRIALS", "20"))
+
+
+def test_kill9_campaign(tmp_path):
+    result = campaign(tmp_path, TRIALS, seed=int(os.environ.get("STATION_KILL9_SEED", "20261125")))
+    assert result.trials == TRIALS
+    assert result.problems == []
+    assert result.valve_openings > 0 and result.fills_closed >= result.valve_openings
+    assert max(result.permit_drop_s) <= WATCHDOG_MS / 1000 + 0.5
