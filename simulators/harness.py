@@ -205,16 +205,25 @@ class SimStation:
         """Type a reading at a rig's scanner and return the decision the daemon recorded.
 
         The decision is committed before the rig is told; with `settle` this also waits until
-        the rig's lamps show the verdict (green for a permit, red for a refusal).
+        the rig shows the verdict (see `_shows`).
         """
         since = self.last_id()
         self.scanners[rig].send(reading)
         decision = self.wait_decision(rig, since, timeout)
         if settle:
-            want = bool(decision["permit"])
-            wait_for(lambda: (c := self.coils(rig))["lamp_green"] == want
-                     and c["lamp_red"] != want, timeout, f"{rig}'s lamps to show the verdict")
+            wait_for(lambda: self._shows(rig, bool(decision["permit"])), timeout,
+                     f"{rig} to show the verdict")
         return decision
+
+    def _shows(self, rig: str, permit: bool) -> bool:
+        """The rig shows a verdict: red and no permit; or green, with the permit once a
+        cylinder stands on a stable scale (a lamp alone may still be the previous verdict's)."""
+        c = self.coils(rig)
+        if not permit:
+            return c["lamp_red"] and not c["lamp_green"] and not c["permit"]
+        snap = self.rig_sim.rig(self.unit(rig)).snapshot()
+        on_scale = snap["cylinder_present"] and snap["stable"] and not snap["estop"]
+        return c["lamp_green"] and not c["lamp_red"] and (c["permit"] or not on_scale)
 
     def wait_decision(self, rig: str, since: int, timeout: float = 10.0) -> dict[str, Any]:
         def found() -> dict[str, Any] | None:
@@ -223,13 +232,13 @@ class SimStation:
             return rows[0] if rows else None
         return wait_for(found, timeout, f"a decision at {rig}")
 
-    def wait_fill(self, rig: str, since: str = "", timeout: float = 15.0) -> dict[str, Any]:
-        """The next fill row at a rig that is no longer open (closed or cancelled)."""
+    def wait_fill(self, rig: str, decision_id: int, timeout: float = 15.0) -> dict[str, Any]:
+        """The fill that a decision at a rig led to, once it is no longer open."""
         def done() -> dict[str, Any] | None:
-            rows = self.rows("SELECT * FROM fills WHERE rig = ? AND state != 'open' AND "
-                             "record_id > ? ORDER BY record_id LIMIT 1", rig, since)
+            rows = self.rows("SELECT * FROM fills WHERE rig = ? AND decision_id = ? AND "
+                             "state != 'open'", rig, decision_id)
             return rows[0] if rows else None
-        return wait_for(done, timeout, f"a fill record at {rig}")
+        return wait_for(done, timeout, f"the fill of decision {decision_id} at {rig}")
 
     def badge(self, rig: str, uid: str, timeout: float = 10.0) -> dict[str, Any]:
         since = self.last_id("operator_events")

@@ -148,6 +148,10 @@ def run_demo(interactive: bool = False, keep: bool = False) -> int:
         latencies = [r["latency_ms"] for r in station.rows("SELECT latency_ms FROM decisions")]
         print(f"\n{len(latencies)} decisions in {time.monotonic() - started:.1f} s; "
               f"each recorded in {station.store_path.name} before the rig was told.")
+        print("\nWhole fills at rig-01 (start button pressed by the simulator, 10 kg/s):")
+        from .demo_fills import play_fills
+
+        failures += play_fills(station)
     finally:
         code = station.stop_daemon()
         station.stop()

@@ -13,7 +13,6 @@ from typing import Any
 
 from drivers.rig import RigStatus
 
-
 MASS_NOISE_G = 50  # a gain above this means gas went in
 
 

@@ -23,11 +23,11 @@ def station(tmp_path):
     st.stop()
 
 
-def fill(st, reading=VALID, gross=TARE_G, since=""):
+def fill(st, reading=VALID, gross=TARE_G):
     st.place("rig-01", gross)
     d = st.scan("rig-01", reading)
     assert d["permit"] == 1
-    return d, st.wait_fill("rig-01", since)
+    return d, st.wait_fill("rig-01", d["id"])
 
 
 def test_normal_fill_is_recorded_and_delivered_once(station):
@@ -66,10 +66,10 @@ def test_removal_mid_fill_is_an_interrupted_record(station):
     model = station.rig_sim.rig(1)
     model.flow_g_per_s = 2000  # a slower fill: 7 s
     station.place("rig-01")
-    station.scan("rig-01", VALID)
+    d = station.scan("rig-01", VALID)
     wait_for(lambda: model.snapshot()["gross_g"] > TARE_G + 2000, 5, "mass climbing")
     model.remove_cylinder()
-    f = station.wait_fill("rig-01")
+    f = station.wait_fill("rig-01", d["id"])
     assert f["post_check"] == "interrupted" and f["end_reason"] == "cylinder removed"
     assert 1000 < f["net_g"] < TARGET_G
     assert not station.coils("rig-01")["permit"]
@@ -81,10 +81,10 @@ def test_estop_mid_fill_is_interrupted(station):
     model = station.rig_sim.rig(1)
     model.flow_g_per_s = 2000
     station.place("rig-01")
-    station.scan("rig-01", VALID)
+    d = station.scan("rig-01", VALID)
     wait_for(lambda: model.snapshot()["gross_g"] > TARE_G + 500, 5, "mass climbing")
     model.set_estop(True)
-    f = station.wait_fill("rig-01")
+    f = station.wait_fill("rig-01", d["id"])
     assert f["post_check"] == "interrupted" and f["end_reason"] == "ESTOP"
     wait_for(lambda: station.coils("rig-01")["lamp_red"], 2, "the red lamp")
 
@@ -92,9 +92,9 @@ def test_estop_mid_fill_is_interrupted(station):
 def test_unused_permit_expires(station):
     station.rig_sim.rig(1).start_delay_s = None  # nobody presses start
     station.place("rig-01")
-    station.scan("rig-01", VALID)
+    d = station.scan("rig-01", VALID)
     assert station.coils("rig-01")["permit"]
-    f = station.wait_fill("rig-01", timeout=5)
+    f = station.wait_fill("rig-01", d["id"], timeout=5)
     assert f["state"] == "cancelled" and f["end_reason"] == "permit unused: expired"
     assert not station.coils("rig-01")["permit"]
     assert station.rows("SELECT count(*) AS n FROM outbox")[0]["n"] == 0  # not a fill
@@ -105,5 +105,5 @@ def test_permit_waits_for_the_cylinder(station):
     d = station.scan("rig-01", VALID)
     assert d["permit"] == 1 and not station.coils("rig-01")["permit"]  # green, no permit yet
     station.place("rig-01")
-    f = station.wait_fill("rig-01")
+    f = station.wait_fill("rig-01", d["id"])
     assert f["post_check"] == "ok"
