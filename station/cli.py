@@ -61,10 +61,14 @@ def _parser() -> argparse.ArgumentParser:
     syn.add_argument("--now", action="store_true", required=True,
                      help="end every backoff: the running daemon sends within a second")
     opr = sub.add_parser("operator", help="log an operator in or out at a rig (no badge)")
-    opr.add_argument("--config", required=True)
-    opr.add_argument("action", choices=("login", "logout", "list"))
-    opr.add_argument("--rig")
-    opr.add_argument("name", nargs="?")
+    opr_sub = opr.add_subparsers(dest="action", required=True)
+    for action in ("login", "logout"):
+        one = opr_sub.add_parser(action, help=f"{action} at a rig")
+        one.add_argument("--config", required=True)
+        one.add_argument("--rig", required=True)
+        one.add_argument("name", help="the operator's name as in the configuration")
+    lst = opr_sub.add_parser("list", help="who is on shift at each rig")
+    lst.add_argument("--config", required=True)
     demo = sub.add_parser("demo", help="run the station on simulators and show the verdicts")
     demo.add_argument("--interactive", action="store_true", help="type readings yourself")
     demo.add_argument("--keep", action="store_true", help="keep the demo's work folder")
@@ -216,8 +220,6 @@ def cmd_operator(args: argparse.Namespace) -> int:
         for rig, name in sorted(store.operators_on_shift().items()):
             print(f"{rig}\t{name}")
         return EXIT_OK
-    if not args.rig or not args.name:
-        raise StationError(f"operator {args.action} needs --rig and the name")
     if args.rig not in {r.id for r in cfg.rigs}:
         raise StationError(f"no rig {args.rig!r} in the configuration")
     if args.name not in {o.name for o in cfg.operators}:

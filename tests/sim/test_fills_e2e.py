@@ -1,5 +1,10 @@
 """Whole fills end to end: the daemon runs the fill cycle on the rig simulator and delivers."""
 
+import csv
+import io
+import json
+import subprocess
+import sys
 from datetime import UTC, datetime
 
 import pytest
@@ -107,3 +112,77 @@ def test_permit_waits_for_the_cylinder(station):
     station.place("rig-01")
     f = station.wait_fill("rig-01", d["id"])
     assert f["post_check"] == "ok"
+
+
+def station_cli(st, *args):
+    return subprocess.run([sys.executable, "-m", "station", *args, "--config",
+                           str(st.config_path)], capture_output=True, text=True, timeout=30)
+
+
+def test_supervisor_override_of_city_unavailable_is_recorded_and_resolved(station):
+    uncached = qr_url(CYL["offline_uncached"]["info_code"])
+    station.city.set_faults(status=503)
+    station.place("rig-01")
+    refused = station.scan("rig-01", uncached)
+    assert refused["reason"] == "CITY_UNAVAILABLE" and not station.coils("rig-01")["permit"]
+    supervisor = next(b for _, b, role in OPERATORS if role == "supervisor")
+    since = station.last_id()
+    station.scanners["rig-01"].send(supervisor)
+    d = station.wait_decision("rig-01", since)
+    assert d["permit"] == 1 and "override of decision" in d["detail"]
+    f = station.wait_fill("rig-01", d["id"])
+    assert f["override_by"] == "王主管" and f["override_reason"] and f["cylinder_id"] is None
+    assert f["post_check"] == "ok"
+    listed = json.loads(station_cli(station, "records", "--override", "--json").stdout)
+    assert [r["record_id"] for r in listed] == [f["record_id"]]
+    station.city.clear_faults()
+    station_cli(station, "sync", "--now")
+    wait_for(lambda: station.city.fillings, 10, "the override fill at the city")
+    assert station.city.fillings[0]["id"] == CYL["offline_uncached"]["id"]  # resolved by tag
+
+
+def test_override_is_refused_for_a_scrapped_cylinder(station):
+    station.place("rig-01")
+    refused = station.scan("rig-01", qr_url(CYL["scrapped"]["info_code"]))
+    assert refused["reason"] == "SCRAPPED"
+    supervisor = next(b for _, b, role in OPERATORS if role == "supervisor")
+    station.badge("rig-01", supervisor)  # a plain log-in, not an override
+    assert station.last_id() == refused["id"] and not station.coils("rig-01")["permit"]
+
+
+def test_operator_cli_and_records_filters(station):
+    assert station_cli(station, "operator", "logout", "--rig", "rig-01", "张三").returncode == 0
+    assert station.scan("rig-01", VALID)["reason"] == "NO_OPERATOR"
+    assert station_cli(station, "operator", "login", "--rig", "rig-01", "李四").returncode == 0
+    _, f = fill(station, qr_url(CYL["valid_partner"]["info_code"]))
+    assert f["operator"] == "李四"
+    out = station_cli(station, "records", "--operator", "李四", "--csv")
+    rows = list(csv.DictReader(io.StringIO(out.stdout)))
+    assert len(rows) == 1 and rows[0]["record_id"] == f["record_id"]
+    assert rows[0]["post_check"] == "ok" and rows[0]["operator"] == "李四"
+    none = station_cli(station, "records", "--operator", "张三", "--json")
+    assert json.loads(none.stdout) == []
+    wait_for(lambda: station.city.fillings, 5, "delivery")
+    outbox = station_cli(station, "outbox")
+    assert "delivered 1" in outbox.stdout
+    bad = station_cli(station, "operator", "login", "--rig", "rig-01", "无名氏")
+    assert bad.returncode == 1 and "not an operator" in bad.stderr
+
+
+def test_fill_cut_by_a_crash_is_recorded_as_interrupted_after_restart(station):
+    model = station.rig_sim.rig(1)
+    model.flow_g_per_s = 2000
+    station.place("rig-01")
+    d = station.scan("rig-01", VALID)
+    wait_for(lambda: model.snapshot()["gross_g"] > TARE_G + 1500, 5, "mass climbing")
+    station.daemon.kill()  # SIGKILL: power cut, mid-fill
+    station.daemon.wait()
+    wait_for(lambda: not model.snapshot()["valve_open"], 2, "the watchdog to close the valve")
+    assert station.rows("SELECT state FROM fills WHERE decision_id = ?", d["id"])[0]["state"] \
+        == "open"
+    station.daemon = None
+    station.start_daemon()
+    f = station.wait_fill("rig-01", d["id"])
+    assert f["state"] == "closed" and f["post_check"] == "interrupted"
+    assert f["end_reason"] == "station restarted during the fill" and f["net_g"] > 1500
+    wait_for(lambda: station.city.fillings, 5, "the interrupted fill at the city")

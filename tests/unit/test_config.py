@@ -94,3 +94,17 @@ def test_cli_exits_2_on_a_config_error(tmp_path, capsys):
     assert exit_.value.code == 2
     err = capsys.readouterr().err
     assert "[station] unit_nmae" in err and str(path) in err
+
+
+def test_fill_sync_and_override_sections(tmp_path):
+    cfg = load_text(tmp_path, example())
+    assert cfg.fill.tolerance_kg == 0.5 and cfg.sync.rate_per_s == 20
+    assert cfg.override.reasons == ("CITY_UNAVAILABLE",)
+
+
+@pytest.mark.parametrize("reason", ["SCRAPPED", "NOT_REGISTERED", "BLOCKLISTED", "TAG_FOREIGN"])
+def test_an_override_of_a_forbidden_reason_stops_start_up(tmp_path, reason):
+    text = example().replace('reasons = ["CITY_UNAVAILABLE"]', f'reasons = ["{reason}"]')
+    with pytest.raises(ConfigError) as err:
+        load_text(tmp_path, text)
+    assert err.value.section == "override" and "reasons" in err.value.key
