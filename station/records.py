@@ -41,8 +41,9 @@ def select_fills(store: Store, args: argparse.Namespace) -> list[dict[str, Any]]
         where.append("f.override_by IS NOT NULL")
     sql = ("SELECT f.*, o.state AS sync, o.attempts, o.last_error, o.trace_id FROM fills f "
            "LEFT JOIN outbox o ON o.record_id = f.record_id WHERE " + " AND ".join(where) +
-           " ORDER BY coalesce(f.started_at, f.permitted_at) LIMIT ?")
-    return [shape(r) for r in store.query(sql, (*params, args.limit))]
+           " ORDER BY coalesce(f.started_at, f.permitted_at) DESC LIMIT ?")
+    newest = store.query(sql, (*params, args.limit))  # the newest `limit`, shown oldest first
+    return [shape(r) for r in reversed(newest)]
 
 
 def kg(grams: int | None) -> float | None:
@@ -77,6 +78,9 @@ def print_records(cfg: StationConfig, args: argparse.Namespace) -> int:
                   f"{r['cylinder_id'] or '-':<12} {net:>6} kg  {r['post_check'] or '-':<12} "
                   f"{r['sync']:<9} {r['record_id']}")
         print(f"{len(rows)} record(s)", file=sys.stderr)
+    if len(rows) >= args.limit:
+        print(f"limit reached: these are the newest {args.limit}; narrow with --from/--to or "
+              "raise --limit", file=sys.stderr)
     return 0
 
 

@@ -58,6 +58,11 @@ MIGRATIONS: tuple[str, ...] = (
         created_at REAL NOT NULL, delivered_at REAL, trace_id TEXT);
     CREATE INDEX outbox_pending ON outbox(state, id);
     """,
+    """
+    CREATE INDEX fills_info_code ON fills(info_code);
+    CREATE INDEX fills_tag ON fills(tag);
+    CREATE INDEX fills_time ON fills(coalesce(started_at, permitted_at));
+    """,
 )
 
 FILL_COLUMNS = ("record_id", "decision_id", "rig", "state", "cylinder_id", "info_code", "tag",

@@ -73,7 +73,7 @@ class SyncWorker(threading.Thread):
     def step(self, store: Store) -> float:
         """Deliver the oldest pending record if it is due; return how long to wait next."""
         rows = store.query("SELECT * FROM outbox WHERE state = 'pending' ORDER BY id LIMIT 1")
-        self._watch_backlog(store)
+        self._watch_backlog(store, rows[0]["created_at"] if rows else None)
         if not rows:
             return 5.0
         row, now = rows[0], time.time()
@@ -152,16 +152,17 @@ class SyncWorker(threading.Thread):
         log.warning(kv("record_retry", record_id=row["record_id"], attempts=row["attempts"] + 1,
                        retry_in_s=wait, error=error))
 
-    def _watch_backlog(self, store: Store) -> None:
+    def _watch_backlog(self, store: Store, oldest: float | None) -> None:
         """Warn once when the oldest pending record is older than backlog_warn_h, once again
-        when the backlog is young again."""
-        row = store.conn.execute("SELECT min(created_at), count(*) FROM outbox "
-                                 "WHERE state = 'pending'").fetchone()
-        age_h = (time.time() - row[0]) / 3600 if row[0] else 0.0
+        when the backlog is young again (the count is read only for those two lines)."""
+        age_h = (time.time() - oldest) / 3600 if oldest else 0.0
         old = age_h > self.cfg.backlog_warn_h
-        if old != self._backlog_old:
-            if old:
-                log.warning(kv("backlog_old", pending=row[1], oldest_h=age_h))
-            elif self._backlog_old is not None:
-                log.info(kv("backlog_recovered", pending=row[1]))
-            self._backlog_old = old
+        if old == self._backlog_old:
+            return
+        pending = store.conn.execute("SELECT count(*) FROM outbox WHERE state = 'pending'"
+                                     ).fetchone()[0]
+        if old:
+            log.warning(kv("backlog_old", pending=pending, oldest_h=age_h))
+        elif self._backlog_old is not None:
+            log.info(kv("backlog_recovered", pending=pending))
+        self._backlog_old = old

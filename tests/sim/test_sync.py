@@ -125,3 +125,24 @@ def test_backoff_is_full_jitter_capped_and_honours_retry_after():
     assert max(waits[12:]) > 60  # it does grow
     assert backoff_s(0, 300, 45, rng) == 45
     assert backoff_s(3, 300, 1000, rng) == 300
+
+
+def test_old_backlog_is_warned_once_and_recovery_once(setup, caplog):
+    sim, store, worker = setup
+    worker.cfg = SyncConfig(rate_per_s=0, submit_timeout_s=1.0, backlog_warn_h=1)
+    sim.set_faults(status=503)
+    rid = add(store, record())
+    with store.transaction() as conn:
+        conn.execute("UPDATE outbox SET created_at = ? WHERE record_id = ?",
+                     (time.time() - 2 * 3600, rid))
+    with caplog.at_level("INFO", logger="station.sync"):
+        for _ in range(3):
+            worker.step(store)
+            with store.transaction() as conn:
+                conn.execute("UPDATE outbox SET next_at = 0")
+        sim.clear_faults()
+        drain(worker, store)
+        worker.step(store)
+    messages = [r.getMessage() for r in caplog.records]
+    assert sum("event=backlog_old" in m for m in messages) == 1
+    assert sum("event=backlog_recovered" in m for m in messages) == 1
