@@ -9,11 +9,18 @@ from station.errors import DeviceError
 
 READERS: dict[str, tuple[str, str]] = {
     "scanner": ("drivers.serial_scanner", "SerialScanner"),
+    "rfid": ("drivers.serial_scanner", "SerialScanner"),  # hex UID lines; parsed by kind
+    "camera": ("drivers.camera", "camera_reader"),
 }
 
 
+def make_reader(cfg: Any, rig_id: str) -> Any:
+    """The TagReader for a configured reader (station.config.ReaderConfig)."""
+    return reader_class(cfg.kind)(cfg, rig_id)
+
+
 def reader_class(kind: str) -> Any:
-    """The TagReader class for a configured reader kind."""
+    """The TagReader class (or factory) for a configured reader kind."""
     try:
         module_name, class_name = READERS[kind]
     except KeyError as err:

@@ -60,6 +60,7 @@ class SerialScanner(TagReader):
 
     def __init__(self, cfg: ReaderConfig, rig_id: str, *, backoff_max_s: float = 5.0):
         self.cfg, self.rig_id, self.reader_id = cfg, rig_id, cfg.id
+        self.kind = cfg.kind  # scanner or rfid: the same line protocol
         self.backoff_max_s = backoff_max_s
         self.connected: bool | None = None  # None: never tried
         self.opened = 0  # successful opens, for health pages and tests

@@ -26,6 +26,9 @@ def _parser() -> argparse.ArgumentParser:
     scan.add_argument("--link", help="also make this symlink to the pty (a stable port path)")
     scan.add_argument("--terminator", default="crlf", choices=("cr", "lf", "crlf"))
     scan.add_argument("--script", help="file with one reading per line (default: stdin)")
+    rfid = sub.add_parser("rfid", help="a serial RFID reader (pty) repeating the tag in its field")
+    rfid.add_argument("--link", help="also make this symlink to the pty (a stable port path)")
+    rfid.add_argument("--rate", type=float, default=8.0, help="repeats a second")
     ds = sub.add_parser("dataset", help="print the built-in demo dataset as JSON")
     ds.add_argument("--today", help="yyyy-mm-dd to date the dataset from (default: today)")
     return p
@@ -47,6 +50,10 @@ def main(argv: list[str] | None = None) -> None:
         from .scanner import run_scanner
 
         run_scanner(args.link, args.terminator, args.script)
+    elif args.sim == "rfid":
+        from .rfid import run_rfid
+
+        run_rfid(args.link, args.rate)
     else:
         from .dataset import demo_dataset
 

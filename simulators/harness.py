@@ -27,6 +27,7 @@ from .dataset import (
     UNIT_CODE,
     demo_dataset,
 )
+from .rfid import RfidSim
 from .rig import RigSimulator
 from .scanner import ScannerSim
 
@@ -36,6 +37,7 @@ class RigSpec:
     id: str
     unit_id: int
     medium: str = "G13"
+    rfid: bool = False  # an RFID reader at the scale besides the scanner
 
 
 OPERATORS = (("张三", "0A1B2C3D", "operator"), ("李四", "0A1B2C3E", "operator"),
@@ -73,6 +75,7 @@ class SimStation:
         self.city = CitySimulator(self.dataset)
         self.rig_sim = RigSimulator([r.unit_id for r in rigs], **(rig_options or {}))
         self.scanners = {r.id: ScannerSim(self.workdir / f"scanner-{r.id}") for r in rigs}
+        self.rfids = {r.id: RfidSim(self.workdir / f"rfid-{r.id}") for r in rigs if r.rfid}
         self.daemon: subprocess.Popen[bytes] | None = None
         self.config_path = self.workdir / "station.toml"
         self.store_path = self.workdir / "station.db"
@@ -90,6 +93,8 @@ class SimStation:
             self.rig_sim.start()
             for scanner in self.scanners.values():
                 scanner.start()
+            for rfid in self.rfids.values():
+                rfid.start()
             self.write_config()
             self.start_daemon()
         except BaseException:
@@ -125,6 +130,9 @@ class SimStation:
                       *(f"{k} = {json.dumps(v)}" for k, v in self.rig_keys.items()), "",
                       "[[rigs.readers]]", 'kind = "scanner"',
                       f'port = "{self.scanners[rig.id].path}"', ""]
+            if rig.id in self.rfids:
+                lines += ["[[rigs.readers]]", 'kind = "rfid"', f'id = "{rig.id}-rfid"',
+                          f'port = "{self.rfids[rig.id].path}"', ""]
         return "\n".join(lines) + "\n" + self.extra_config
 
     def start_daemon(self, wait: bool = True) -> None:
@@ -149,7 +157,8 @@ class SimStation:
             if "event=station_ready" not in text:
                 return False
             return all(f"event=rig_connected rig={r.id}" in text
-                       and f"event=reader_open rig={r.id} " in text for r in self.rigs)
+                       and text.count(f"event=reader_open rig={r.id} ") == 1 + r.rfid
+                       for r in self.rigs)
         try:
             wait_for(ready, timeout, "the daemon to connect every rig and reader")
         except TimeoutError as err:
@@ -183,6 +192,8 @@ class SimStation:
             self._db.close()
         for scanner in self.scanners.values():
             scanner.close()
+        for rfid in self.rfids.values():
+            rfid.close()
         self.rig_sim.stop()
         self.city.stop()
 

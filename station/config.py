@@ -79,8 +79,8 @@ class RulesConfig:
 @dataclass(frozen=True)
 class ReaderConfig:
     id: str
-    kind: str  # "scanner"
-    port: str
+    kind: str  # scanner | rfid (serial lines) | camera (OpenCV frames, QR decoding)
+    port: str = ""  # serial kinds
     baudrate: int = 9600
     terminator: str = "any"  # any | cr | lf | crlf
     strip_aim: bool = True
@@ -88,6 +88,15 @@ class ReaderConfig:
     suffix: str = ""
     max_length: int = 1000
     dedup_s: float = 3.0
+    source: str = ""  # camera: device index, /dev/video*, rtsp:// URL, or a video/image file
+    decoder: str = "zxing"  # camera: zxing | pyzbar | opencv
+    fps: float = 10.0  # camera: frames decoded per second
+    roi: tuple[int, int, int, int] | None = None  # camera: x, y, width, height
+
+
+READER_KINDS = ("scanner", "rfid", "camera")
+SERIAL_KEYS = ("port", "baudrate", "terminator", "strip_aim", "prefix", "suffix", "max_length")
+CAMERA_KEYS = ("source", "decoder", "fps", "roi")
 
 
 @dataclass(frozen=True)
@@ -250,7 +259,9 @@ def load(path: str | os.PathLike[str], env: dict[str, str] | None = None) -> Sta
         raise top.error("rigs", "at least one [[rigs]] is required")
     _unique(top, "rigs", [r.id for r in rigs], "id")
     _unique(top, "rigs", [(r.modbus.key, r.unit_id) for r in rigs], "modbus + unit_id")
-    _unique(top, "rigs", [rd.port for r in rigs for rd in r.readers], "readers.port")
+    _unique(top, "rigs", [rd.port or rd.source for r in rigs for rd in r.readers],
+            "readers.port/source")
+    _unique(top, "rigs", [rd.id for r in rigs for rd in r.readers], "readers.id")
     top.done()
     return StationConfig(file=file, unit_name=unit_name, unit_code=unit_code, fills_for=fills_for,
                          store=store, qr_hosts=qr_hosts, qr_allow_http=qr_allow_http, city=city,
@@ -404,19 +415,39 @@ def _registers(sec: Section) -> RegisterMap:
 
 
 def _reader(sec: Section, rig_id: str, index: int) -> ReaderConfig:
-    r = ReaderConfig(
-        id=sec.get_str("id", f"{rig_id}-reader{index + 1}", maxlen=64),
-        kind=sec.get_str("kind", choices=("scanner",)),
-        port=sec.get_str("port", maxlen=255),
-        baudrate=sec.get_int("baudrate", 9600, minval=1200, maxval=921600),
-        terminator=sec.get_str("terminator", "any", choices=("any", "cr", "lf", "crlf")),
-        strip_aim=sec.get_bool("strip_aim", True),
-        prefix=sec.get_str("prefix", "", allow_empty=True, maxlen=16),
-        suffix=sec.get_str("suffix", "", allow_empty=True, maxlen=16),
-        max_length=sec.get_int("max_length", 1000, minval=16, maxval=8192),
-        dedup_s=sec.get_float("dedup_s", 3.0, minval=0, maxval=600))
+    kind = sec.get_str("kind", choices=READER_KINDS)
+    common = {"id": sec.get_str("id", f"{rig_id}-reader{index + 1}", maxlen=64),
+              "kind": kind, "dedup_s": sec.get_float("dedup_s", 3.0, minval=0, maxval=600)}
+    foreign = CAMERA_KEYS if kind != "camera" else SERIAL_KEYS
+    for key in foreign:
+        if key in sec.data:
+            raise sec.error(key, f"does not apply to a reader of kind {kind!r}")
+    r = ReaderConfig(**common, **(_camera(sec) if kind == "camera" else _serial(sec, kind)))
     sec.done()
     return r
+
+
+def _serial(sec: Section, kind: str) -> dict:
+    return {
+        "port": sec.get_str("port", maxlen=255),
+        "baudrate": sec.get_int("baudrate", 9600, minval=1200, maxval=921600),
+        "terminator": sec.get_str("terminator", "any", choices=("any", "cr", "lf", "crlf")),
+        "strip_aim": sec.get_bool("strip_aim", kind == "scanner"),
+        "prefix": sec.get_str("prefix", "", allow_empty=True, maxlen=16),
+        "suffix": sec.get_str("suffix", "", allow_empty=True, maxlen=16),
+        "max_length": sec.get_int("max_length", 1000, minval=16, maxval=8192)}
+
+
+def _camera(sec: Section) -> dict:
+    roi = sec.data.get("roi")
+    if roi is not None and not (isinstance(roi, list) and len(roi) == 4 and all(
+            isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in roi)):
+        raise sec.error("roi", "must be [x, y, width, height] in pixels")
+    sec.used.add("roi")
+    return {"source": sec.get_str("source", maxlen=1000),
+            "decoder": sec.get_str("decoder", "zxing", choices=("zxing", "pyzbar", "opencv")),
+            "fps": sec.get_float("fps", 10.0, minval=0.5, maxval=60),
+            "roi": tuple(roi) if roi else None}
 
 
 def _rig(sec: Section, rules: RulesConfig) -> RigConfig:

@@ -8,7 +8,7 @@ import signal
 from concurrent.futures import ThreadPoolExecutor
 
 from drivers.modbus_rig import ModbusRig, links_for
-from drivers.registry import reader_class
+from drivers.registry import make_reader
 
 from .city import CityClient
 from .config import StationConfig
@@ -31,7 +31,7 @@ def build(cfg: StationConfig, store: Store, executor: ThreadPoolExecutor,
     loops = []
     for rig in cfg.rigs:
         controller = ModbusRig(rig, links[rig.modbus.key])
-        readers = [reader_class(r.kind)(r, rig.id) for r in rig.readers]
+        readers = [make_reader(r, rig.id) for r in rig.readers]
         loops.append(RigLoop(rig, cfg, controller, readers, store, lookups, on_fill))
     return loops, links
 

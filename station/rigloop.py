@@ -314,6 +314,8 @@ class RigLoop:
                                        reader_cfg.strip_aim)
         if self.station.badge(text) is not None:
             return Reading(raw=text, kind="badge", value=text.upper(), reader=line.reader_id)
+        if reader_cfg is not None and reader_cfg.kind == "rfid":
+            return parse.parse_rfid(text, line.reader_id)
         return parse.parse_scan(text, self.station.qr_hosts, self.station.qr_allow_http,
                                 line.reader_id)
 
