@@ -40,6 +40,8 @@ def cylinder(n: int, today: date, **over: Any) -> dict[str, Any]:
         "tare_kg": 15.2, "fill_capacity_kg": 14.5,
     }
     rec.update(over)
+    if "product_no" not in over:  # a traceable number: maker 118, the year made, the serial
+        rec["product_no"] = f"118{rec['manufacture_date'][2:4]}{n:07d}"
     return {k: v for k, v in rec.items() if v is not None}
 
 

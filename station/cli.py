@@ -69,6 +69,11 @@ def _parser() -> argparse.ArgumentParser:
         one.add_argument("name", help="the operator's name as in the configuration")
     lst = opr_sub.add_parser("list", help="who is on shift at each rig")
     lst.add_argument("--config", required=True)
+    ent = sub.add_parser("enter", help="type a code for a rig: a traceable number, product "
+                         "number or information code (when a label is unreadable)")
+    ent.add_argument("--config", required=True)
+    ent.add_argument("--rig", required=True)
+    ent.add_argument("code")
     demo = sub.add_parser("demo", help="run the station on simulators and show the verdicts")
     demo.add_argument("--interactive", action="store_true", help="type readings yourself")
     demo.add_argument("--keep", action="store_true", help="keep the demo's work folder")
@@ -176,6 +181,23 @@ def cmd_decisions(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_enter(args: argparse.Namespace) -> int:
+    from .reading import TRACEABLE_NO, parse_scan
+    from .store import Store
+
+    cfg = config_mod.load(args.config)
+    if args.rig not in {r.id for r in cfg.rigs}:
+        raise StationError(f"no rig {args.rig!r} in the configuration")
+    code = args.code.strip()
+    reading = parse_scan(code, cfg.qr_hosts, cfg.qr_allow_http, "manual")
+    if reading.refusal or (code.isdigit() and not TRACEABLE_NO.fullmatch(code)):
+        why = reading.detail or "a number must have 12 digits (3 maker, 2 year, 7 serial)"
+        raise StationError(f"{code!r} is not a code the station can look up: {why}")
+    entry = Store(cfg.store).enter_manually(args.rig, code, via="cli")
+    print(f"entry {entry} for {args.rig}: {code} ({reading.kind}); the daemon judges it now")
+    return EXIT_OK
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
@@ -235,4 +257,4 @@ def cmd_operator(args: argparse.Namespace) -> int:
 
 COMMANDS = {"run": cmd_run, "check": cmd_check, "blocklist": cmd_blocklist,
             "decisions": cmd_decisions, "records": cmd_records, "outbox": cmd_outbox,
-            "sync": cmd_sync, "operator": cmd_operator, "demo": cmd_demo}
+            "sync": cmd_sync, "operator": cmd_operator, "enter": cmd_enter, "demo": cmd_demo}

@@ -120,6 +120,7 @@ class RigLoop:
                 await self.observe(await self.controller.read_status())
             self._link(True)
             self.state.alive_at = now
+            self._take_manual_entries()
             await asyncio.sleep(self.cfg.poll_ms / 1000)
 
     def _link(self, up: bool, detail: str = "") -> None:
@@ -318,6 +319,21 @@ class RigLoop:
             return parse.parse_rfid(text, line.reader_id)
         return parse.parse_scan(text, self.station.qr_hosts, self.station.qr_allow_http,
                                 line.reader_id)
+
+    def _take_manual_entries(self) -> None:
+        """Codes typed with `station enter --rig R CODE` join the readings of this rig."""
+        try:
+            entries = self.store.take_manual_entries(self.cfg.id)
+        except StoreError as err:
+            log.error(kv("store_error", rig=self.cfg.id, error=str(err)))
+            return
+        for entry in entries:
+            line = Line(f"manual:{entry['via'] or 'cli'}", entry["code"].encode("utf-8"),
+                        time.monotonic())
+            try:
+                self.queue.put_nowait(line)
+            except asyncio.QueueFull:
+                log.warning(kv("reading_dropped", rig=self.cfg.id, reader=line.reader_id))
 
     def _duplicate(self, reading: Reading, at: float) -> bool:
         key = reading.value or reading.raw

@@ -191,6 +191,10 @@ def judge(reading: Reading, rig: RigCondition, lookup: Lookup, policy: Policy,
         cid = usable.get("id") if isinstance(usable, dict) else None
         cid = cid if isinstance(cid, str) else None
         return refuse("BAD_RECORD", cyl, cid)
+    if reading.kind == "product_no" and len(reading.value) == 12 and \
+            reading.value[3:5] != f"{cyl.manufactured[0] % 100:02d}":
+        return refuse("TAG_UNREADABLE", "the traceable number's year digits do not match the "
+                      "record's manufacture year (mistyped?)", cyl.id)
     keys = {cyl.id, *(str(usable.get(k)) for k in ("info_code", "product_no", "rfid_uid")
                       if usable.get(k))}
     if keys & set(blocklist):

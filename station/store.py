@@ -63,6 +63,11 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX fills_tag ON fills(tag);
     CREATE INDEX fills_time ON fills(coalesce(started_at, permitted_at));
     """,
+    """
+    CREATE TABLE manual_entries (id INTEGER PRIMARY KEY AUTOINCREMENT, at REAL NOT NULL,
+        rig TEXT NOT NULL, code TEXT NOT NULL, via TEXT, taken_at REAL);
+    CREATE INDEX manual_entries_open ON manual_entries(rig, taken_at);
+    """,
 )
 
 FILL_COLUMNS = ("record_id", "decision_id", "rig", "state", "cylinder_id", "info_code", "tag",
@@ -231,6 +236,23 @@ class Store:
             "SELECT max(coalesce(started_at, permitted_at)) FROM fills WHERE cylinder_id = ?",
             (cylinder_id,)).fetchone()
         return float(row[0]) if row and row[0] is not None else None
+
+    # --- manual entries (typed at a terminal for a rig) ---------------------------------
+    def enter_manually(self, rig: str, code: str, via: str) -> int:
+        with self.transaction() as conn:
+            cur = conn.execute("INSERT INTO manual_entries (at, rig, code, via) VALUES "
+                               "(?, ?, ?, ?)", (time.time(), rig, code, via))
+        return int(cur.lastrowid or 0)
+
+    def take_manual_entries(self, rig: str) -> list[dict[str, Any]]:
+        """Entries typed for a rig and not yet taken; marked taken (each is read once)."""
+        rows = self.query("SELECT * FROM manual_entries WHERE rig = ? AND taken_at IS NULL "
+                          "ORDER BY id", (rig,))
+        if rows:
+            with self.transaction() as conn:
+                conn.executemany("UPDATE manual_entries SET taken_at = ? WHERE id = ?",
+                                 [(time.time(), r["id"]) for r in rows])
+        return rows
 
     # --- block list ---------------------------------------------------------------------
     def blocklist(self) -> dict[str, str]:

@@ -198,3 +198,17 @@ def test_badge_logs_in_and_out_and_the_shift_survives_a_restart(station):
     assert station.badge("rig-01", BADGE)["event"] == "logout"
     d = station.scan("rig-01", qr_url(CYL["valid"]["info_code"]))
     assert d["reason"] == "NO_OPERATOR" and not station.coils("rig-01")["permit"]
+
+
+def test_manual_entry_at_a_terminal_is_judged_and_recorded_as_manual(station):
+    cmd = [sys.executable, "-m", "station", "enter", "--config", str(station.config_path),
+           "--rig", "rig-01"]
+    since = station.last_id()
+    ok = subprocess.run(cmd + [CYL["valid"]["product_no"]], capture_output=True, text=True,
+                        timeout=30)
+    assert ok.returncode == 0, ok.stderr
+    d = station.wait_decision("rig-01", since)
+    assert d["permit"] == 1 and d["reader"] == "manual:cli" and d["kind"] == "product_no"
+    bad = subprocess.run(cmd + ["12345"], capture_output=True, text=True, timeout=30)
+    assert bad.returncode == 1 and "12 digits" in bad.stderr
+    assert station.last_id() == d["id"]  # nothing was judged for the bad entry

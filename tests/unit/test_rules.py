@@ -15,6 +15,7 @@ POLICY = Policy(frozenset({UNIT, PARTNER}), RulesConfig())
 # 2026-11-25 10:00 in Chongqing.
 NOW = datetime(2026, 11, 25, 10, 0, tzinfo=LOCAL_TZ)
 READING = Reading(raw="https://qr.example/c/X1", kind="qr_url", value="X1", reader="s1")
+PRODUCT_NO = Reading(raw="118230000001", kind="product_no", value="118230000001", reader="kb")
 RIG = RigCondition(rig_id="rig-01", medium="G13", healthy=True, operator="张三")
 
 RECORD = {
@@ -134,6 +135,9 @@ CASES = [
      found(variety="23T0", manufacture_date="2006-10"), (), NOW, "SERVICE_LIFE_EXCEEDED", ()),
     ("rule15 seamless 30 years", RIG, READING,
      found(variety="2310", manufacture_date="1996-10"), (), NOW, "SERVICE_LIFE_EXCEEDED", ()),
+    ("traceable number, year digits match", RIG, PRODUCT_NO, found(), (), NOW, "OK", ()),
+    ("traceable number, year digits mistyped", RIG, replace(PRODUCT_NO, value="118220000001"),
+     found(), (), NOW, "TAG_UNREADABLE", ()),
     ("rule order: scrapped before foreign unit", RIG, READING,
      found(status="报废", user_unit_name="别家"), (), NOW, "SCRAPPED", ()),
     ("rule order: overdue before life", RIG, READING,
