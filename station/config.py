@@ -11,7 +11,6 @@ from urllib.parse import urlsplit
 from .codes import MEDIA, OPERATOR_NAME_MAX, UNIT_NAME_MAX, VARIETIES
 from .confread import Section
 from .errors import ConfigError
-from .texts import REASONS
 
 MEDIUM_CODES = tuple(MEDIA)
 HEX = r"[0-9A-Fa-f]+"
@@ -178,6 +177,11 @@ class SyncConfig:
 # Never overridable (interlock-rules.md): a supervisor cannot fill these.
 NEVER_OVERRIDE = ("NOT_REGISTERED", "SCRAPPED", "STOPPED", "INSPECTION_OVERDUE",
                   "SERVICE_LIFE_EXCEEDED", "TAG_FOREIGN", "BLOCKLISTED")
+
+
+# What a station may make overridable: administrative gaps, never the physical rig, the
+# operator, the medium, or the cylinder's condition.
+OVERRIDABLE = ("CITY_UNAVAILABLE", "NO_USE_REGISTRATION", "FOREIGN_UNIT")
 
 
 @dataclass(frozen=True)
@@ -364,10 +368,9 @@ def _sync(sec: Section) -> SyncConfig:
 
 
 def _override(sec: Section) -> OverrideConfig:
-    reasons = tuple(sec.get_str_list("reasons", ["CITY_UNAVAILABLE"],
-                                     choices=tuple(k for k in REASONS if k not in NEVER_OVERRIDE)))
+    reasons = tuple(sec.get_str_list("reasons", ["CITY_UNAVAILABLE"], choices=OVERRIDABLE))
     cfg = OverrideConfig(reasons=reasons,
-                         window_s=sec.get_float("window_s", 60.0, minval=5, maxval=600),
+                         window_s=sec.get_float("window_s", 60.0, minval=5, maxval=60),
                          reason_text=sec.get_str("reason_text", "主管现场核验后放行", maxlen=100))
     sec.done()
     return cfg

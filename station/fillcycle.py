@@ -88,6 +88,13 @@ class Opened:
 
 
 @dataclass(frozen=True)
+class Started:
+    """The valve was seen open: the open fill row learns it (a crash now is a fill)."""
+
+    ctx: FillContext
+
+
+@dataclass(frozen=True)
 class Closed:
     """The fill is over: commit the record and its outbox entry (or cancel an unused permit)."""
 
@@ -103,7 +110,7 @@ class Refused:
     why: str
 
 
-Action = Grant | Withdraw | Lamps | Opened | Closed | Refused
+Action = Grant | Withdraw | Lamps | Opened | Started | Closed | Refused
 
 
 def post_check(ctx: FillContext, limits: Limits) -> str:
@@ -142,6 +149,7 @@ class FillCycle:
         self.ctx: FillContext | None = None
         self.present = False
         self.settle_since = 0.0
+        self.filled_on_scale = False  # the cylinder on the scale was just filled: no new permit
 
     @property
     def holds_permit(self) -> bool:
@@ -157,6 +165,8 @@ class FillCycle:
     def step(self, st: RigStatus, mono: float, wall: float) -> list[Action]:
         removed = self.present and not st.cylinder_present
         self.present = st.cylinder_present
+        if not st.cylinder_present:
+            self.filled_on_scale = False
         handler = getattr(self, f"_{self.phase}")
         actions = handler(st, mono, wall, removed)
         if removed and self.phase == "ended":
@@ -172,8 +182,8 @@ class FillCycle:
         if mono - ctx.accepted_at > self.limits.permit_timeout_s:
             self.reset()
             return [Lamps(False, False)]
-        if not (st.cylinder_present and st.stable and st.healthy):
-            return []
+        if not (st.cylinder_present and st.stable and st.healthy) or self.filled_on_scale:
+            return []  # (a just-filled cylinder must leave the scale before the next permit)
         ctx.prefill_g = st.gross_g
         residual = st.gross_g - ctx.tare_g
         limit = self.limits.max_residual_g
@@ -203,6 +213,12 @@ class FillCycle:
             return [Withdraw(ctx.end_reason), Closed(ctx, cancelled=True), Lamps(False, True)]
         return []
 
+    @staticmethod
+    def _first_sample_filling(ctx: FillContext) -> bool:
+        first = not ctx.extra.get("started_recorded")
+        ctx.extra["started_recorded"] = True
+        return first
+
     def _filled_unseen(self, st: RigStatus) -> bool:
         """Mass went in, or the controller latched FILL_DONE, though no sample saw the valve."""
         ctx = self._ctx()
@@ -216,8 +232,10 @@ class FillCycle:
             ctx.last_gross_g = st.gross_g
         if st.valve_open and (removed or not st.healthy):
             return [Withdraw(end_reason(st))]  # the controller closes too; make sure
+        if st.valve_open and st.gross_g - ctx.tare_g > ctx.target_g + self.limits.tolerance_g:
+            return [Withdraw("over target: the controller did not cut off")]
         if st.valve_open:
-            return []
+            return [Started(ctx)] if self._first_sample_filling(ctx) else []
         ctx.ended_at, ctx.end_reason = wall, end_reason(st)
         self.phase, self.settle_since = "settling", mono
         actions: list[Action] = [] if not st.permit else [Withdraw(ctx.end_reason)]
@@ -230,6 +248,7 @@ class FillCycle:
             return []
         ctx.gross_g = st.gross_g if st.cylinder_present else ctx.last_gross_g
         ctx.post_check = post_check(ctx, self.limits)
+        self.filled_on_scale = st.cylinder_present
         if st.cylinder_present and not st.stable:
             ctx.post_check += " (scale not stable)"
         self.phase = "ended" if st.cylinder_present else "idle"

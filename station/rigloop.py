@@ -17,6 +17,7 @@ from . import reading as parse
 from .config import RigConfig, StationConfig
 from .errors import RigFault, StoreError
 from .fillcycle import (
+    MASS_NOISE_G,
     Action,
     Closed,
     FillContext,
@@ -26,6 +27,7 @@ from .fillcycle import (
     Limits,
     Opened,
     Refused,
+    Started,
     Withdraw,
 )
 from .logfmt import kv
@@ -161,6 +163,8 @@ class RigLoop:
                 await self._lamps(action)
             elif isinstance(action, Closed):
                 self._close(action)
+            elif isinstance(action, Started):
+                self._started(action.ctx)
             elif isinstance(action, Refused):
                 self._event("pre_check_refused", action.why)
                 log.warning(kv("pre_check_refused", rig=self.cfg.id, why=action.why))
@@ -190,6 +194,12 @@ class RigLoop:
             self.cycle.reset()
             asyncio.ensure_future(self._safe(self._show_refusal()))
             return False
+
+    def _started(self, ctx: FillContext) -> None:
+        try:
+            self.store.fill_started(ctx.record_id, ctx.started_at or time.time())
+        except StoreError as err:  # the open row still stands: recovery treats it as a fill
+            log.error(kv("store_error", rig=self.cfg.id, error=str(err)))
 
     def _retry_unsaved(self) -> None:
         while self.unsaved:
@@ -260,17 +270,30 @@ class RigLoop:
             ctx.ended_at, ctx.end_reason = time.time(), "station restarted during the fill"
             ctx.gross_g = status.gross_g if present else None
             ctx.post_check = "interrupted"
-            self._close(Closed(ctx, cancelled=gained is not None and gained < 100
-                               and row["started_at"] is None))
+            # Unused only when provably so: valve never seen open and the cylinder still on the
+            # scale without a gain. A cylinder gone since cannot tell: recorded (over-report).
+            unused = row["started_at"] is None and gained is not None and gained < MASS_NOISE_G
+            if unused:
+                ctx.end_reason = "station restarted: the valve was never seen open"
+            self._close(Closed(ctx, cancelled=unused))
 
     async def shutdown(self) -> None:
-        """Withdraw the permit and put the lamps out; called on SIGTERM before exiting."""
+        """Withdraw the permit and put the lamps out; a running fill is recorded interrupted.
+        Called on SIGTERM before exiting."""
         try:
             async with self.lock:
                 await self.controller.withdraw_permit()
                 await self.controller.set_lamps(False, False)
         except RigFault as err:
             log.warning(kv("shutdown_withdraw_failed", rig=self.cfg.id, error=str(err)))
+        ctx = self.cycle.ctx
+        if ctx is not None and self.cycle.phase in ("filling", "settling"):
+            ctx.ended_at, ctx.end_reason = time.time(), "station stopped during the fill"
+            ctx.gross_g, ctx.post_check = ctx.last_gross_g, "interrupted"
+            self._close(Closed(ctx))
+        elif ctx is not None and self.cycle.phase == "permitted":
+            ctx.end_reason = "station stopped"
+            self._close(Closed(ctx, cancelled=True))
 
     # --- readings and decisions -------------------------------------------------------------
     async def _feed(self, reader: TagReader) -> None:
@@ -286,13 +309,15 @@ class RigLoop:
             line = await self.queue.get()
             try:
                 await self.handle(line)
-            except StoreError as err:
-                log.error(kv("store_error", rig=self.cfg.id, error=str(err),
-                             action="refused without permit"))
-                self.cycle.reset()
-                await self._safe(self._show_refusal())
             except RigFault as err:
                 log.error(kv("rig_write_failed", rig=self.cfg.id, error=str(err)))
+            except Exception as err:  # noqa: BLE001 - a bad reading must never end the rig loop
+                level = log.error if isinstance(err, StoreError) else log.critical
+                level(kv("decision_failed", rig=self.cfg.id, error=repr(err),
+                         action="refused without permit"))
+                if self.cycle.phase in ("idle", "accepted", "ended"):
+                    self.cycle.reset()
+                    await self._safe(self._show_refusal())
 
     async def _safe(self, coro) -> None:
         try:
@@ -353,6 +378,9 @@ class RigLoop:
             self._busy(reading)
             return None
         await self._refresh()
+        if self.cycle.phase in ("filling", "settling"):
+            self._busy(reading)
+            return None
         answer, verdict = await self._judge(reading)
         decision = self._record(reading, verdict, answer, line.at)
         await self._apply(decision, answer)
@@ -390,12 +418,13 @@ class RigLoop:
         try:
             async with self.lock:
                 await self.observe(await self.controller.read_status())
-                if self.cycle.phase in ("accepted", "permitted"):
-                    ctx = self.cycle.ctx
-                    if ctx is not None and self.cycle.phase == "permitted":
-                        ctx.end_reason = "another reading at the rig"
-                        await self._withdraw(ctx.end_reason)
-                        self._close(Closed(ctx, cancelled=True))
+                if self.cycle.phase in ("filling", "settling"):
+                    return  # the valve opened meanwhile: the caller treats the reading as busy
+                ctx = self.cycle.ctx
+                if ctx is not None and self.cycle.phase == "permitted":
+                    ctx.end_reason = "another reading at the rig"
+                    await self._withdraw(ctx.end_reason)
+                    self._close(Closed(ctx, cancelled=True))
                 self.cycle.reset()
         except RigFault as err:
             self._link(False, str(err))
@@ -467,9 +496,10 @@ class RigLoop:
         record = answer.lookup.record if answer and isinstance(answer.lookup.record, dict) else {}
         plan = fill_plan({"medium_code": self.cfg.medium, **record},
                          self.station.rules.cylinder_types)
-        if plan is None or not self.condition().healthy:
-            log.warning(kv("override_refused", rig=self.cfg.id, supervisor=supervisor,
-                           why="no fill target" if plan is None else "rig not healthy"))
+        why = self._override_blocked(reading, answer, plan)
+        if why:
+            log.warning(kv("override_refused", rig=self.cfg.id, supervisor=supervisor, why=why))
+            self._event("override_refused", why)
             return
         verdict = Verdict(permit=True, cylinder_id=record.get("id"), tare_g=plan[0],
                           target_g=plan[1], detail=f"override of decision {refused_id} by "
@@ -479,6 +509,25 @@ class RigLoop:
                        reason=reason))
         await self._apply(decision, answer, override=(supervisor, reason))
         self._log(decision, answer, line.at)
+
+    def _override_blocked(self, reading: Reading, answer: Answer | None,
+                          plan: tuple[int, int] | None) -> str:
+        """Why an override may not go ahead: the rig, the operator, or any rule other than the
+        overridden one failing on what the station knows (the cached record, however old)."""
+        cond = self.condition()
+        if not cond.healthy or not cond.clock_trusted or not cond.operator:
+            return "rig not healthy, clock not trusted, or no operator"
+        if plan is None:
+            return "no fill target"
+        lookup = answer.lookup if answer else None
+        if lookup is not None and lookup.record is not None:
+            waived = replace(self.policy, rules=replace(self.policy.rules,
+                                                        offline_max_age_h=24 * 365 * 100))
+            verdict = judge(reading, cond, lookup, waived, self.store.blocklist(),
+                            datetime.now(UTC))
+            if not verdict.permit:
+                return f"the cached record fails {verdict.reason}"
+        return ""
 
     def _log(self, d: Decision, answer: Answer | None, t0: float) -> None:
         v = d.verdict

@@ -116,10 +116,11 @@ class Store:
             self.conn.execute("BEGIN IMMEDIATE")
             try:
                 yield self.conn
+                self.conn.execute("COMMIT")
             except BaseException:
-                self.conn.execute("ROLLBACK")
+                if self.conn.in_transaction:
+                    self.conn.execute("ROLLBACK")
                 raise
-            self.conn.execute("COMMIT")
         except sqlite3.Error as err:
             raise StoreError(f"store write failed: {err}") from err
 
@@ -155,8 +156,9 @@ class Store:
         with self.transaction() as conn:
             if city_record is not None and isinstance(city_record.get("id"), str):
                 self._cache(conn, city_record, at, tag_key)
-            elif forget_tag and tag_key:
-                conn.execute("DELETE FROM tag_index WHERE key = ?", (tag_key,))
+            elif forget_tag and tag_key:  # every key of that cylinder: the city says unknown
+                conn.execute("DELETE FROM tag_index WHERE cylinder_id IN (SELECT cylinder_id "
+                             "FROM tag_index WHERE key = ?) OR key = ?", (tag_key, tag_key))
             cur = conn.execute(
                 f"INSERT INTO decisions ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
                 tuple(row.values()))
@@ -179,16 +181,14 @@ class Store:
 
     def cached(self, tag_key: str) -> tuple[dict[str, Any], float] | None:
         """The last city record for a tag and when it was fetched (epoch seconds)."""
-        row = self.conn.execute(
-            "SELECT c.record, c.fetched_at FROM tag_index t JOIN cylinders c "
-            "ON c.id = t.cylinder_id WHERE t.key = ?", (tag_key,)).fetchone()
-        return (json.loads(row[0]), float(row[1])) if row else None
+        rows = self.query("SELECT c.record, c.fetched_at FROM tag_index t JOIN cylinders c "
+                          "ON c.id = t.cylinder_id WHERE t.key = ?", (tag_key,))
+        return (json.loads(rows[0]["record"]), float(rows[0]["fetched_at"])) if rows else None
 
     def last_permit_at(self, cylinder_id: str) -> float | None:
-        row = self.conn.execute(
-            "SELECT max(at) FROM decisions WHERE cylinder_id = ? AND permit = 1",
-            (cylinder_id,)).fetchone()
-        return float(row[0]) if row and row[0] is not None else None
+        at = self.value("SELECT max(at) FROM decisions WHERE cylinder_id = ? AND permit = 1",
+                        (cylinder_id,))
+        return None if at is None else float(at)
 
     def decisions(self, since_id: int = 0, limit: int = 1000) -> list[dict[str, Any]]:
         return self.query("SELECT * FROM decisions WHERE id > ? ORDER BY id LIMIT ?",
@@ -221,21 +221,33 @@ class Store:
                                                      json.dumps(payload, ensure_ascii=False),
                                                      now, now))
 
+    def fill_started(self, record_id: str, started_at: float) -> None:
+        with self.transaction() as conn:
+            conn.execute("UPDATE fills SET started_at = ? WHERE record_id = ? AND state = 'open'",
+                         (started_at, record_id))
+
     def open_fills(self) -> list[dict[str, Any]]:
         """Fills whose permit was granted but whose record was never closed (a crash)."""
         return self.query("SELECT * FROM fills WHERE state = 'open' ORDER BY permitted_at")
 
     def query(self, sql: str, params: tuple = ()) -> list[dict[str, Any]]:
-        cur = self.conn.execute(sql, params)
-        cols = [c[0] for c in cur.description]
-        return [dict(zip(cols, r, strict=True)) for r in cur.fetchall()]
+        try:
+            cur = self.conn.execute(sql, params)
+            cols = [c[0] for c in cur.description]
+            return [dict(zip(cols, r, strict=True)) for r in cur.fetchall()]
+        except sqlite3.Error as err:
+            raise StoreError(f"store read failed: {err}") from err
+
+    def value(self, sql: str, params: tuple = ()) -> Any:
+        """The first column of the first row (None when there is none)."""
+        rows = self.query(sql, params)
+        return next(iter(rows[0].values())) if rows else None
 
     def last_fill_at(self, cylinder_id: str) -> float | None:
         """When this cylinder was last permitted here (filled or not): the refill warning."""
-        row = self.conn.execute(
-            "SELECT max(coalesce(started_at, permitted_at)) FROM fills WHERE cylinder_id = ?",
-            (cylinder_id,)).fetchone()
-        return float(row[0]) if row and row[0] is not None else None
+        at = self.value("SELECT max(coalesce(started_at, permitted_at)) FROM fills "
+                        "WHERE cylinder_id = ?", (cylinder_id,))
+        return None if at is None else float(at)
 
     # --- manual entries (typed at a terminal for a rig) ---------------------------------
     def enter_manually(self, rig: str, code: str, via: str) -> int:
@@ -256,7 +268,7 @@ class Store:
 
     # --- block list ---------------------------------------------------------------------
     def blocklist(self) -> dict[str, str]:
-        return dict(self.conn.execute("SELECT key, reason FROM blocklist").fetchall())
+        return {r["key"]: r["reason"] for r in self.query("SELECT key, reason FROM blocklist")}
 
     def block(self, key: str, reason: str, by: str = "") -> None:
         with self.transaction() as conn:
@@ -275,10 +287,9 @@ class Store:
 
     def operators_on_shift(self) -> dict[str, str]:
         """Rig → operator for every rig whose last operator event is a log-in."""
-        rows = self.conn.execute(
-            "SELECT rig, operator, event FROM operator_events WHERE id IN "
-            "(SELECT max(id) FROM operator_events GROUP BY rig)").fetchall()
-        return {rig: op for rig, op, event in rows if event == "login"}
+        rows = self.query("SELECT rig, operator, event FROM operator_events WHERE id IN "
+                          "(SELECT max(id) FROM operator_events GROUP BY rig)")
+        return {r["rig"]: r["operator"] for r in rows if r["event"] == "login"}
 
     def rig_event(self, rig: str, event: str, detail: str = "") -> None:
         """A rig state change (connected, lost, permit granted/withdrawn); not fsync-critical."""

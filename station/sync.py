@@ -24,6 +24,10 @@ from .store import Store
 
 log = logging.getLogger("station.sync")
 
+# Answers worth waiting out: throttling, server trouble, a token problem; no code at all is a
+# connection failure or timeout. Any other code is the city's word on this record.
+RETRY_CODES = frozenset({"401", "429", "500", "502", "503", "504"})
+
 
 class CityFillings(Protocol):
     def submit_filling(self, record: dict, deadline_s: float = 10.0) -> Any: ...
@@ -57,17 +61,21 @@ class SyncWorker(threading.Thread):
         self._wake.set()
 
     def run(self) -> None:
-        store = Store(self.store_path)
-        try:
-            while not self._halt.is_set():
-                try:
-                    pause = self.step(store)
-                except StoreError as err:
-                    log.error(kv("sync_store_error", error=str(err)))
-                    pause = 5.0
-                self._wake.wait(pause)
-                self._wake.clear()
-        finally:
+        """Deliver until stopped; any failure is logged and retried, never the end of it."""
+        store: Store | None = None
+        while not self._halt.is_set():
+            try:
+                store = store or Store(self.store_path)
+                pause = self.step(store)
+            except Exception as err:  # noqa: BLE001 - the worker must outlive any one failure
+                log.error(kv("sync_error", error=repr(err), action="retry in 5 s"))
+                if store is not None and not isinstance(err, StoreError):
+                    store.close()
+                    store = None  # a fresh connection next time
+                pause = 5.0
+            self._wake.wait(pause)
+            self._wake.clear()
+        if store is not None:
             store.close()
 
     def step(self, store: Store) -> float:
@@ -103,6 +111,8 @@ class SyncWorker(threading.Thread):
             self._mark(store, row, "delivered", trace_id=data.get("trace_id"))
         elif reply.outcome in ("invalid", "refused", "duplicate"):
             self._mark(store, row, "dead", error=f"{reply.code}: {reply.message}")
+        elif reply.code and reply.code not in RETRY_CODES:  # a code the contract does not
+            self._mark(store, row, "dead", error=f"{reply.code}: {reply.message}")  # know
         else:
             self._retry(store, row, reply.message or reply.outcome,
                         getattr(reply, "retry_after_s", None))

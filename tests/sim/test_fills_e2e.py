@@ -186,3 +186,23 @@ def test_fill_cut_by_a_crash_is_recorded_as_interrupted_after_restart(station):
     assert f["state"] == "closed" and f["post_check"] == "interrupted"
     assert f["end_reason"] == "station restarted during the fill" and f["net_g"] > 1500
     wait_for(lambda: station.city.fillings, 5, "the interrupted fill at the city")
+
+
+def test_override_is_refused_when_the_cached_record_fails_another_rule(tmp_path):
+    st = SimStation(tmp_path, (RigSpec("rig-01", 1),), offline_max_age_h=0,  # strict offline
+                    rig_options={"start_delay_s": None}).start()
+    try:
+        st.badge("rig-01", OPERATORS[0][1])
+        st.place("rig-01")
+        scrapped = qr_url(CYL["scrapped"]["info_code"])
+        assert st.scan("rig-01", scrapped)["reason"] == "SCRAPPED"  # now in the cache
+        st.city.set_faults(status=503)
+        refused = st.scan("rig-01", CYL["scrapped"]["product_no"])  # another key: no dedup
+        assert refused["reason"] == "CITY_UNAVAILABLE"  # strict: the cache is not used
+        supervisor = next(b for _, b, role in OPERATORS if role == "supervisor")
+        st.scanners["rig-01"].send(supervisor)
+        wait_for(lambda: st.rows("SELECT 1 FROM rig_events WHERE event = 'override_refused'"),
+                 5, "the override refused")
+        assert st.last_id() == refused["id"] and not st.coils("rig-01")["permit"]
+    finally:
+        st.stop()

@@ -146,3 +146,47 @@ def test_old_backlog_is_warned_once_and_recovery_once(setup, caplog):
     messages = [r.getMessage() for r in caplog.records]
     assert sum("event=backlog_old" in m for m in messages) == 1
     assert sum("event=backlog_recovered" in m for m in messages) == 1
+
+
+def test_a_code_outside_the_contract_goes_dead_instead_of_blocking_the_queue(setup):
+    sim, store, worker = setup
+    sim.set_faults(status=413, paths=("/api/v1/fillings/submit",))
+    first, second = add(store, record()), add(store, record())
+    drain(worker, store)
+    rows = outbox(store)
+    for rid in (first, second):  # each tried once, kept as dead: the queue moved on
+        assert rows[rid]["state"] == "dead" and "413" in rows[rid]["last_error"]
+        assert rows[rid]["attempts"] == 1
+
+
+def test_the_worker_thread_outlives_a_failure(setup):
+    sim, store, worker = setup
+
+    class Flaky:
+        """The real client, failing once with an error nobody planned for."""
+
+        def __init__(self, city):
+            self.city, self.failed = city, False
+
+        def submit_filling(self, body, deadline_s=10.0):
+            if not self.failed:
+                self.failed = True
+                raise RuntimeError("boom")
+            return self.city.submit_filling(body, deadline_s)
+
+        def query(self, condition, deadline_s=None):
+            return self.city.query(condition, deadline_s)
+
+    worker.city = Flaky(worker.city)
+    rid = add(store, record())
+    worker.start()
+    try:
+        worker.wake()
+        deadline = time.monotonic() + 15
+        while outbox(store)[rid]["state"] != "delivered" and time.monotonic() < deadline:
+            worker.wake()
+            time.sleep(0.05)  # polling the store for the outcome, with a deadline
+        assert outbox(store)[rid]["state"] == "delivered" and worker.is_alive()
+    finally:
+        worker.stop()
+        worker.join(5)

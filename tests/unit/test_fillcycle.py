@@ -134,3 +134,28 @@ def test_watchdog_before_the_valve_opened_cancels_and_shows_red():
 def test_unstable_scale_is_recorded_after_the_settle_timeout():
     _, actions = run([(ON_SCALE, 1), (FILLING, 2), (DONE, 9), (replace(DONE, gross_g=29700), 30)])
     assert closed(actions)[0].ctx.post_check == "ok (scale not stable)"
+
+
+def test_a_just_filled_cylinder_gets_no_second_permit_until_it_leaves_the_scale():
+    cycle, _ = run([(ON_SCALE, 1), (FILLING, 2), (DONE, 9),
+                    (replace(DONE, stable=True, gross_g=29700), 10)])
+    cycle.reset()  # the next tag is read while the full cylinder still stands there
+    cycle.accept(ctx(record_id="r2", accepted_at=11.0))
+    full = replace(ON_SCALE, gross_g=29700)
+    assert cycle.step(full, 12, 0) == [] and cycle.phase == "accepted"
+    cycle.step(IDLE, 13, 0)  # taken off
+    actions = cycle.step(ON_SCALE, 14, 0)  # the new, empty cylinder
+    assert any(isinstance(a, Grant) for a in actions)
+
+
+def test_the_daemon_withdraws_when_the_controller_fails_to_cut_off():
+    over = replace(FILLING, gross_g=15200 + 14500 + 501)
+    _, actions = run([(ON_SCALE, 1), (FILLING, 2), (over, 3)])
+    assert Withdraw("over target: the controller did not cut off") in actions
+
+
+def test_the_valve_seen_open_is_recorded_once():
+    from station.fillcycle import Started
+
+    _, actions = run([(ON_SCALE, 1), (FILLING, 2), (replace(FILLING, gross_g=21000), 3)])
+    assert sum(isinstance(a, Started) for a in actions) == 1

@@ -75,3 +75,24 @@ def test_blocklist(tmp_path):
     store.block("CYL-9", "钢印不清", "王主管")
     assert store.blocklist() == {"CYL-9": "钢印不清"}
     assert store.unblock("CYL-9") and not store.unblock("CYL-9")
+
+
+def test_not_found_forgets_every_key_of_the_cylinder(tmp_path):
+    store = Store(str(tmp_path / "s.db"))
+    now = datetime.now(UTC)
+    store.record_decision(decision(now), RECORD, "info_code:X1")
+    assert store.cached("product_no:118230000001") is not None
+    store.record_decision(decision(now, permit=False, cylinder=None), None, "info_code:X1",
+                          forget_tag=True)
+    assert store.cached("product_no:118230000001") is None
+
+
+def test_read_errors_are_store_errors(tmp_path):
+    import pytest
+
+    from station.errors import StoreError
+
+    store = Store(str(tmp_path / "s.db"))
+    store.conn.execute("DROP TABLE blocklist")
+    with pytest.raises(StoreError):
+        store.blocklist()
