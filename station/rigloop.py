@@ -174,12 +174,11 @@ class RigLoop:
         try:
             await self.controller.grant_permit(grant.tare_g, grant.target_g)
         except RigFault as err:
+            # The permit write may have reached the controller though its read-back failed:
+            # the cycle stays "permitted" so that the next status sample (or the reconnect)
+            # decides from what the rig shows — cancelled if nothing went in, a fill if it did.
             log.error(kv("permit_failed", rig=self.cfg.id, error=str(err)))
             self._event("permit_failed", str(err))
-            if self.cycle.ctx is not None:
-                self.cycle.ctx.end_reason = f"permit failed: {err}"
-                self._close(Closed(self.cycle.ctx, cancelled=True))
-            self.cycle.reset()
             raise
         self._event("permit_granted", self.cycle.ctx.cylinder_id if self.cycle.ctx else "")
 
