@@ -29,6 +29,12 @@ def _parser() -> argparse.ArgumentParser:
     rfid = sub.add_parser("rfid", help="a serial RFID reader (pty) repeating the tag in its field")
     rfid.add_argument("--link", help="also make this symlink to the pty (a stable port path)")
     rfid.add_argument("--rate", type=float, default=8.0, help="repeats a second")
+    cam = sub.add_parser("camera", help="write a video of QR codes for a camera reader to replay")
+    cam.add_argument("out", help="video file to write (.avi: MJPG, .mp4: mp4v)")
+    cam.add_argument("codes", nargs="*", help="texts to encode (default: the demo dataset's)")
+    cam.add_argument("--look", default="clean", choices=("clean", "degraded", "hard"))
+    cam.add_argument("--fps", type=float, default=10)
+    cam.add_argument("--frames-per-code", type=int, default=10)
     ds = sub.add_parser("dataset", help="print the built-in demo dataset as JSON")
     ds.add_argument("--today", help="yyyy-mm-dd to date the dataset from (default: today)")
     return p
@@ -50,6 +56,12 @@ def main(argv: list[str] | None = None) -> None:
         from .scanner import run_scanner
 
         run_scanner(args.link, args.terminator, args.script)
+    elif args.sim == "camera":
+        from .camera import run_camera
+
+        path = run_camera(args.out, args.codes, look=args.look, fps=args.fps,
+                          frames_per_code=args.frames_per_code)
+        print(f"wrote {path}; configure a reader: kind = \"camera\", source = \"{path}\"")
     elif args.sim == "rfid":
         from .rfid import run_rfid
 

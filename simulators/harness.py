@@ -38,6 +38,7 @@ class RigSpec:
     unit_id: int
     medium: str = "G13"
     rfid: bool = False  # an RFID reader at the scale besides the scanner
+    camera: str = ""  # a video file a camera reader replays, besides the scanner
 
 
 OPERATORS = (("张三", "0A1B2C3D", "operator"), ("李四", "0A1B2C3E", "operator"),
@@ -130,6 +131,9 @@ class SimStation:
                       *(f"{k} = {json.dumps(v)}" for k, v in self.rig_keys.items()), "",
                       "[[rigs.readers]]", 'kind = "scanner"',
                       f'port = "{self.scanners[rig.id].path}"', ""]
+            if rig.camera:
+                lines += ["[[rigs.readers]]", 'kind = "camera"', f'id = "{rig.id}-camera"',
+                          f'source = "{rig.camera}"', "fps = 20", ""]
             if rig.id in self.rfids:
                 lines += ["[[rigs.readers]]", 'kind = "rfid"', f'id = "{rig.id}-rfid"',
                           f'port = "{self.rfids[rig.id].path}"', ""]
@@ -157,7 +161,9 @@ class SimStation:
             if "event=station_ready" not in text:
                 return False
             return all(f"event=rig_connected rig={r.id}" in text
-                       and text.count(f"event=reader_open rig={r.id} ") == 1 + r.rfid
+                       and f"event=reader_open rig={r.id} reader={r.id}-reader1 " in text
+                       and (not r.rfid or f"event=reader_open rig={r.id} reader={r.id}-rfid "
+                            in text)
                        for r in self.rigs)
         try:
             wait_for(ready, timeout, "the daemon to connect every rig and reader")

@@ -23,19 +23,35 @@ fi
 if ! "$PY" -c 'import ensurepip, venv' 2>/dev/null; then
   need_apt+=("python3-venv")
 fi
-# Packages the optional camera backends need at run time (pyzbar loads the system's libzbar).
-if [ -n "${STATION_SYSTEM_PACKAGES:-}" ]; then
-  need_apt+=($STATION_SYSTEM_PACKAGES)
-fi
+# Optional system packages: the camera's pyzbar decoder loads the system's libzbar (Debian/Ubuntu
+# libzbar0, libzbar0t64 on newer releases). STATION_SYSTEM_PACKAGES replaces the list ("" for none).
+# Without them the station still runs: the camera falls back to another decoder.
+optional_apt=(${STATION_SYSTEM_PACKAGES-libzbar0})
+installed() { dpkg -s "$1" >/dev/null 2>&1 || dpkg -s "${1}t64" >/dev/null 2>&1; }
+apt_install() {
+  as_root apt-get update -qq && as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@"
+}
 if [ ${#need_apt[@]} -gt 0 ] && command -v apt-get >/dev/null; then
   missing=()
-  for p in "${need_apt[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+  for p in "${need_apt[@]}"; do installed "$p" || missing+=("$p"); done
   if [ ${#missing[@]} -gt 0 ]; then
     echo "bootstrap: installing system packages: ${missing[*]}"
-    if ! { as_root apt-get update -qq && as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"; }; then
+    if ! apt_install "${missing[@]}"; then
       echo "bootstrap: cannot install ${missing[*]} (not root, no sudo). Ask an administrator to run:" >&2
       echo "    sudo apt-get install ${missing[*]}" >&2
       exit 1
+    fi
+  fi
+fi
+if [ ${#optional_apt[@]} -gt 0 ] && command -v apt-get >/dev/null; then
+  missing=()
+  for p in "${optional_apt[@]}"; do installed "$p" || missing+=("$p"); done
+  if [ ${#missing[@]} -gt 0 ]; then
+    echo "bootstrap: installing optional system packages: ${missing[*]}"
+    if ! apt_install "${missing[@]}"; then
+      echo "bootstrap: could not install ${missing[*]} (optional: the camera's pyzbar decoder)." >&2
+      echo "bootstrap: continuing without; to add it, ask an administrator to run:" >&2
+      echo "    sudo apt-get install ${missing[*]}" >&2
     fi
   fi
 fi

@@ -1,0 +1,251 @@
+"""Camera QR reader: frames from a V4L2 camera, RTSP stream or file, decoded into readings.
+
+One background thread per camera opens the source, paces frames to `fps`, crops the region of
+interest, decodes QR codes and drops repeats; each new code crosses to the asyncio loop with
+`loop.call_soon_threadsafe` into an asyncio.Queue that `lines()` drains. Decoding runs in that
+thread too (1–35 ms per frame, in native code that releases the GIL), so the loop that
+heartbeats the rigs never waits on a frame. A source that cannot be opened or stops delivering
+frames is reopened with exponential backoff, logged once as lost and once as recovered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import cv2
+import numpy as np
+
+from station.errors import ReaderError
+from station.logfmt import kv
+
+from .camera_source import FrameSource, open_source, safe_source
+from .qr_decoders import DEFAULT, QrDecoder, load_decoder
+from .reader import Line, TagReader
+
+log = logging.getLogger("station.reader")
+
+BACKOFF_START_S = 0.1
+PHOTO_MAX_AGE_S = 2.0  # take_photo uses the running capture's frame when it is this recent
+JPEG_QUALITY = 90
+
+
+@dataclass(frozen=True)
+class CameraConfig:
+    """One camera at a rig. `roi` is (x, y, width, height) in pixels of the full frame."""
+
+    id: str
+    source: str  # "0" (device index), /dev/video*, rtsp://…, or a video or image file
+    decoder: str = DEFAULT  # zxing | pyzbar | opencv
+    fps: float = 10.0  # frames decoded per second, at most
+    roi: tuple[int, int, int, int] | None = None
+    dedup_s: float = 3.0
+    reopen_max_s: float = 5.0
+    loop: bool = False  # replay a video file from the start when it ends (for testers)
+
+    def __post_init__(self) -> None:
+        if not self.source:
+            raise ValueError("source: must not be empty")
+        if not 0 < self.fps <= 120:
+            raise ValueError("fps: must be above 0 and at most 120")
+        if self.dedup_s < 0 or self.reopen_max_s <= 0:
+            raise ValueError("dedup_s must be at least 0 and reopen_max_s above 0")
+        if self.roi is not None and (len(self.roi) != 4 or min(self.roi[:2]) < 0
+                                     or min(self.roi[2:]) <= 0):
+            raise ValueError("roi: must be (x, y, width, height) with x, y ≥ 0 and sizes > 0")
+
+
+class Dedup:
+    """The same code seen again within `window_s` of its last sighting is the same reading."""
+
+    def __init__(self, window_s: float):
+        self.window_s = window_s
+        self.seen: dict[str, float] = {}
+
+    def fresh(self, codes: list[str], now: float) -> list[str]:
+        """The codes among these that are new readings; every sighting refreshes its code."""
+        self.seen = {c: t for c, t in self.seen.items() if now - t <= self.window_s}
+        new = [c for c in dict.fromkeys(codes) if c not in self.seen]
+        self.seen.update((c, now) for c in codes)
+        return new
+
+
+def crop(frame: np.ndarray, roi: tuple[int, int, int, int] | None) -> np.ndarray:
+    """The region of interest of a frame (clipped to it; empty when wholly outside)."""
+    if roi is None:
+        return frame
+    x, y, w, h = roi
+    return frame[y:y + h, x:x + w]
+
+
+class CameraReader(TagReader):
+    """A QR-reading camera at a rig. `lines()` runs until cancelled; one call at a time."""
+
+    kind = "camera"
+
+    def __init__(self, cfg: CameraConfig, rig_id: str):
+        self.cfg, self.rig_id, self.reader_id = cfg, rig_id, cfg.id
+        self.connected: bool | None = None  # None: never tried
+        self.opened = 0  # sources opened that delivered frames, for health pages and tests
+        self.frames = 0  # frames decoded
+        self.failures = 0  # opens that failed and sources that stopped delivering
+        self.thread: threading.Thread | None = None
+        self._dedup = Dedup(cfg.dedup_s)
+        self._last: tuple[float, np.ndarray] | None = None
+        self._warned: set[str] = set()
+        self.decoder: QrDecoder = self._load_decoder()
+
+    def _load_decoder(self) -> QrDecoder:
+        decoder, why = load_decoder(self.cfg.decoder)
+        level = logging.INFO if decoder.name == self.cfg.decoder else logging.WARNING
+        log.log(level, kv("reader_decoder", rig=self.rig_id, reader=self.reader_id,
+                          decoder=decoder.name, configured=self.cfg.decoder, why=why))
+        return decoder
+
+    async def lines(self) -> AsyncIterator[Line]:
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[Line] = asyncio.Queue()
+        stop = threading.Event()
+
+        def post(line: Line) -> None:
+            try:
+                loop.call_soon_threadsafe(queue.put_nowait, line)
+            except RuntimeError:  # the loop is closed: nobody is listening any more
+                stop.set()
+
+        self.thread = threading.Thread(target=self._run, args=(post, stop), daemon=True,
+                                       name=f"camera-{self.reader_id}")
+        self.thread.start()
+        try:
+            while True:
+                yield await queue.get()
+        finally:
+            stop.set()
+
+    def _run(self, post: Callable[[Line], None], stop: threading.Event) -> None:
+        """The capture thread: open, read until the source fails, back off, reopen."""
+        backoff = BACKOFF_START_S
+        while not stop.is_set():
+            try:
+                delivered, why = self._cycle(post, stop)
+            except Exception as err:  # a bug must not end the thread: count it as a lost source
+                log.warning(kv("reader_error", rig=self.rig_id, reader=self.reader_id,
+                               error=f"{type(err).__name__}: {err}"), exc_info=True)
+                delivered, why = 0, f"{type(err).__name__}: {err}"
+            if stop.is_set():
+                break
+            if delivered:
+                backoff = BACKOFF_START_S
+            self.failures += 1
+            self._transition(False, why)
+            stop.wait(backoff)
+            backoff = min(backoff * 2, self.cfg.reopen_max_s)
+
+    def _cycle(self, post: Callable[[Line], None], stop: threading.Event) -> tuple[int, str]:
+        """Open the source once and read it until it fails: (frames delivered, why it ended)."""
+        try:
+            source = open_source(self.cfg.source, loop=self.cfg.loop)
+        except ReaderError as err:
+            return 0, str(err)
+        try:
+            return self._pump(source, post, stop)
+        finally:
+            source.release()
+
+    def _pump(self, source: FrameSource, post: Callable[[Line], None],
+              stop: threading.Event) -> tuple[int, str]:
+        """Decode frames at most `fps` a second; (frames delivered, why the source stopped)."""
+        period, due, delivered = 1.0 / self.cfg.fps, time.monotonic(), 0
+        while not stop.is_set():
+            try:
+                frame = source.next_frame(due, stop)
+            except ReaderError as err:
+                return delivered, str(err)
+            if frame is None:
+                continue  # stopped while waiting
+            now = time.monotonic()
+            if not delivered:
+                self.opened += 1
+                self._transition(True)
+            delivered += 1
+            due = max(due + period, now)
+            self._last = (now, frame)
+            for text in self._dedup.fresh(self._decode(frame), now):
+                post(Line(self.reader_id, text.encode("utf-8", "surrogateescape"), now))
+        return delivered, "stopped"
+
+    def _decode(self, frame: np.ndarray) -> list[str]:
+        """The texts of the codes in the frame's region of interest; never raises."""
+        self.frames += 1
+        region = crop(frame, self.cfg.roi)
+        if region.size == 0:
+            self._warn_once("roi_outside_frame", f"roi {self.cfg.roi} outside "
+                            f"{frame.shape[1]}x{frame.shape[0]} frame: nothing is decoded")
+            return []
+        try:
+            gray = region if region.ndim == 2 else cv2.cvtColor(region, cv2.COLOR_BGR2GRAY)
+            return self.decoder.decode(gray)
+        except Exception as err:  # a decoder bug must cost one frame, never the reader
+            if "decode_error" not in self._warned:  # logged once, with its traceback
+                self._warned.add("decode_error")
+                log.warning(kv("reader_decode_error", rig=self.rig_id, reader=self.reader_id,
+                               decoder=self.decoder.name, error=f"{type(err).__name__}: {err}"),
+                            exc_info=True)
+            return []
+
+    def _warn_once(self, what: str, detail: str) -> None:
+        if what not in self._warned:
+            self._warned.add(what)
+            log.warning(kv("reader_" + what, rig=self.rig_id, reader=self.reader_id,
+                           error=detail))
+
+    def _transition(self, up: bool, detail: str = "") -> None:
+        if self.connected is up:
+            return
+        source = safe_source(self.cfg.source)
+        if up:
+            log.info(kv("reader_recovered" if self.connected is False else "reader_open",
+                        rig=self.rig_id, reader=self.reader_id, source=source))
+        else:
+            log.warning(kv("reader_lost", rig=self.rig_id, reader=self.reader_id,
+                           source=source, error=detail))
+        self.connected = up
+
+    def take_photo(self) -> bytes:
+        """A JPEG of the current frame (for tag binding); blocking: call it off the loop."""
+        last = self._last
+        if last is not None and time.monotonic() - last[0] <= PHOTO_MAX_AGE_S:
+            frame = last[1]
+        else:
+            frame = self._grab_one()
+        ok, jpeg = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
+        if not ok:
+            raise ReaderError(f"{self.reader_id}: cannot encode the photo as JPEG")
+        return jpeg.tobytes()
+
+    def _grab_one(self) -> np.ndarray:
+        source = open_source(self.cfg.source, loop=False)
+        try:
+            frame = source.next_frame(time.monotonic(), threading.Event())
+        finally:
+            source.release()
+        if frame is None:
+            raise ReaderError(f"{self.reader_id}: no frame for the photo")
+        return frame
+
+
+def camera_reader(cfg: Any, rig_id: str) -> CameraReader:
+    """A CameraReader from a configured reader (station.config.ReaderConfig of kind camera)."""
+    return CameraReader(CameraConfig(id=cfg.id, source=cfg.source, decoder=cfg.decoder,
+                                     fps=cfg.fps, roi=cfg.roi, dedup_s=cfg.dedup_s,
+                                     loop=_is_file(cfg.source)), rig_id)
+
+
+def _is_file(source: str) -> bool:
+    """A recording replays in a loop (testers); a device or a stream does not need to."""
+    return not source.isdigit() and not source.startswith(("/dev/", "rtsp://", "http"))
