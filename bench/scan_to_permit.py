@@ -60,6 +60,7 @@ def main() -> None:
                          rig_options={"start_delay_s": None}).start()
     try:
         station.badge("rig-01", OPERATORS[0][1])
+        station.place("rig-01")  # an empty cylinder on the scale: each verdict grants at once
         measure(station, codes, 8)  # warm up: token, connections, caches
         rows = [line("city lookup (loopback)", *measure(station, codes, n))]
         station.city.set_faults(latency_ms=50)
