@@ -74,6 +74,15 @@ def _parser() -> argparse.ArgumentParser:
     ent.add_argument("--config", required=True)
     ent.add_argument("--rig", required=True)
     ent.add_argument("code")
+    bnd = sub.add_parser("bind", help="bind a new QR label or RFID tag to a cylinder file")
+    bnd.add_argument("--config", required=True)
+    bnd.add_argument("--rig", required=True, help="the rig whose reader reads the new tag")
+    bnd.add_argument("--cylinder", required=True, help="the cylinder file id in the city system")
+    bnd.add_argument("--photo", action="append", default=[],
+                     help="a steel-stamp photo (JPEG, at most 2 MiB); 1 to 4")
+    bnd.add_argument("--camera", action="store_true", help="take a photo with the rig's camera")
+    bnd.add_argument("--tag", help="the tag's text, instead of reading it at the rig")
+    bnd.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for the tag")
     demo = sub.add_parser("demo", help="run the station on simulators and show the verdicts")
     demo.add_argument("--interactive", action="store_true", help="type readings yourself")
     demo.add_argument("--keep", action="store_true", help="keep the demo's work folder")
@@ -198,6 +207,16 @@ def cmd_enter(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_bind(args: argparse.Namespace) -> int:
+    from .binding import bind
+
+    cfg = config_mod.load(args.config)
+    if args.rig not in {r.id for r in cfg.rigs}:
+        raise StationError(f"no rig {args.rig!r} in the configuration")
+    return bind(cfg, args.rig, args.cylinder, photos=args.photo, camera=args.camera,
+                tag=args.tag, timeout_s=args.timeout)
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
@@ -257,4 +276,5 @@ def cmd_operator(args: argparse.Namespace) -> int:
 
 COMMANDS = {"run": cmd_run, "check": cmd_check, "blocklist": cmd_blocklist,
             "decisions": cmd_decisions, "records": cmd_records, "outbox": cmd_outbox,
-            "sync": cmd_sync, "operator": cmd_operator, "enter": cmd_enter, "demo": cmd_demo}
+            "sync": cmd_sync, "operator": cmd_operator, "enter": cmd_enter, "bind": cmd_bind,
+            "demo": cmd_demo}

@@ -38,6 +38,8 @@ from .store import Store
 
 log = logging.getLogger("station.rig")
 
+BIND_WINDOW_S = 120.0  # a `station bind` request takes the next reading at its rig this long
+
 
 @dataclass
 class RigState:
@@ -373,6 +375,11 @@ class RigLoop:
         if reading.kind == "badge":
             await self._badge(reading, line)
             return None
+        if reading.kind != "invalid" and self.store.take_for_binding(
+                self.cfg.id, reading.reader, reading.raw, BIND_WINDOW_S):
+            log.info(kv("bind_tag_read", rig=self.cfg.id, reader=reading.reader,
+                        reading=reading.raw[:200], kind=reading.kind))
+            return None  # a new tag being bound (station bind): not a cylinder to judge
         if self.cycle.phase in ("filling", "settling"):
             self._busy(reading)
             return None

@@ -68,6 +68,12 @@ MIGRATIONS: tuple[str, ...] = (
         rig TEXT NOT NULL, code TEXT NOT NULL, via TEXT, taken_at REAL);
     CREATE INDEX manual_entries_open ON manual_entries(rig, taken_at);
     """,
+    """
+    CREATE TABLE bind_requests (id INTEGER PRIMARY KEY AUTOINCREMENT, at REAL NOT NULL,
+        rig TEXT NOT NULL, cylinder_id TEXT NOT NULL, state TEXT NOT NULL,
+        reader TEXT, reading TEXT, read_at REAL, info_code TEXT, message TEXT);
+    CREATE INDEX bind_requests_waiting ON bind_requests(rig, state);
+    """,
 )
 
 FILL_COLUMNS = ("record_id", "decision_id", "rig", "state", "cylinder_id", "info_code", "tag",
@@ -265,6 +271,29 @@ class Store:
                 conn.executemany("UPDATE manual_entries SET taken_at = ? WHERE id = ?",
                                  [(time.time(), r["id"]) for r in rows])
         return rows
+
+    # --- tag binding: the daemon hands the next reading at a rig to a waiting request ------
+    def bind_request(self, rig: str, cylinder_id: str) -> int:
+        with self.transaction() as conn:
+            conn.execute("UPDATE bind_requests SET state = 'expired' WHERE rig = ? AND state = "
+                         "'waiting'", (rig,))
+            cur = conn.execute("INSERT INTO bind_requests (at, rig, cylinder_id, state) VALUES "
+                               "(?, ?, ?, 'waiting')", (time.time(), rig, cylinder_id))
+        return int(cur.lastrowid or 0)
+
+    def take_for_binding(self, rig: str, reader: str, reading: str, window_s: float) -> bool:
+        """Give this reading to a request waiting at the rig (younger than window_s)."""
+        with self.transaction() as conn:
+            return conn.execute(
+                "UPDATE bind_requests SET state = 'read', reader = ?, reading = ?, read_at = ? "
+                "WHERE rig = ? AND state = 'waiting' AND at > ?",
+                (reader, reading, time.time(), rig, time.time() - window_s)).rowcount > 0
+
+    def bind_done(self, request_id: int, state: str, info_code: str | None,
+                  message: str) -> None:
+        with self.transaction() as conn:
+            conn.execute("UPDATE bind_requests SET state = ?, info_code = ?, message = ? "
+                         "WHERE id = ?", (state, info_code, message, request_id))
 
     # --- block list ---------------------------------------------------------------------
     def blocklist(self) -> dict[str, str]:
