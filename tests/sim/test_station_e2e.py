@@ -212,3 +212,30 @@ def test_manual_entry_at_a_terminal_is_judged_and_recorded_as_manual(station):
     bad = subprocess.run(cmd + ["12345"], capture_output=True, text=True, timeout=30)
     assert bad.returncode == 1 and "12 digits" in bad.stderr
     assert station.last_id() == d["id"]  # nothing was judged for the bad entry
+
+
+HOSTILE = [
+    ("8 KB", "https://qr.cqtzsb.example/c/" + "A" * 8192, "TAG_UNREADABLE"),
+    ("NUL", "https://qr.cqtzsb.example/c/500112CQ0000000001\x00", "TAG_FOREIGN"),
+    ("CR inside", b"http://evil.cn/c/1\rX-Evil: 1", "TAG_FOREIGN"),
+    ("ANSI", "\x1b[31mhttps://qr.cqtzsb.example/c/500112CQ0000000001", "TAG_FOREIGN"),
+    ("U+202E", "https://qr.cqtzsb.example/c/\u202e1000000000QC211005", "TAG_FOREIGN"),
+    ("invalid UTF-8", b"https://qr.cqtzsb.example/c/\xc3\x28", "TAG_UNREADABLE"),
+    ("foreign host", "https://qr.cqtzsb.example.evil.cn/c/500112CQ0000000001", "TAG_FOREIGN"),
+    ("javascript:", "javascript:fetch('//evil')", "TAG_FOREIGN"),
+    ("user-info", "https://qr.cqtzsb.example@evil.cn/c/500112CQ0000000001", "TAG_FOREIGN"),
+]
+
+
+@pytest.mark.parametrize("name,payload,reason", HOSTILE, ids=[h[0] for h in HOSTILE])
+def test_hostile_payloads_are_refused_without_a_city_query(demo_station, name, payload, reason):
+    before = dict(demo_station.city.requests)
+    since = demo_station.last_id()
+    d = demo_station.scan("rig-01", payload)
+    assert d["reason"] == reason and not d["permit"]
+    if name == "CR inside":  # a CR ends a line: the rest is a second reading, refused too
+        rest = wait_for(lambda: demo_station.rows("SELECT * FROM decisions WHERE id > ?",
+                                                  since)[1:], 5, "the second reading")
+        assert rest[0]["reason"] == "TAG_UNREADABLE"
+    assert demo_station.city.requests == before
+    assert not demo_station.coils("rig-01")["permit"]
