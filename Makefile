@@ -25,6 +25,10 @@ lint: $(VENV)/.installed-dev
 
 bench: $(VENV)/.installed-dev
 	$(PY) bench/scan_to_permit.py
+	$(PY) bench/modbus_rig.py
+	$(PY) bench/store_commit.py
+	$(PY) bench/sync_drain.py
+	$(PY) bench/camera_decode.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info
