@@ -71,7 +71,12 @@ def parse_qr_url(text: str, hosts: tuple[str, ...], allow_http: bool) -> tuple[s
     host = (parts.hostname or "") + (f":{port}" if port else "")
     if host.lower() not in hosts and (parts.hostname or "").lower() not in hosts:
         return "foreign", f"host {host!r} not an allowed city host"
-    codes = parse_qs(parts.query, keep_blank_values=True).get("code")
+    if parts.fragment or "#" in text:
+        return "foreign", "fragment in URL"
+    query = parse_qs(parts.query, keep_blank_values=True)
+    if parts.query and set(query) != {"code"}:
+        return "foreign", "query other than code="
+    codes = query.get("code")
     if codes is not None:
         if len(codes) != 1:
             return "foreign", "code parameter repeated"

@@ -97,3 +97,33 @@ def test_any_bytes_decode_or_refuse(data):
 @given(st.from_regex(r"https://qr\.cqtzsb\.example/c/[0-9A-Za-z]{1,50}", fullmatch=True))
 def test_generated_city_urls_are_accepted(url):
     assert parse_qr_url(url, HOSTS, False)[0] == "ok"
+
+
+HOST = HOSTS[0]
+hostile_char = st.sampled_from(["\x00", "\r", "\n", "\x1b", "\u202e", "\u200b", " ", "\\", "@",
+                                "%00", "é", "?", "#"])
+url_parts = st.fixed_dictionaries({
+    "scheme": st.sampled_from(["https", "http", "javascript", "data", "file", "ftp", "HTTPS"]),
+    "userinfo": st.sampled_from(["", "user@", "user:pw@", f"{HOST}@"]),
+    "host": st.sampled_from([HOST, HOST.upper(), f"{HOST}.evil.cn", f"evil.{HOST}", "evil.cn",
+                             f"{HOST}:443"]),
+    "path": st.sampled_from(["/c/", "/q?code=", "/c/x/", "/"]),
+    "code": st.text(alphabet="0123456789ABCDEFabcdef-_", min_size=0, max_size=60),
+    "junk": st.lists(hostile_char, max_size=2),
+    "at": st.integers(min_value=0, max_value=80),
+})
+
+
+@given(url_parts)
+def test_qr_urls_are_accepted_only_in_the_contracts_form(p):
+    code = p["code"]
+    for ch in p["junk"]:
+        code = code[: p["at"] % (len(code) + 1)] + ch + code[p["at"] % (len(code) + 1):]
+    url = f"{p['scheme']}://{p['userinfo']}{p['host']}{p['path']}{code}"
+    verdict, value = parse_qr_url(url, HOSTS, allow_http=False)
+    legit = (p["scheme"].lower() == "https" and not p["userinfo"]
+             and p["host"].lower() in (HOST, f"{HOST}:443") and not p["junk"]
+             and 0 < len(code) <= 50 and code[0].isalnum())
+    assert (verdict == "ok") == legit, (url, verdict, value)
+    if verdict == "ok":
+        assert value == code
