@@ -35,6 +35,7 @@ from .lookup import Answer, LookupService, tag_key
 from .model import Decision, Reading, RigCondition, Verdict
 from .rules import Policy, fill_plan, judge, screen
 from .store import Store
+from .texts import ACCEPTED, reason_text
 
 log = logging.getLogger("station.rig")
 
@@ -50,6 +51,9 @@ class RigState:
     status: RigStatus | None = None
     last_tag: tuple[str, float] = ("", 0.0)
     refusal: tuple[float, Reading, Answer | None, int] | None = None  # for an override
+    shown: dict | None = None  # the last verdict, as the operator screen shows it
+    published: dict | None = None
+    published_at: float = 0.0
     alive_at: float = field(default_factory=time.monotonic)
 
 
@@ -127,6 +131,29 @@ class RigLoop:
             self._take_manual_entries()
             await asyncio.sleep(self.cfg.poll_ms / 1000)
 
+    def publish(self) -> None:
+        """The rig's picture for screens, written when what a person would see changed."""
+        st, ctx = self.state.status, self.cycle.ctx
+        picture = {
+            "connected": bool(self.state.connected), "fault": self.state.fault or None,
+            "phase": self.cycle.phase, "operator": self.operator, "verdict": self.state.shown,
+            "permit": bool(st and st.permit), "present": bool(st and st.cylinder_present),
+            "gross_g": st.gross_g if st else None,
+            "net_g": st.gross_g - ctx.tare_g if st and ctx and st.cylinder_present else None,
+            "target_g": ctx.target_g if ctx else None,
+            "heartbeat_at": time.time() if self.state.connected else None,
+        }
+        coarse = {**picture, "gross_g": (picture["gross_g"] or 0) // 50,
+                  "net_g": None, "heartbeat_at": None}
+        now = time.monotonic()
+        if coarse == self.state.published and now - self.state.published_at < 1.0:
+            return
+        try:
+            self.store.publish(self.cfg.id, picture)
+            self.state.published, self.state.published_at = coarse, now
+        except StoreError as err:
+            log.debug(kv("publish_failed", rig=self.cfg.id, error=str(err)))
+
     def _link(self, up: bool, detail: str = "") -> None:
         st = self.state
         if not up:
@@ -150,6 +177,7 @@ class RigLoop:
         if status.permit and not self.cycle.holds_permit:
             await self._withdraw("permit set that the daemon does not hold")
         await self.execute(self.cycle.step(status, time.monotonic(), time.time()))
+        self.publish()
 
     async def execute(self, actions: list[Action]) -> None:
         self._retry_unsaved()
@@ -407,6 +435,8 @@ class RigLoop:
         self.state.refusal = None
         if not verdict.permit and verdict.reason in self.station.override.reasons:
             self.state.refusal = (time.monotonic(), reading, answer, decision_id)
+        record = answer.lookup.record if answer and isinstance(answer.lookup.record, dict) else {}
+        self.state.shown = shown_verdict(decision_id, verdict, record, reading)
         return replace(decision, id=decision_id)
 
     def _busy(self, reading: Reading) -> None:
@@ -543,6 +573,18 @@ class RigLoop:
             reason=v.reason, warnings=",".join(v.warnings) or None, source=d.source,
             cache_age_s=d.cache_age_s, city_ms=answer.elapsed_ms if answer else None,
             latency_ms=(time.monotonic() - t0) * 1000, detail=v.detail or None))
+
+
+def shown_verdict(decision_id: int, verdict: Verdict, record: dict, reading: Reading) -> dict:
+    """What the operator screen shows of a verdict: Chinese and English, cylinder facts."""
+    code = verdict.reason or "OK"
+    text = reason_text(verdict.reason) if verdict.reason else ACCEPTED
+    return {"decision_id": decision_id, "permit": verdict.permit, "code": code, "zh": text.zh,
+            "en": text.en, "warnings": [{"code": w, "zh": reason_text(w).zh,
+                                         "en": reason_text(w).en} for w in verdict.warnings],
+            "cylinder_id": verdict.cylinder_id, "medium": record.get("medium_code"),
+            "next_inspection": record.get("next_inspection_date"),
+            "reading": reading.raw[:120], "at": time.time()}
 
 
 def fills_context(decision: Decision, record: dict, verdict: Verdict,

@@ -74,6 +74,9 @@ MIGRATIONS: tuple[str, ...] = (
         reader TEXT, reading TEXT, read_at REAL, info_code TEXT, message TEXT);
     CREATE INDEX bind_requests_waiting ON bind_requests(rig, state);
     """,
+    """
+    CREATE TABLE rig_live (rig TEXT PRIMARY KEY, at REAL NOT NULL, state TEXT NOT NULL);
+    """,
 )
 
 FILL_COLUMNS = ("record_id", "decision_id", "rig", "state", "cylinder_id", "info_code", "tag",
@@ -102,6 +105,7 @@ class Store:
         except (sqlite3.Error, OSError) as err:
             raise StoreError(f"cannot open store {path}: {err}") from err
         self._newest = self._newest_time()
+        self._live: sqlite3.Connection | None = None
 
     @property
     def conn(self) -> sqlite3.Connection:
@@ -131,6 +135,8 @@ class Store:
             raise StoreError(f"store write failed: {err}") from err
 
     def close(self) -> None:
+        if self._live is not None:
+            self._live.close()
         self.conn.close()
 
     def integrity_ok(self) -> bool:
@@ -294,6 +300,23 @@ class Store:
         with self.transaction() as conn:
             conn.execute("UPDATE bind_requests SET state = ?, info_code = ?, message = ? "
                          "WHERE id = ?", (state, info_code, message, request_id))
+
+    # --- live rig state, for screens: frequent, not worth an fsync each ----------------------
+    def publish(self, rig: str, state: dict[str, Any]) -> None:
+        """The rig's current picture for the operator screen (a second connection that does
+        not wait for the disk: losing the last second of it in a power cut loses nothing)."""
+        if self._live is None:
+            self._live = sqlite3.connect(self.path, isolation_level=None, timeout=1)
+            self._live.execute("PRAGMA synchronous=OFF")
+        try:
+            self._live.execute("INSERT OR REPLACE INTO rig_live (rig, at, state) VALUES (?, ?, ?)",
+                               (rig, time.time(), json.dumps(state, ensure_ascii=False)))
+        except sqlite3.Error as err:
+            raise StoreError(f"live state not written: {err}") from err
+
+    def live(self) -> dict[str, dict[str, Any]]:
+        rows = self.query("SELECT rig, at, state FROM rig_live")
+        return {r["rig"]: {**json.loads(r["state"]), "at": r["at"]} for r in rows}
 
     # --- block list ---------------------------------------------------------------------
     def blocklist(self) -> dict[str, str]:

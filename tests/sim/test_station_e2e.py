@@ -1,5 +1,6 @@
 """End to end: simulators here, `station run` as a subprocess, readings typed into scanner ptys."""
 
+import json
 import signal
 import subprocess
 import sys
@@ -239,3 +240,17 @@ def test_hostile_payloads_are_refused_without_a_city_query(demo_station, name, p
         assert rest[0]["reason"] == "TAG_UNREADABLE"
     assert demo_station.city.requests == before
     assert not demo_station.coils("rig-01")["permit"]
+
+
+def test_live_state_for_screens_follows_the_verdict_and_the_mass(station):
+    d = station.scan("rig-01", qr_url(CYL["scrapped"]["info_code"]))
+
+    def live():
+        rows = station.rows("SELECT state FROM rig_live WHERE rig = 'rig-01'")
+        return json.loads(rows[0]["state"]) if rows else None
+
+    shown = wait_for(lambda: (s := live()) and s["verdict"] and
+                     s["verdict"]["decision_id"] == d["id"] and s, 2, "the verdict on screen")
+    assert shown["verdict"]["code"] == "SCRAPPED" and shown["verdict"]["zh"] == "气瓶已报废"
+    assert shown["operator"] == "张三" and shown["connected"] and shown["present"]
+    assert shown["gross_g"] == 15200
