@@ -83,6 +83,8 @@ def _parser() -> argparse.ArgumentParser:
     bnd.add_argument("--camera", action="store_true", help="take a photo with the rig's camera")
     bnd.add_argument("--tag", help="the tag's text, instead of reading it at the rig")
     bnd.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for the tag")
+    ver = sub.add_parser("verify", help="check the hash chain over every decision and fill")
+    ver.add_argument("--config", required=True)
     demo = sub.add_parser("demo", help="run the station on simulators and show the verdicts")
     demo.add_argument("--interactive", action="store_true", help="type readings yourself")
     demo.add_argument("--keep", action="store_true", help="keep the demo's work folder")
@@ -217,6 +219,21 @@ def cmd_bind(args: argparse.Namespace) -> int:
                 tag=args.tag, timeout_s=args.timeout)
 
 
+def cmd_verify(args: argparse.Namespace) -> int:
+    from . import chain
+    from .store import Store
+
+    cfg = config_mod.load(args.config)
+    store = Store(cfg.store)
+    problems = chain.verify(store.conn)
+    top = chain.head(store.conn)
+    for problem in problems:
+        print(f"FAIL {problem}")
+    print(f"{'chain broken' if problems else 'chain ok'}: {top.records} entries, head "
+          f"{top.seq} {top.hash}")
+    return EXIT_REFUSED if problems else EXIT_OK
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
@@ -276,5 +293,5 @@ def cmd_operator(args: argparse.Namespace) -> int:
 
 COMMANDS = {"run": cmd_run, "check": cmd_check, "blocklist": cmd_blocklist,
             "decisions": cmd_decisions, "records": cmd_records, "outbox": cmd_outbox,
-            "sync": cmd_sync, "operator": cmd_operator, "enter": cmd_enter, "bind": cmd_bind,
+            "sync": cmd_sync, "operator": cmd_operator, "enter": cmd_enter, "bind": cmd_bind, "verify": cmd_verify,
             "demo": cmd_demo}

@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo
 
 import sqlite_utils
 
+from . import chain
 from .errors import StoreError
 from .logfmt import escape
 from .model import Decision
@@ -77,6 +78,12 @@ MIGRATIONS: tuple[str, ...] = (
     """
     CREATE TABLE rig_live (rig TEXT PRIMARY KEY, at REAL NOT NULL, state TEXT NOT NULL);
     """,
+    """
+    CREATE TABLE chain (seq INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT NOT NULL,
+        ref TEXT NOT NULL, digest TEXT NOT NULL, prev TEXT NOT NULL, hash TEXT NOT NULL);
+    CREATE INDEX chain_ref ON chain(kind, ref);
+    -- then: chain every record the store already holds (see _chain_existing)
+    """,
 )
 
 FILL_COLUMNS = ("record_id", "decision_id", "rig", "state", "cylinder_id", "info_code", "tag",
@@ -114,10 +121,12 @@ class Store:
     def _migrate(self) -> None:
         version = self.conn.execute("PRAGMA user_version").fetchone()[0]
         for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
-            with self.transaction():
+            with self.transaction() as conn:
                 for statement in filter(str.strip, script.split(";")):
-                    self.conn.execute(statement)
-                self.conn.execute(f"PRAGMA user_version={number}")
+                    conn.execute(statement)
+                if "CREATE TABLE chain" in script:
+                    _chain_existing(conn)
+                conn.execute(f"PRAGMA user_version={number}")
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
@@ -174,6 +183,7 @@ class Store:
             cur = conn.execute(
                 f"INSERT INTO decisions ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
                 tuple(row.values()))
+            chain.append(conn, "decision", cur.lastrowid or 0)
         self._newest = max(self._newest, at)
         return int(cur.lastrowid or 0)
 
@@ -227,6 +237,7 @@ class Store:
             if not updated:
                 conn.execute(f"INSERT INTO fills ({', '.join(row)}) VALUES "
                              f"({', '.join('?' * len(row))})", tuple(row.values()))
+            chain.append(conn, "fill", row["record_id"])
             if payload is not None:
                 conn.execute("INSERT INTO outbox (record_id, payload, next_at, created_at) "
                              "VALUES (?, ?, ?, ?)", (row["record_id"],
@@ -348,6 +359,15 @@ class Store:
         with self.transaction() as conn:
             conn.execute("INSERT INTO rig_events (at, rig, event, detail) VALUES (?, ?, ?, ?)",
                          (time.time(), rig, event, detail))
+
+
+def _chain_existing(conn: sqlite3.Connection) -> None:
+    """On upgrade, the records already in the store join the chain, oldest first."""
+    for (ref,) in conn.execute("SELECT id FROM decisions ORDER BY id").fetchall():
+        chain.append(conn, "decision", ref)
+    for (ref,) in conn.execute("SELECT record_id FROM fills WHERE state != 'open' "
+                               "ORDER BY rowid").fetchall():
+        chain.append(conn, "fill", ref)
 
 
 def utc_now() -> datetime:

@@ -17,6 +17,7 @@ import threading
 import time
 from typing import Any, Protocol
 
+from . import chain
 from .config import SyncConfig
 from .errors import StoreError
 from .logfmt import kv
@@ -133,6 +134,7 @@ class SyncWorker(threading.Thread):
                              (json.dumps(payload, ensure_ascii=False), row["id"]))
                 conn.execute("UPDATE fills SET cylinder_id = ? WHERE record_id = ?",
                              (payload["id"], row["record_id"]))
+                chain.append(conn, "fill", row["record_id"])  # the amended record
             return payload
         if reply.outcome == "transient":
             self._retry(store, row, f"resolving the cylinder id: {reply.message}", None)

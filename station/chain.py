@@ -1,0 +1,100 @@
+"""Tamper evidence: every decision and fill record chained by hash; `station verify` walks it.
+
+Each record, when committed, appends an entry to the `chain` table in the same transaction:
+digest = SHA-256 of the row's canonical JSON, hash = SHA-256(previous hash, kind, ref, digest).
+A fill whose record is amended later (its cylinder id resolved after an override) appends a new
+entry; the latest entry for a record is the one its row must match. Fields a manager may change
+afterwards (an overfill marked handled) are outside the digest. Verification names the first
+row that was edited, deleted or reordered, and any record that is not in the chain at all.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+from dataclasses import dataclass
+from typing import Any
+
+GENESIS = "0" * 64
+UNHASHED = {"fills": ("handled_at", "handled_by")}
+KINDS = {"decision": ("decisions", "id"), "fill": ("fills", "record_id")}
+
+
+def digest(table: str, row: dict[str, Any]) -> str:
+    kept = {k: v for k, v in row.items() if k not in UNHASHED.get(table, ())}
+    text = json.dumps(kept, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def link(prev: str, kind: str, ref: str, row_digest: str) -> str:
+    return hashlib.sha256(f"{prev}|{kind}|{ref}|{row_digest}".encode()).hexdigest()
+
+
+def _row(conn: sqlite3.Connection, kind: str, ref: str) -> dict[str, Any] | None:
+    table, key = KINDS[kind]
+    cur = conn.execute(f"SELECT * FROM {table} WHERE {key} = ?", (ref,))
+    values = cur.fetchone()
+    return None if values is None else dict(zip([c[0] for c in cur.description], values,
+                                                strict=True))
+
+
+def append(conn: sqlite3.Connection, kind: str, ref: str | int) -> str:
+    """Chain the record as it now stands; call inside the transaction that wrote it."""
+    row = _row(conn, kind, str(ref))
+    if row is None:
+        raise ValueError(f"no {kind} {ref} to chain")
+    last = conn.execute("SELECT hash FROM chain ORDER BY seq DESC LIMIT 1").fetchone()
+    prev = last[0] if last else GENESIS
+    row_digest = digest(KINDS[kind][0], row)
+    new = link(prev, kind, str(ref), row_digest)
+    conn.execute("INSERT INTO chain (kind, ref, digest, prev, hash) VALUES (?, ?, ?, ?, ?)",
+                 (kind, str(ref), row_digest, prev, new))
+    return new
+
+
+@dataclass(frozen=True)
+class Head:
+    seq: int
+    hash: str
+    records: int
+
+
+def head(conn: sqlite3.Connection) -> Head:
+    row = conn.execute("SELECT seq, hash FROM chain ORDER BY seq DESC LIMIT 1").fetchone()
+    count = conn.execute("SELECT count(*) FROM chain").fetchone()[0]
+    return Head(row[0], row[1], count) if row else Head(0, GENESIS, 0)
+
+
+def verify(conn: sqlite3.Connection) -> list[str]:
+    """Problems found, first first; [] when every record is as it was committed."""
+    problems: list[str] = []
+    prev, expected_seq = GENESIS, None
+    latest: dict[tuple[str, str], tuple[int, str]] = {}
+    for seq, kind, ref, row_digest, entry_prev, entry_hash in conn.execute(
+            "SELECT seq, kind, ref, digest, prev, hash FROM chain ORDER BY seq"):
+        if expected_seq is not None and seq != expected_seq:
+            problems.append(f"chain entries {expected_seq}…{seq - 1} deleted")
+        if entry_prev != prev or link(prev, kind, ref, row_digest) != entry_hash:
+            problems.append(f"chain entry {seq} ({kind} {ref}) edited or out of order")
+        prev, expected_seq = entry_hash, seq + 1
+        latest[(kind, ref)] = (seq, row_digest)
+    for (kind, ref), (seq, row_digest) in sorted(latest.items(), key=lambda kv: kv[1][0]):
+        row = _row(conn, kind, ref)
+        if row is None:
+            problems.append(f"{kind} {ref} (chain entry {seq}) deleted")
+        elif digest(KINDS[kind][0], row) != row_digest:
+            problems.append(f"{kind} {ref} (chain entry {seq}) edited")
+    problems += _unchained(conn, latest)
+    return problems
+
+
+def _unchained(conn: sqlite3.Connection, chained: dict) -> list[str]:
+    """Records in the tables that the station never chained: inserted behind its back."""
+    out = []
+    for kind, (table, key) in KINDS.items():
+        where = "" if table == "decisions" else " WHERE state != 'open'"
+        for (ref,) in conn.execute(f"SELECT {key} FROM {table}{where} ORDER BY rowid"):
+            if (kind, str(ref)) not in chained:
+                out.append(f"{kind} {ref} is not in the chain (inserted outside the station)")
+    return out
