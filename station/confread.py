@@ -21,7 +21,7 @@ class Section:
         self.used: set[str] = set()
 
     def error(self, key: str | None, problem: str) -> ConfigError:
-        return ConfigError(self.file, self.name, key, problem)
+        return ConfigError(self.file, self.name or "top level", key, problem)
 
     def _raw(self, key: str, default: Any) -> Any:
         self.used.add(key)

@@ -47,7 +47,7 @@ def test_example_loads(tmp_path):
     ('terminator = "any"', 'terminator = "tab"', "rigs[0].readers[0]", "terminator"),
     ("heartbeat = 0", "heartbeet = 0", "rigs[0].registers", "heartbeet"),
     ('base_url = "https://city.cqtzsb.example"', 'base_url = "ftp://x"', "city", "base_url"),
-    ('id = "rig-02"', 'id = "rig-01"', "", "rigs"),
+    ('id = "rig-02"', 'id = "rig-01"', "top level", "rigs"),
     ("strip_aim = true", "strip_aim = 1", "rigs[0].readers[0]", "strip_aim"),
     ("baudrate = 19200", "baudrate = 19200\nspeed = 1", "rigs[1]", "speed"),
 ])
