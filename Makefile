@@ -2,7 +2,7 @@
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench clean install uninstall
 
 $(VENV)/.installed: pyproject.toml tools/bootstrap.sh
 	@tools/bootstrap.sh
@@ -32,3 +32,11 @@ bench: $(VENV)/.installed-dev
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info
+
+# As root on the station box: /opt/station, /etc/station, the units and the user (see
+# tools/install.sh). DESTDIR=DIR stages the files under DIR instead and touches nothing else.
+install:
+	DESTDIR="$(DESTDIR)" tools/install.sh install
+
+uninstall:
+	DESTDIR="$(DESTDIR)" tools/install.sh uninstall

@@ -271,8 +271,18 @@ class SimStation:
         wait_for(lambda: (s := model.snapshot())["cylinder_present"] and s["stable"], 5,
                  f"a stable cylinder on {rig}'s scale")
 
-    def remove(self, rig: str) -> None:
+    def remove(self, rig: str, seen: bool = True) -> None:
+        """Take the cylinder off; with `seen`, wait until the daemon has noticed (a person
+        cannot swap cylinders between two of its polls, and a test should not either)."""
         self.rig_sim.rig(self.unit(rig)).remove_cylinder()
+        if seen and self.daemon is not None and self.daemon.poll() is None:
+            wait_for(lambda: not self.live(rig).get("present", True), 5,
+                     f"the daemon to see {rig}'s scale empty")
+
+    def live(self, rig: str) -> dict[str, Any]:
+        """The daemon's published picture of a rig (what the operator screen shows)."""
+        rows = self.rows("SELECT state FROM rig_live WHERE rig = ?", rig)
+        return json.loads(rows[0]["state"]) if rows else {}
 
     def unit(self, rig: str) -> int:
         return next(r.unit_id for r in self.rigs if r.id == rig)

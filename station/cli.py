@@ -85,10 +85,46 @@ def _parser() -> argparse.ArgumentParser:
     bnd.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for the tag")
     ver = sub.add_parser("verify", help="check the hash chain over every decision and fill")
     ver.add_argument("--config", required=True)
+    _manager_parsers(sub)
+    web = sub.add_parser("web", help="the operator screens and managers' pages (HTTP)")
+    web.add_argument("--config", help="the station's configuration (its [web] section)")
+    web.add_argument("--log-level", default="INFO")
+    web.add_argument("--hash-password", action="store_true",
+                     help="print a password hash for [[web.users]] (reads the password)")
     demo = sub.add_parser("demo", help="run the station on simulators and show the verdicts")
     demo.add_argument("--interactive", action="store_true", help="type readings yourself")
     demo.add_argument("--keep", action="store_true", help="keep the demo's work folder")
     return p
+
+
+def _manager_parsers(sub: argparse._SubParsersAction) -> None:
+    """stats, export, backup, prune and doctor: the station manager's and installer's tools."""
+    sts = sub.add_parser("stats", help="per day: fills, refusals by reason, overrides, "
+                         "overfills, delivery lag")
+    sts.add_argument("--config", required=True)
+    sts.add_argument("--from", dest="date_from", help="first day, yyyy-mm-dd (default: 30 "
+                     "days before --to)")
+    sts.add_argument("--to", dest="date_to", help="last day, yyyy-mm-dd (default: today)")
+    sts.add_argument("--json", action="store_true")
+    exp = sub.add_parser("export", help="decisions and fill records of a date range")
+    exp.add_argument("--config", required=True)
+    exp.add_argument("--from", dest="date_from", required=True, help="first day, yyyy-mm-dd")
+    exp.add_argument("--to", dest="date_to", required=True, help="last day, yyyy-mm-dd")
+    fmt = exp.add_mutually_exclusive_group()
+    fmt.add_argument("--csv", action="store_true", help="one table, column kind (default)")
+    fmt.add_argument("--json", action="store_true", help='{"decisions": [...], "fills": [...]}')
+    exp.add_argument("--out", help="write to this file instead of standard output")
+    bak = sub.add_parser("backup", help="an online, verified copy of the store into a folder")
+    bak.add_argument("--config", required=True)
+    bak.add_argument("dir", nargs="?", help="the folder (default: [backup] dir)")
+    bak.add_argument("--keep", type=int, help="keep this many copies there, remove older ones "
+                     "(default: [backup] keep when the folder is the configured one)")
+    prn = sub.add_parser("prune", help="delete records older than [retention] keep_years "
+                         "(never one not yet delivered)")
+    prn.add_argument("--config", required=True)
+    prn.add_argument("--dry-run", action="store_true", help="only count what would go")
+    doc = sub.add_parser("doctor", help="check config, store, rigs, readers, city, clock, disk")
+    doc.add_argument("--config", required=True)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -220,18 +256,24 @@ def cmd_bind(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from . import chain
+    from . import chain, retention
     from .store import Store
 
     cfg = config_mod.load(args.config)
     store = Store(cfg.store)
-    problems = chain.verify(store.conn)
+    problems, pruned = retention.verify(store.conn)
     top = chain.head(store.conn)
     for problem in problems:
         print(f"FAIL {problem}")
     print(f"{'chain broken' if problems else 'chain ok'}: {top.records} entries, head "
-          f"{top.seq} {top.hash}")
+          f"{top.seq} {top.hash}" + (f"; {pruned} pruned by retention" if pruned else ""))
     return EXIT_REFUSED if problems else EXIT_OK
+
+
+def cmd_web(args: argparse.Namespace) -> int:
+    from .web.command import run
+
+    return run(args)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -291,7 +333,85 @@ def cmd_operator(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-COMMANDS = {"run": cmd_run, "check": cmd_check, "blocklist": cmd_blocklist,
+def cmd_stats(args: argparse.Namespace) -> int:
+    from . import stats
+    from .store import Store
+
+    cfg = config_mod.load(args.config)
+    first, last = stats.day_range(args.date_from, args.date_to)
+    days = stats.daily(Store(cfg.store, readonly=True), first, last)
+    print(stats.as_json(days) if args.json else stats.table(days))
+    return EXIT_OK
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from . import export
+    from .stats import day_range
+    from .store import Store
+
+    cfg = config_mod.load(args.config)
+    first, last = day_range(args.date_from, args.date_to, default_days=None)
+    store = Store(cfg.store, readonly=True)
+    text = export.as_json(store, first, last) if args.json else export.as_csv(store, first, last)
+    if not args.out:
+        sys.stdout.write(text if text.endswith("\n") else text + "\n")
+        return EXIT_OK
+    from pathlib import Path
+
+    out = Path(args.out)
+    partial = out.with_name(out.name + ".partial")
+    try:
+        partial.write_text(text, encoding="utf-8")
+        partial.replace(out)
+    except OSError as err:
+        raise StationError(f"cannot write {out}: {err.strerror or err}") from err
+    print(f"wrote {out} ({first} to {last})", file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_backup(args: argparse.Namespace) -> int:
+    from .backup import backup
+
+    cfg = config_mod.load(args.config)
+    folder = args.dir or cfg.backup.dir
+    if not folder:
+        raise StationError("backup needs a folder: give DIR or set [backup] dir")
+    keep = args.keep if args.keep is not None else (None if args.dir else cfg.backup.keep)
+    if keep is not None and keep < 1:
+        raise StationError("--keep must be at least 1")
+    done = backup(cfg.store, folder, keep)
+    rows = sum(done.rows.values())
+    print(f"backup {done.path}: {rows} rows in {len(done.rows)} tables, "
+          f"{done.size / 1e6:.1f} MB, integrity ok, row counts equal")
+    for old in done.removed:
+        print(f"removed old backup {old}")
+    return EXIT_OK
+
+
+def cmd_prune(args: argparse.Namespace) -> int:
+    from .retention import prune
+    from .store import Store
+
+    cfg = config_mod.load(args.config)
+    p = prune(Store(cfg.store), cfg.retention.keep_years, dry_run=args.dry_run)
+    verb = "would delete" if args.dry_run else "deleted"
+    print(f"{verb} records before {p.cutoff} ({cfg.retention.keep_years} years): "
+          f"{p.decisions} decisions, {p.fills} fills, {p.outbox} delivered outbox rows, "
+          f"{p.rig_events} rig events; kept {p.kept_undelivered} old fills not yet delivered")
+    return EXIT_OK
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from . import doctor
+
+    logfmt.setup("CRITICAL")  # the checks speak for themselves
+    checks = doctor.run(args.config)
+    print(doctor.render(checks))
+    return EXIT_REFUSED if doctor.failed(checks) else EXIT_OK
+
+
+COMMANDS = {"run": cmd_run, "web": cmd_web, "check": cmd_check, "blocklist": cmd_blocklist,
             "decisions": cmd_decisions, "records": cmd_records, "outbox": cmd_outbox,
             "sync": cmd_sync, "operator": cmd_operator, "enter": cmd_enter, "bind": cmd_bind, "verify": cmd_verify,
-            "demo": cmd_demo}
+            "demo": cmd_demo, "stats": cmd_stats, "export": cmd_export, "backup": cmd_backup,
+            "prune": cmd_prune, "doctor": cmd_doctor}

@@ -192,6 +192,44 @@ class OverrideConfig:
 
 
 @dataclass(frozen=True)
+class RetentionConfig:
+    keep_years: int = 2  # records younger than this are never pruned; the law wants 2 at least
+
+
+@dataclass(frozen=True)
+class BackupConfig:
+    dir: str = ""  # where `station backup` writes when no folder is given (a USB stick)
+    keep: int = 7  # copies kept there; older ones are removed after a verified backup
+
+
+@dataclass(frozen=True)
+class DoctorConfig:
+    max_clock_skew_s: float = 60.0  # `station doctor` fails beyond this difference to the city
+    min_free_mb: int = 200  # … and when less is free under the store's folder
+
+
+@dataclass(frozen=True)
+class WebUser:
+    name: str
+    password_hash: str = field(repr=False)  # scrypt$N$r$p$salt$hash (station web --hash-password)
+
+
+@dataclass(frozen=True)
+class WebConfig:
+    """The web pages (`station web`): operator screens and the managers' pages."""
+
+    bind: str = "127.0.0.1"
+    port: int = 8080  # 0: any free port (tests)
+    session_hours: float = 12.0
+    max_failed_logins: int = 5
+    lockout_minutes: float = 15.0
+    users: tuple[WebUser, ...] = ()
+
+
+PASSWORD_HASH = r"scrypt\$\d+\$\d+\$\d+\$[A-Za-z0-9+/=]+\$[A-Za-z0-9+/=]+"
+
+
+@dataclass(frozen=True)
 class StationConfig:
     file: str
     unit_name: str
@@ -208,6 +246,10 @@ class StationConfig:
     fill: FillConfig = FillConfig()
     sync: SyncConfig = SyncConfig()
     override: OverrideConfig = OverrideConfig()
+    web: WebConfig = WebConfig()
+    retention: RetentionConfig = RetentionConfig()
+    backup: BackupConfig = BackupConfig()
+    doctor: DoctorConfig = DoctorConfig()
 
     def rig(self, rig_id: str) -> RigConfig:
         for rig in self.rigs:
@@ -258,6 +300,9 @@ def load(path: str | os.PathLike[str], env: dict[str, str] | None = None) -> Sta
     _unique(top, "operators", [o.badge.upper() for o in operators if o.badge], "badge")
     fill, sync = _fill(top.sub("fill")), _sync(top.sub("sync"))
     override = _override(top.sub("override"))
+    web = _web(top.sub("web"))
+    retention, backup = _retention(top.sub("retention")), _backup(top.sub("backup"), file)
+    doctor = _doctor(top.sub("doctor"))
     rigs = tuple(_rig(s, rules) for s in top.subs("rigs", required=True))
     if not rigs:
         raise top.error("rigs", "at least one [[rigs]] is required")
@@ -269,8 +314,9 @@ def load(path: str | os.PathLike[str], env: dict[str, str] | None = None) -> Sta
     top.done()
     return StationConfig(file=file, unit_name=unit_name, unit_code=unit_code, fills_for=fills_for,
                          store=store, qr_hosts=qr_hosts, qr_allow_http=qr_allow_http, city=city,
-                         rules=rules, rigs=rigs, operators=operators,
-                         offline_recheck_s=recheck_s, fill=fill, sync=sync, override=override)
+                         rules=rules, rigs=rigs, operators=operators, web=web,
+                         offline_recheck_s=recheck_s, fill=fill, sync=sync, override=override,
+                         retention=retention, backup=backup, doctor=doctor)
 
 
 def _unique(sec: Section, key: str, values: list, what: str) -> None:
@@ -290,6 +336,9 @@ def _city(sec: Section, file: str, env: dict[str, str]) -> CityConfig:
     secret_file = sec.get_str("secret_file", "", allow_empty=True)
     secret_env = sec.get_str("secret_env", "STATION_APP_SECRET", pattern=r"[A-Z_][A-Z0-9_]*")
     secret = env.get(secret_env, "")
+    creds = env.get("CREDENTIALS_DIRECTORY", "")  # systemd's LoadCredential=app_secret:FILE
+    if not secret_file and creds and Path(creds, "app_secret").is_file():
+        secret_file = str(Path(creds, "app_secret"))
     if secret_file:
         sfile = Path(secret_file)
         if not sfile.is_absolute():
@@ -299,7 +348,8 @@ def _city(sec: Section, file: str, env: dict[str, str]) -> CityConfig:
         except OSError as err:
             raise sec.error("secret_file", f"cannot read {sfile}: {err.strerror}") from err
     if not secret:
-        raise sec.error("secret_file", f"no app secret: give secret_file or set ${secret_env}")
+        raise sec.error("secret_file", f"no app secret: give secret_file, load the credential "
+                        f"app_secret (systemd) or set ${secret_env}")
     ca_bundle = sec.get_str("ca_bundle", "", allow_empty=True)
     if ca_bundle and not Path(ca_bundle).is_file():
         raise sec.error("ca_bundle", f"{ca_bundle} is not a file")
@@ -372,6 +422,48 @@ def _override(sec: Section) -> OverrideConfig:
     cfg = OverrideConfig(reasons=reasons,
                          window_s=sec.get_float("window_s", 60.0, minval=5, maxval=60),
                          reason_text=sec.get_str("reason_text", "主管现场核验后放行", maxlen=100))
+    sec.done()
+    return cfg
+
+
+def _retention(sec: Section) -> RetentionConfig:
+    cfg = RetentionConfig(keep_years=sec.get_int("keep_years", 2, minval=2, maxval=100))
+    sec.done()
+    return cfg
+
+
+def _backup(sec: Section, file: str) -> BackupConfig:
+    folder = sec.get_str("dir", "", allow_empty=True)
+    if folder and not Path(folder).is_absolute():
+        folder = str((Path(file).resolve().parent / folder).resolve())
+    cfg = BackupConfig(dir=folder, keep=sec.get_int("keep", 7, minval=1, maxval=1000))
+    sec.done()
+    return cfg
+
+
+def _doctor(sec: Section) -> DoctorConfig:
+    cfg = DoctorConfig(
+        max_clock_skew_s=sec.get_float("max_clock_skew_s", 60.0, minval=0, maxval=86400),
+        min_free_mb=sec.get_int("min_free_mb", 200, minval=0, maxval=10_000_000))
+    sec.done()
+    return cfg
+
+
+def _web(sec: Section) -> WebConfig:
+    users = []
+    for s in sec.subs("users"):
+        users.append(WebUser(name=s.get_str("name", maxlen=64, pattern=r"[^\s\x00-\x1f]+"),
+                             password_hash=s.get_str("password_hash", maxlen=400,
+                                                     pattern=PASSWORD_HASH)))
+        s.done()
+    _unique(sec, "users", [u.name for u in users], "name")
+    cfg = WebConfig(
+        bind=sec.get_str("bind", "127.0.0.1", maxlen=253, pattern=r"[A-Za-z0-9.:-]+"),
+        port=sec.get_int("port", 8080, minval=0, maxval=65535),
+        session_hours=sec.get_float("session_hours", 12.0, minval=0.05, maxval=24 * 30),
+        max_failed_logins=sec.get_int("max_failed_logins", 5, minval=1, maxval=100),
+        lockout_minutes=sec.get_float("lockout_minutes", 15.0, minval=0.1, maxval=24 * 60),
+        users=tuple(users))
     sec.done()
     return cfg
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 from drivers.modbus_rig import ModbusRig, links_for
@@ -13,8 +14,10 @@ from drivers.registry import make_reader
 from .city import CityClient
 from .config import StationConfig
 from .errors import StoreError
+from .liveness import Progress, Watched, hung_rigs
 from .logfmt import kv
 from .lookup import LookupService
+from .notify import notify, watchdog_interval_s
 from .rigloop import RigLoop
 from .store import Store
 from .sync import SyncWorker
@@ -30,7 +33,7 @@ def build(cfg: StationConfig, store: Store, executor: ThreadPoolExecutor,
     links = links_for(list(cfg.rigs))
     loops = []
     for rig in cfg.rigs:
-        controller = ModbusRig(rig, links[rig.modbus.key])
+        controller = Watched(ModbusRig(rig, links[rig.modbus.key]))
         readers = [make_reader(r, rig.id) for r in rig.readers]
         loops.append(RigLoop(rig, cfg, controller, readers, store, lookups, on_fill))
     return loops, links
@@ -52,15 +55,18 @@ async def serve(cfg: StationConfig) -> int:
         loop.add_signal_handler(sig, stop.set)
     tasks = [asyncio.create_task(rl.run(), name=f"rig:{rl.cfg.id}") for rl in loops]
     log.info(kv("station_ready", rigs=len(loops), store=cfg.store, city=cfg.city.base_url))
+    notify("READY=1")
+    pinger = asyncio.create_task(ping_watchdog(loops), name="watchdog")
     stopper = asyncio.create_task(stop.wait())
     done, _ = await asyncio.wait([stopper, *tasks], return_when=asyncio.FIRST_COMPLETED)
     crashed = [t for t in done if t is not stopper]
     for t in crashed:
         log.critical(kv("rig_loop_died", task=t.get_name(), error=repr(t.exception())))
     log.info(kv("station_stopping", reason="loop died" if crashed else "signal"))
-    for t in tasks:
+    notify("STOPPING=1")
+    for t in (*tasks, pinger):
         t.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
+    await asyncio.gather(*tasks, pinger, return_exceptions=True)
     await asyncio.wait_for(asyncio.gather(*(rl.shutdown() for rl in loops)), 5)
     for link in links.values():
         await link.close()
@@ -71,3 +77,31 @@ async def serve(cfg: StationConfig) -> int:
     store.close()
     log.info(kv("station_stopped"))
     return 1 if crashed else 0
+
+
+def progress(loops: list[RigLoop]) -> list[Progress]:
+    """Each rig loop's last signs of life, for the liveness decision."""
+    return [Progress(rig=rl.cfg.id, alive_at=rl.state.alive_at,
+                     exchanged_at=getattr(rl.controller, "exchanged_at", rl.state.alive_at),
+                     connected=rl.state.connected, watchdog_ms=rl.cfg.watchdog_ms,
+                     timeout_ms=rl.cfg.timeout_ms) for rl in loops]
+
+
+async def ping_watchdog(loops: list[RigLoop]) -> None:
+    """WATCHDOG=1 every half WatchdogSec while every rig loop makes progress; a hung loop
+    stops the pings (logged once) and systemd restarts the daemon."""
+    interval = watchdog_interval_s()
+    if interval is None:
+        return
+    withheld: list[str] = []
+    while True:
+        hung = hung_rigs(progress(loops), time.monotonic())
+        if hung and hung != withheld:
+            log.critical(kv("watchdog_withheld", hung=",".join(hung),
+                            why="rig loop made no progress; systemd will restart the daemon"))
+        elif not hung and withheld:
+            log.warning(kv("watchdog_resumed", was_hung=",".join(withheld)))
+        if not hung:
+            notify("WATCHDOG=1")
+        withheld = hung
+        await asyncio.sleep(interval)

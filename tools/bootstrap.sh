@@ -27,6 +27,16 @@ fi
 # libzbar0, libzbar0t64 on newer releases). STATION_SYSTEM_PACKAGES replaces the list ("" for none).
 # Without them the station still runs: the camera falls back to another decoder.
 optional_apt=(${STATION_SYSTEM_PACKAGES-libzbar0})
+# With "dev": systemd-analyze (package systemd) for the unit tests (tests/unit/test_systemd_units.py
+# verify the units and score their hardening); optional too: without it those tests read the files.
+if [ "$EXTRA" = dev ] && [ -z "${STATION_SYSTEM_PACKAGES+set}" ] && ! command -v systemd-analyze >/dev/null; then
+  optional_apt+=("systemd")
+fi
+# With "dev": Debian's chromium for the browser tests (tests/web drive it through Playwright; no
+# browser is ever downloaded) and a CJK font, so that their screenshot shows the Chinese.
+if [ "$EXTRA" = dev ] && [ -z "${STATION_SYSTEM_PACKAGES+set}" ]; then
+  optional_apt+=("chromium" "fonts-noto-cjk")
+fi
 installed() { dpkg -s "$1" >/dev/null 2>&1 || dpkg -s "${1}t64" >/dev/null 2>&1; }
 apt_install() {
   as_root apt-get update -qq && as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@"
@@ -49,13 +59,17 @@ if [ ${#optional_apt[@]} -gt 0 ] && command -v apt-get >/dev/null; then
   if [ ${#missing[@]} -gt 0 ]; then
     echo "bootstrap: installing optional system packages: ${missing[*]}"
     if ! apt_install "${missing[@]}"; then
-      echo "bootstrap: could not install ${missing[*]} (optional: the camera's pyzbar decoder)." >&2
+      echo "bootstrap: could not install ${missing[*]} (optional: the camera's pyzbar decoder, systemd-analyze)." >&2
       echo "bootstrap: continuing without; to add it, ask an administrator to run:" >&2
       echo "    sudo apt-get install ${missing[*]}" >&2
     fi
   fi
 fi
 
+if [ "$EXTRA" = dev ] && ! command -v chromium >/dev/null; then
+  echo "bootstrap: no chromium: the browser tests (tests/web) will be skipped. To run them, ask" >&2
+  echo "    an administrator to run: sudo apt-get install chromium fonts-noto-cjk" >&2
+fi
 if [ ! -x "$VENV/bin/python" ]; then
   echo "bootstrap: creating $VENV"
   "$PY" -m venv "$VENV"

@@ -105,8 +105,13 @@ class Station(RuleBasedStateMachine):
 
     @rule(extra=st.integers(min_value=0, max_value=3000))
     def place_cylinder(self, extra):
-        if not self.model.snapshot(now=self.t)["cylinder_present"]:
-            self.model.place_cylinder(TARE + extra, now=self.t)
+        """A cylinder stands on the scale — never swapped faster than a running daemon polls
+        (a person cannot lift one off and put another on within 0.2 s)."""
+        if self.model.snapshot(now=self.t)["cylinder_present"]:
+            return
+        if self.up and self.cycle.present:
+            self.tick(0.2)  # the daemon sees the scale empty first
+        self.model.place_cylinder(TARE + extra, now=self.t)
 
     @rule()
     def remove_cylinder(self):
@@ -200,5 +205,5 @@ class Station(RuleBasedStateMachine):
         assert all(rid in self.closed for rid in self.opened), "an open row never closed"
 
 
-Station.TestCase.settings = settings(max_examples=150, stateful_step_count=40, deadline=None)
+Station.TestCase.settings = settings(max_examples=300, stateful_step_count=40, deadline=None)
 TestFillModel = Station.TestCase

@@ -1,0 +1,243 @@
+"""`station doctor`: one line per check (PASS, WARN or FAIL and why) of what a station needs."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import os
+import shutil
+import sqlite3
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
+from pathlib import Path
+from typing import Any
+
+import requests
+import serial
+
+from . import config as config_mod
+from .config import ReaderConfig, RigConfig, StationConfig
+from .errors import CityError, ConfigError, RigFault
+
+RIG_TIMEOUT_S = 1.0  # per Modbus exchange; a healthy controller answers in milliseconds
+BUSY = (errno.EAGAIN, errno.EWOULDBLOCK, errno.EBUSY)
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    status: str  # PASS | WARN (noted, not a failure) | FAIL
+    detail: str
+
+
+def run(config_path: str, env: Mapping[str, str] | None = None) -> list[Check]:
+    """Every check, in order; without a valid configuration only that one."""
+    try:
+        cfg = config_mod.load(config_path, dict(env) if env is not None else None)
+    except ConfigError as err:
+        return [Check("config", "FAIL", str(err))]
+    readers = sum(len(r.readers) for r in cfg.rigs)
+    checks = [Check("config", "PASS", f"{cfg.file}: {len(cfg.rigs)} rig(s), {readers} reader(s)")]
+    checks.append(check_store(cfg.store))
+    checks += asyncio.run(check_rigs(cfg))
+    checks += [check_reader(rig.id, rd) for rig in cfg.rigs for rd in rig.readers]
+    checks.append(check_city(cfg))
+    checks.append(check_clock(cfg))
+    checks.append(check_disk(cfg))
+    return checks
+
+
+def render(checks: list[Check]) -> str:
+    return "\n".join(f"{c.status:<4}  {c.name:<24} {c.detail}" for c in checks)
+
+
+def failed(checks: list[Check]) -> bool:
+    return any(c.status == "FAIL" for c in checks)
+
+
+# --- the store ------------------------------------------------------------------------------
+def check_store(path: str) -> Check:
+    """Opens without creating, passes integrity_check, and takes the write lock."""
+    store = Path(path)
+    if not store.exists():
+        folder = _existing(store.parent)
+        if folder == store.parent and _writable(folder):
+            return Check("store", "PASS", f"{store} not created yet; its folder is writable")
+        return Check("store", "FAIL", f"{store} does not exist and {store.parent} is not a "
+                     "writable folder")
+    try:
+        conn = sqlite3.connect(f"file:{store}?mode=rw", uri=True, timeout=5)
+        try:
+            result = [r[0] for r in conn.execute("PRAGMA integrity_check").fetchall()]
+            if result != ["ok"]:
+                return Check("store", "FAIL", f"{store}: integrity_check: {'; '.join(result[:3])}")
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            conn.execute("BEGIN IMMEDIATE")  # the write lock: fails on a read-only file
+            conn.execute("ROLLBACK")
+        finally:
+            conn.close()
+    except sqlite3.Error as err:
+        return Check("store", "FAIL", f"{store}: {err}")
+    if not _writable(store.parent):
+        return Check("store", "FAIL", f"{store.parent} is not writable (SQLite keeps its -wal "
+                     "and -shm files there)")
+    return Check("store", "PASS", f"{store}: integrity ok, writable, schema {version}")
+
+
+def _existing(path: Path) -> Path:
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def _writable(folder: Path) -> bool:
+    """Really create a file there (os.access says yes to root on a read-only folder)."""
+    probe = folder / f".station-doctor-{os.getpid()}"
+    try:
+        with open(probe, "xb"):
+            pass
+        probe.unlink()
+    except OSError:
+        return False
+    return True
+
+
+# --- rig controllers --------------------------------------------------------------------------
+async def check_rigs(cfg: StationConfig) -> list[Check]:
+    """Each rig's controller: connect and read its status once (reads only, no writes)."""
+    from drivers.modbus_rig import ModbusRig, links_for
+
+    links = links_for(list(cfg.rigs))
+    checks = []
+    for rig in cfg.rigs:
+        name = f"rig {rig.id}"
+        if rig.modbus.kind == "rtu" and _port_busy(rig.modbus.device):
+            checks.append(Check(name, "PASS", f"{rig.modbus.device} in use (daemon running?); "
+                                "not probed, to leave its RS-485 line alone"))
+            continue
+        link = links[rig.modbus.key]
+        link.timeout_s = min(link.timeout_s, RIG_TIMEOUT_S)
+        checks.append(await _probe_rig(rig, ModbusRig(rig, link)))
+    for link in links.values():
+        await link.close()
+    return checks
+
+
+async def _probe_rig(rig: RigConfig, controller: Any) -> Check:
+    name, where = f"rig {rig.id}", f"unit {rig.unit_id} at {rig.modbus.key}"
+    try:
+        await asyncio.wait_for(controller.connect(), 3 * RIG_TIMEOUT_S)
+        status = await asyncio.wait_for(controller.read_status(), 3 * RIG_TIMEOUT_S)
+    except (RigFault, TimeoutError) as err:
+        return Check(name, "FAIL", f"{where}: {err or 'no answer'}")
+    scale = f"scale {status.gross_g} g{' stable' if status.stable else ''}"
+    if not status.healthy:
+        return Check(name, "WARN", f"{where} answers; {scale}; {status.fault_text()}")
+    return Check(name, "PASS", f"{where} answers; {scale}")
+
+
+# --- readers ------------------------------------------------------------------------------------
+def check_reader(rig_id: str, rd: ReaderConfig) -> Check:
+    name = f"reader {rd.id}"
+    if rd.kind == "camera":
+        return _check_camera(name, rd.source)
+    try:
+        port = serial.Serial(rd.port, rd.baudrate, timeout=0, exclusive=True)
+    except serial.SerialException as err:
+        if err.errno in BUSY:
+            return Check(name, "PASS", f"{rd.port} in use (daemon running?)")
+        return Check(name, "FAIL", f"{rd.port}: {err}")
+    except (OSError, ValueError) as err:
+        return Check(name, "FAIL", f"{rd.port}: {err}")
+    port.close()
+    return Check(name, "PASS", f"{rd.port} opens ({rd.kind} at {rig_id})")
+
+
+def _port_busy(device: str) -> bool:
+    try:
+        serial.Serial(device, timeout=0, exclusive=True).close()
+    except serial.SerialException as err:
+        return err.errno in BUSY
+    except (OSError, ValueError):
+        return False
+    return False
+
+
+def _check_camera(name: str, source: str) -> Check:
+    device = f"/dev/video{source}" if source.isdigit() else source
+    if "://" in device:
+        return Check(name, "PASS", "a network stream; not opened by doctor")
+    if not Path(device).exists():
+        return Check(name, "FAIL", f"{device} does not exist")
+    if not os.access(device, os.R_OK):
+        return Check(name, "FAIL", f"{device}: no permission to read (group video?)")
+    return Check(name, "PASS", f"{device} present (not opened: the daemon may be capturing)")
+
+
+# --- the city -----------------------------------------------------------------------------------
+def check_city(cfg: StationConfig) -> Check:
+    from .city import CityClient
+
+    client = CityClient(cfg.city, cfg.unit_code)
+    t0 = time.monotonic()
+    try:
+        client.token(deadline_s=max(cfg.city.decision_deadline_s, 5.0))
+    except CityError as err:
+        return Check("city", "FAIL", f"{cfg.city.base_url}: {err}")
+    finally:
+        client.close()
+    ms = (time.monotonic() - t0) * 1000
+    return Check("city", "PASS", f"{cfg.city.base_url}: token obtained in {ms:.0f} ms")
+
+
+def clock_skew_s(date_header: str, sent: float, received: float) -> float:
+    """Our clock minus the city's, from its HTTP Date (whole seconds, stamped somewhere between
+    our send and receive): 0 when the two can agree, else the smallest difference there is."""
+    server = parsedate_to_datetime(date_header).timestamp()  # the city's second: [server, +1)
+    if received < server:
+        return received - server
+    if sent >= server + 1:
+        return sent - (server + 1)
+    return 0.0
+
+
+def skew_check(skew: float, limit_s: float) -> Check:
+    text = f"our clock is {abs(skew):.1f} s {'ahead of' if skew > 0 else 'behind'} the city's"
+    if skew == 0:
+        return Check("clock", "PASS", "agrees with the city's Date to the second")
+    if abs(skew) > limit_s:
+        return Check("clock", "FAIL", f"{text} (more than {limit_s:g} s; fix NTP)")
+    if abs(skew) > limit_s / 2:
+        return Check("clock", "WARN", f"{text} (limit {limit_s:g} s)")
+    return Check("clock", "PASS", f"{text} (limit {limit_s:g} s)")
+
+
+def check_clock(cfg: StationConfig) -> Check:
+    c = cfg.city
+    sent = time.time()
+    try:
+        resp = requests.head(c.base_url + "/", timeout=(c.connect_timeout_s, c.read_timeout_s),
+                             verify=c.ca_bundle or True, allow_redirects=False)
+    except requests.RequestException as err:
+        return Check("clock", "FAIL", f"cannot ask the city for its time: {type(err).__name__}")
+    received = time.time()
+    date = resp.headers.get("Date")
+    if not date:
+        return Check("clock", "FAIL", "the city's answer carries no Date header")
+    try:
+        skew = clock_skew_s(date, sent, received)
+    except (TypeError, ValueError):
+        return Check("clock", "FAIL", f"the city's Date header {date[:40]!r} is not a date")
+    return skew_check(skew, cfg.doctor.max_clock_skew_s)
+
+
+# --- disk -----------------------------------------------------------------------------------------
+def check_disk(cfg: StationConfig) -> Check:
+    folder = _existing(Path(cfg.store).parent)
+    free_mb = shutil.disk_usage(folder).free // (1024 * 1024)
+    want = cfg.doctor.min_free_mb
+    if free_mb < want:
+        return Check("disk", "FAIL", f"{free_mb} MB free under {folder}; want {want} MB")
+    return Check("disk", "PASS", f"{free_mb} MB free under {folder} (minimum {want} MB)")
