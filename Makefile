@@ -29,6 +29,7 @@ bench: $(VENV)/.installed-dev
 	$(PY) bench/store_commit.py
 	$(PY) bench/sync_drain.py
 	$(PY) bench/camera_decode.py
+	$(PY) bench/web_records.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info

@@ -1,0 +1,205 @@
+"""`station web` page load times with 100,000 fills in the store (records page first).
+
+Builds the fixture with executemany (the fills and outbox rows of bench/store_commit.py, plus
+one decision per fill and a refusal every tenth), serves it in this process on 127.0.0.1 and
+GETs each page 5 times with a signed-in session after one warm-up: the median of the server's
+own handling time (routing, SQL, HTML) and of the whole request over loopback.
+"""
+
+from __future__ import annotations
+
+import http.client
+import os
+import platform
+import re
+import sqlite3
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from urllib.parse import urlencode
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import store_commit  # noqa: E402
+from store_commit import OPERATORS, RIGS, big_rows, fs_type  # noqa: E402
+
+from station import config  # noqa: E402
+from station.store import FILL_COLUMNS, Store  # noqa: E402
+from station.web.auth import hash_password  # noqa: E402
+from station.web.server import make_server  # noqa: E402
+
+FILLS = 100_000
+DAYS = 365
+CHUNK = 25_000
+REPEAT = 5
+PASSWORD = "bench-password"
+REASONS = ("SCRAPPED", "INSPECTION_OVERDUE", "NOT_REGISTERED", "FOREIGN_UNIT", "CITY_UNAVAILABLE")
+
+
+def build(store: Store, total: int) -> float:
+    """total fills over DAYS days (newest yesterday), their outbox rows and decisions."""
+    fill_sql = (f"INSERT INTO fills ({', '.join(FILL_COLUMNS)}) VALUES "
+                f"({', '.join('?' * len(FILL_COLUMNS))})")
+    outbox_sql = ("INSERT INTO outbox (record_id, payload, state, attempts, next_at, created_at, "
+                  "delivered_at, trace_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
+    decision_sql = ("INSERT INTO decisions (at, local_time, rig, reader, operator, reading, kind, "
+                    "tag, cylinder_id, permit, reason, source, latency_ms) VALUES "
+                    "(?, ?, ?, ?, ?, ?, 'qr_url', ?, ?, ?, ?, 'city', 4.2)")
+    t0 = time.time() - DAYS * 86400
+    start = time.perf_counter()
+    store_commit.DAYS = DAYS  # big_rows spreads the fills over this many days
+    for first in range(0, total, CHUNK):
+        fills, boxes = big_rows(first, min(CHUNK, total - first), total, t0)
+        decisions = []
+        for i, f in enumerate(fills):
+            at, info, cid = f[19], f[5], f[4]
+            local = time.strftime("%Y-%m-%dT%H:%M:%S.000+08:00", time.gmtime(at + 8 * 3600))
+            decisions.append((at - 2, local, f[2], f"{f[2]}-reader1", f[8], info, info, cid,
+                              1, None))
+            if (first + i) % 10 == 0:
+                decisions.append((at - 30, local, f[2], f"{f[2]}-reader1", f[8], info, info,
+                                  cid, 0, REASONS[(first + i) // 10 % len(REASONS)]))
+        with store.transaction() as conn:
+            conn.executemany(fill_sql, fills)
+            conn.executemany(outbox_sql, boxes)
+            conn.executemany(decision_sql, decisions)
+    with store.transaction() as conn:
+        conn.execute("UPDATE fills SET post_check = 'overfill' WHERE rowid % 997 = 0 AND "
+                     "state = 'closed'")
+    store.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    return time.perf_counter() - start
+
+
+def write_config(work: Path, store: Path) -> Path:
+    path = work / "station.toml"
+    rigs = "".join(f'[[rigs]]\nid = "{r}"\nmedium = "G13"\nmodbus = "tcp://127.0.0.1:1502"\n'
+                   f"unit_id = {i + 1}\n" for i, r in enumerate(RIGS))
+    path.write_text(
+        '[station]\nunit_name = "bench"\nunit_code = "X"\n'
+        f'store = "{store}"\n[qr]\nhosts = ["qr.example"]\n'
+        '[city]\nbase_url = "http://127.0.0.1:9"\napp_key = "k"\n' + rigs +
+        '[web]\nport = 0\n[[web.users]]\nname = "bench"\n'
+        f'password_hash = "{hash_password(PASSWORD)}"\n', encoding="utf-8")
+    return path
+
+
+class Session:
+    """One keep-alive connection with the session cookie, as a browser holds it."""
+
+    def __init__(self, port: int):
+        self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        self.cookie = ""
+        page = self.get("/login")[1]
+        token = re.search(r'name="csrf" value="([^"]+)"', page).group(1)
+        login = self.cookie
+        self.conn.request("POST", "/login", urlencode({"csrf": token, "name": "bench",
+                                                       "password": PASSWORD}),
+                          {"Cookie": login, "Content-Type": "application/x-www-form-urlencoded"})
+        answer = self.conn.getresponse()
+        answer.read()
+        session = [v for k, v in answer.getheaders() if k == "Set-Cookie"
+                   and v.startswith("station_session=")]
+        if answer.status != 303 or not session:
+            raise RuntimeError(f"log-in failed: {answer.status}")
+        self.cookie = session[0].split(";")[0]
+
+    def get(self, path: str) -> tuple[int, str, int]:
+        self.conn.request("GET", path, headers={"Cookie": self.cookie} if self.cookie else {})
+        answer = self.conn.getresponse()
+        body = answer.read()
+        for k, v in answer.getheaders():
+            if k == "Set-Cookie" and not self.cookie:
+                self.cookie = v.split(";")[0]
+        return answer.status, body.decode("utf-8"), len(body)
+
+
+def main() -> None:
+    total = int(sys.argv[1]) if len(sys.argv) > 1 else FILLS
+    work = Path(tempfile.mkdtemp(prefix="bench-web-"))
+    os.environ.setdefault("STATION_APP_SECRET", "bench")
+    try:
+        store_path = work / "station.db"
+        store = Store(str(store_path))
+        build_s = build(store, total)
+        counts = {t: store.value(f"SELECT count(*) FROM {t}") for t in ("fills", "decisions")}
+        store.close()
+        size_mib = sum(f.stat().st_size for f in work.glob("station.db*")) / 2**20
+        cfg = config.load(write_config(work, store_path))
+        server = make_server(cfg)
+        handled: list[float] = []
+        real = server.app.handle
+
+        def timed(req):  # the server's own time for one request, without the socket
+            t = time.perf_counter()
+            try:
+                return real(req)
+            finally:
+                handled.append((time.perf_counter() - t) * 1000)
+
+        server.app.handle = timed
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        session = Session(server.server_address[1])
+        last_page = -(-(total - total // 33) // 50)
+        newest = time.strftime("%Y-%m-%d", time.gmtime(time.time() + 8 * 3600 - 86400))
+        month = time.strftime("%Y-%m-%d", time.gmtime(time.time() + 8 * 3600 - 30 * 86400))
+        pages = [
+            ("/records (no filter, newest 50)", "/records"),
+            ("/records rig-02, last 30 days", f"/records?rig=rig-02&from={month}&to={newest}"),
+            ("/records --check overfill", "/records?check=overfill"),
+            ("/records --sync pending", "/records?sync=pending"),
+            ("/records --cylinder CYL-000042", "/records?cylinder=CYL-000042"),
+            ("/records --operator, page 100",
+             "/records?" + urlencode({"operator": OPERATORS[1], "page": 100})),
+            (f"/records last page ({last_page})", f"/records?page={last_page}"),
+            ("/records.csv rig-02, last 30 days", f"/records.csv?rig=rig-02&from={month}"
+                                                  f"&to={newest}"),
+            ("/issues (open overfills)", "/issues"),
+            ("/refusals (14 days)", "/refusals"),
+            ("/refusals?days=90", "/refusals?days=90"),
+            ("/outbox", "/outbox"),
+            ("/health", "/health"),
+            ("/api/rig/rig-01 (operator screen poll)", "/api/rig/rig-01"),
+        ]
+        results = []
+        for name, path in pages:
+            session.get(path)  # warm-up
+            server_ms, total_ms, size = [], [], 0
+            for _ in range(REPEAT):
+                handled.clear()
+                t = time.perf_counter()
+                status, _, size = session.get(path)
+                total_ms.append((time.perf_counter() - t) * 1000)
+                server_ms.append(handled[-1])
+                if status != 200:
+                    raise RuntimeError(f"{path}: HTTP {status}")
+            results.append((name, server_ms, total_ms, size))
+        server.shutdown()
+        server.server_close()
+    finally:
+        for f in work.iterdir():
+            f.unlink()
+        work.rmdir()
+
+    print(f"station web on {platform.node()} ({platform.machine()}, {os.cpu_count()} CPUs, "
+          f"Python {platform.python_version()}, SQLite {sqlite3.sqlite_version}), store in "
+          f"{tempfile.gettempdir()} ({fs_type(tempfile.gettempdir())})\n")
+    print("| page | server median ms | server max ms | GET median ms (loopback) | bytes |")
+    print("|---|---:|---:|---:|---:|")
+    for name, server_ms, total_ms, size in results:
+        print(f"| {name} | {statistics.median(server_ms):.1f} | {max(server_ms):.1f} | "
+              f"{statistics.median(total_ms):.1f} | {size:,} |")
+    print(f"\nfixture: {counts['fills']:,} fills (1 in 33 cancelled, 1 in 997 an overfill), "
+          f"{counts['decisions']:,} decisions (a refusal per 10 fills) over {DAYS} days, "
+          f"{len(RIGS)} rigs, built by executemany in {build_s:.1f} s ({size_mib:.0f} MiB).")
+    print(f"each page: one warm-up, then the median of {REPEAT} GETs on one keep-alive "
+          "connection with a signed-in session; 'server' = WebApp.handle (SQL + HTML, a fresh "
+          "read-only store connection per request), 'GET' = the whole request over loopback "
+          "(the CSV streams its rows, so its server time is only the start).")
+
+
+if __name__ == "__main__":
+    main()

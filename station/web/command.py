@@ -1,0 +1,40 @@
+"""`station web`: serve the pages, or print a password hash for [[web.users]]."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import sys
+
+from .. import config as config_mod
+from .. import logfmt
+from ..errors import StationError
+from .auth import hash_password
+
+MIN_PASSWORD = 8
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.hash_password:
+        print(hash_password(read_password()))
+        return 0
+    if not args.config:
+        raise StationError("web needs --config FILE (or --hash-password)")
+    cfg = config_mod.load(args.config)
+    logfmt.setup(args.log_level)
+    from .server import serve
+
+    return serve(cfg)
+
+
+def read_password() -> str:
+    """Asked twice at a terminal; otherwise the first line of standard input."""
+    if sys.stdin.isatty():
+        first = getpass.getpass("password: ")
+        if getpass.getpass("again: ") != first:
+            raise StationError("the two passwords differ")
+    else:
+        first = sys.stdin.readline().rstrip("\r\n")
+    if len(first) < MIN_PASSWORD:
+        raise StationError(f"a password needs at least {MIN_PASSWORD} characters")
+    return first
