@@ -20,29 +20,39 @@ COLUMNS = ("record_id", "fill_date", "started", "ended", "rig", "operator", "cyl
            "attempts", "last_error", "trace_id")
 
 
-def select_fills(store: Store, args: argparse.Namespace) -> list[dict[str, Any]]:
-    """Fill rows joined with their delivery state, filtered as the manager asked."""
+SELECT_FILLS = ("SELECT f.*, o.state AS sync, o.attempts, o.last_error, o.trace_id FROM fills f "
+                "LEFT JOIN outbox o ON o.record_id = f.record_id WHERE ")
+FILL_ORDER = "coalesce(f.started_at, f.permitted_at)"
+
+
+def fill_where(f: Any) -> tuple[str, list[Any]]:
+    """The WHERE clause for the managers' filters (CLI arguments or the web page's filter:
+    date_from, date_to, rig, operator, cylinder, check, sync, override)."""
     where, params = ["f.state != 'open'"], []
-    for column, value in (("f.fill_date >=", args.date_from), ("f.fill_date <=", args.date_to),
-                          ("f.rig =", args.rig), ("f.operator =", args.operator)):
+    for column, value in (("f.fill_date >=", f.date_from), ("f.fill_date <=", f.date_to),
+                          ("f.rig =", f.rig), ("f.operator =", f.operator)):
         if value:
             where.append(f"{column} ?")
             params.append(value)
-    if args.cylinder:
+    if f.cylinder:
         where.append("(f.cylinder_id = ? OR f.info_code = ? OR f.tag = ?)")
-        params += [args.cylinder] * 3
-    if args.check:
+        params += [f.cylinder] * 3
+    if f.check:
         where.append("f.post_check LIKE ?")
-        params.append(args.check + "%")
-    if args.sync:
-        where.append("o.state IS NULL" if args.sync == "none" else "o.state = ?")
-        params += [] if args.sync == "none" else [args.sync]
-    if args.override:
+        params.append(f.check + "%")
+    if f.sync:
+        where.append("o.state IS NULL" if f.sync == "none" else "o.state = ?")
+        params += [] if f.sync == "none" else [f.sync]
+    if f.override:
         where.append("f.override_by IS NOT NULL")
-    sql = ("SELECT f.*, o.state AS sync, o.attempts, o.last_error, o.trace_id FROM fills f "
-           "LEFT JOIN outbox o ON o.record_id = f.record_id WHERE " + " AND ".join(where) +
-           " ORDER BY coalesce(f.started_at, f.permitted_at) DESC LIMIT ?")
-    newest = store.query(sql, (*params, args.limit))  # the newest `limit`, shown oldest first
+    return " AND ".join(where), params
+
+
+def select_fills(store: Store, args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Fill rows joined with their delivery state, filtered as the manager asked."""
+    where, params = fill_where(args)
+    newest = store.query(f"{SELECT_FILLS}{where} ORDER BY {FILL_ORDER} DESC LIMIT ?",
+                         (*params, args.limit))  # the newest `limit`, shown oldest first
     return [shape(r) for r in reversed(newest)]
 
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from ..codes import MEDIA
 from ..fills import local
-from ..records import shape
+from ..records import FILL_ORDER, SELECT_FILLS, fill_where, shape
 from ..rules import LOCAL_TZ
 from ..store import Store
 from . import texts
@@ -23,7 +23,6 @@ CHECKS = ("ok", "overfill", "underfill", "interrupted")
 SYNCS = ("pending", "delivered", "dead", "none")
 DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 ERROR_EVENTS = ("rig_lost", "permit_failed", "pre_check_refused", "override_refused")
-FILL_ORDER = "coalesce(f.started_at, f.permitted_at)"
 
 
 # --- the operator screen ---------------------------------------------------------------------
@@ -135,29 +134,8 @@ class RecordFilter:
         return [(k, v) for k, v in items if v]
 
     def where(self) -> tuple[str, list[Any]]:
-        """The WHERE clause of select_fills for these filters (kept equal by a test)."""
-        where, params = ["f.state != 'open'"], []
-        for column, value in (("f.fill_date >=", self.date_from), ("f.fill_date <=", self.date_to),
-                              ("f.rig =", self.rig), ("f.operator =", self.operator)):
-            if value:
-                where.append(f"{column} ?")
-                params.append(value)
-        if self.cylinder:
-            where.append("(f.cylinder_id = ? OR f.info_code = ? OR f.tag = ?)")
-            params += [self.cylinder] * 3
-        if self.check:
-            where.append("f.post_check LIKE ?")
-            params.append(self.check + "%")
-        if self.sync:
-            where.append("o.state IS NULL" if self.sync == "none" else "o.state = ?")
-            params += [] if self.sync == "none" else [self.sync]
-        if self.override:
-            where.append("f.override_by IS NOT NULL")
-        return " AND ".join(where), params
-
-
-SELECT_FILLS = ("SELECT f.*, o.state AS sync, o.attempts, o.last_error, o.trace_id FROM fills f "
-                "LEFT JOIN outbox o ON o.record_id = f.record_id WHERE ")
+        """The WHERE clause for these filters: the same as `station records` uses."""
+        return fill_where(self)
 
 
 def records_page(store: Store, flt: RecordFilter) -> tuple[list[dict[str, Any]], int]:
