@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import http.client
 import io
+import os
 import shutil
 import sqlite3
 import time
@@ -153,12 +154,14 @@ def test_operator_screen_shows_the_mass_climbing_during_a_fill(station, context,
 
 
 def save_screenshot(page, tmp_path: Path) -> Path:
-    """One picture of the screen mid-fill, in the test's folder and in bench/screens/."""
+    """One picture of the screen mid-fill in the test's folder; with STATION_SCREENSHOTS=1 also
+    in bench/screens/ (the copy the README shows), so a test run leaves the checkout clean."""
     shot = tmp_path / "operator-screen.png"
     page.screenshot(path=str(shot))
     assert shot.stat().st_size > 10_000
-    SCREEN_COPY.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(shot, SCREEN_COPY)
+    if os.environ.get("STATION_SCREENSHOTS") == "1":
+        SCREEN_COPY.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(shot, SCREEN_COPY)
     return shot
 
 
