@@ -15,6 +15,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+from pymodbus import ModbusException
 from pymodbus.client import ModbusTcpClient
 
 from .city import CitySimulator
@@ -289,14 +290,22 @@ class SimStation:
 
     def coils(self, rig: str) -> dict[str, bool]:
         """The rig controller's coils, read over Modbus TCP like any other client would."""
-        if self._modbus is None:
-            self._modbus = ModbusTcpClient("127.0.0.1", port=self.rig_sim.port, timeout=2)
-            self._modbus.connect()
-        rr = self._modbus.read_coils(0, count=4, device_id=self.unit(rig))
+        try:
+            rr = self._client().read_coils(0, count=4, device_id=self.unit(rig))
+        except ModbusException:  # the simulator was restarted: a new connection, once
+            self._modbus.close()
+            self._modbus = None
+            rr = self._client().read_coils(0, count=4, device_id=self.unit(rig))
         if rr.isError():
             raise RuntimeError(f"read_coils failed: {rr}")
         names = ("permit", "lamp_green", "lamp_red", "buzzer")
         return dict(zip(names, rr.bits[:4], strict=True))
+
+    def _client(self) -> ModbusTcpClient:
+        if self._modbus is None:
+            self._modbus = ModbusTcpClient("127.0.0.1", port=self.rig_sim.port, timeout=2)
+            self._modbus.connect()
+        return self._modbus
 
     def block(self, key: str, reason: str) -> None:
         """Put a cylinder on the block list as a manager would, through the CLI."""
