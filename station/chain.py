@@ -13,10 +13,13 @@ from __future__ import annotations
 import hashlib
 import json
 import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 GENESIS = "0" * 64
+SHORT = 16  # hex digits of a hash shown to people (64 bits: enough to compare by eye)
 UNHASHED = {"fills": ("handled_at", "handled_by")}
 KINDS = {"decision": ("decisions", "id"), "fill": ("fills", "record_id")}
 
@@ -66,8 +69,55 @@ def head(conn: sqlite3.Connection) -> Head:
     return Head(row[0], row[1], count) if row else Head(0, GENESIS, 0)
 
 
+@dataclass(frozen=True)
+class Newest:
+    """The chain's newest entry (its head) and when the record it chains was made."""
+
+    seq: int
+    hash: str
+    kind: str
+    ref: str
+    at: float | None  # the decision's time, or the fill's end (None: that record is gone)
+
+    @property
+    def short(self) -> str:
+        return self.hash[:SHORT]
+
+
+NEWEST = """SELECT c.seq, c.hash, c.kind, c.ref, CASE c.kind
+    WHEN 'decision' THEN (SELECT d.at FROM decisions d WHERE d.id = CAST(c.ref AS INTEGER))
+    WHEN 'fill' THEN (SELECT coalesce(f.ended_at, f.started_at, f.permitted_at) FROM fills f
+                      WHERE f.record_id = c.ref) END
+    FROM chain c ORDER BY c.seq DESC LIMIT 1"""
+
+
+def newest(conn: sqlite3.Connection) -> Newest | None:
+    """The head without counting or verifying: one query by primary keys (None: empty chain)."""
+    row = conn.execute(NEWEST).fetchone()
+    return None if row is None else Newest(*row)
+
+
+@contextmanager
+def _snapshot(conn: sqlite3.Connection) -> Iterator[None]:
+    """One read transaction around a walk of several queries, so that a record the daemon
+    commits meanwhile is not seen half-way (in its table but not yet in the walked chain)."""
+    if conn.in_transaction:
+        yield
+        return
+    conn.execute("BEGIN")
+    try:
+        yield
+    finally:
+        conn.execute("ROLLBACK")
+
+
 def verify(conn: sqlite3.Connection) -> list[str]:
     """Problems found, first first; [] when every record is as it was committed."""
+    with _snapshot(conn):
+        return _verify(conn)
+
+
+def _verify(conn: sqlite3.Connection) -> list[str]:
     problems: list[str] = []
     prev, expected_seq = GENESIS, None
     latest: dict[tuple[str, str], tuple[int, str]] = {}

@@ -106,11 +106,22 @@ class WebApp:
         lang = self.lang(req)
         text = frame(t(title_key, lang), body, lang=lang, path=req.path, query=req.query_items,
                      user=session.user if session else None,
-                     csrf=session.csrf if session else None, nonce=nonce)
+                     csrf=session.csrf if session else None, nonce=nonce,
+                     footer=self.footer(lang) if session else "")
         resp = Response(status, text.encode("utf-8"), nonce=nonce)
         if req.query.get("lang") in LANGS:
             resp.headers.append(cookie(LANG_COOKIE, req.query["lang"], 365 * 86400))
         return resp
+
+    def footer(self, lang: str) -> str:
+        """The chain head under every manager page (one indexed query); none when the store
+        cannot be read (the page itself says so, or did not need the store)."""
+        try:
+            with self.reader() as store:
+                return pages.chain_footer(lang, views.chain_head(store))
+        except StoreError as err:
+            log.warning(kv("web_chain_head_unread", error=str(err)))
+            return ""
 
     def viewer(self, req: Request, session: Session) -> pages.Viewer:
         return pages.Viewer(self.lang(req), session.user, session.csrf)
@@ -319,6 +330,7 @@ class WebApp:
 
     def health(self, req: Request, session: Session) -> Response:
         with self.reader() as store:
-            rigs = views.health(store, self.rigs)
-        return self.page(req, "health_title", pages.health(self.viewer(req, session), rigs),
+            rigs, head = views.health(store, self.rigs), views.chain_head(store)
+        v = self.viewer(req, session)
+        return self.page(req, "health_title", pages.health(v, rigs) + pages.chain_section(v, head),
                          session)

@@ -30,6 +30,7 @@ input,select,button{font:inherit;padding:.2em .4em}
 .login{max-width:22em;margin:3em auto;background:#fff;padding:1.5em;border-radius:6px;
  box-shadow:0 1px 4px #0002}.login label{display:block;margin:.6em 0}
 .login input{width:100%;box-sizing:border-box}
+footer{padding:.5em 1em 1em;color:#667;font-size:.85em}
 """
 
 
@@ -63,8 +64,9 @@ NAV = (("/records", "nav_records"), ("/refusals", "nav_refusals"), ("/issues", "
 
 
 def frame(title: str, body: str, *, lang: str, path: str, query: list[tuple[str, str]],
-          user: str | None, csrf: str | None, nonce: str) -> str:
-    """The managers' page: header with navigation, language switch and sign-out, then body."""
+          user: str | None, csrf: str | None, nonce: str, footer: str = "") -> str:
+    """The managers' page: header with navigation, language switch and sign-out, then body
+    and the footer (already-escaped HTML)."""
     other = "en" if lang == "zh" else "zh"
     switch = href(path, [(k, v) for k, v in query if k != "lang"] + [("lang", other)])
     links = "".join(f'<a href="{p}"{" class=on" if p == path else ""}>{e(t(key, lang))}</a>'
@@ -79,7 +81,8 @@ def frame(title: str, body: str, *, lang: str, path: str, query: list[tuple[str,
             f'<style nonce="{nonce}">{STYLE}</style></head><body><header>'
             f'<span class="site">{e(t("site", lang))}</span>{links}'
             f'<a href="{e(switch)}" lang="{other}">{e(t("other_lang", lang))}</a>{me}'
-            f'</header><main><h1>{e(title)}</h1>{body}</main></body></html>')
+            f'</header><main><h1>{e(title)}</h1>{body}</main>'
+            f'{f"<footer>{footer}</footer>" if footer else ""}</body></html>')
 
 
 def table(headers: list[str], rows: Iterable[list[str]], empty: str = "") -> str:

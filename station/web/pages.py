@@ -206,6 +206,32 @@ def health(v: Viewer, rigs: list[dict[str, Any]]) -> str:
     return "".join(out)
 
 
+# --- the record chain's head ------------------------------------------------------------------
+def chain_section(v: Viewer, head: dict[str, Any] | None) -> str:
+    """The health page's chain section: the head's sequence, hash prefix, time and record."""
+    title = f'<h2>{e(v.t("chain_title"))}</h2>'
+    if head is None:
+        return f'<section id="chain">{title}<p class="muted">{e(v.t("chain_empty"))}</p></section>'
+    kind = v.t(f"chain_kind_{head['kind']}")
+    rows = [[e(v.t("chain_seq")), num(head["seq"])],
+            [e(v.t("chain_hash")), f'<code title="{e(head["hash"])}">{e(head["short"])}</code>'],
+            [e(v.t("chain_at")), e(head["at"] or v.t("chain_gone"))],
+            [e(v.t("chain_record")), e(f'{kind} {head["ref"]}')]]
+    return (f'<section id="chain" data-seq="{e(head["seq"])}" data-hash="{e(head["short"])}">'
+            f'{title}{table(["", ""], rows)}'
+            f'<p class="muted">{e(v.t("chain_not_verified"))}</p></section>')
+
+
+def chain_footer(lang: str, head: dict[str, Any] | None) -> str:
+    """Every manager page's footer: '记录链头：#SEQ HASH16 · TIME' (the full hash as its title)."""
+    label = e(t("chain_head", lang)) + ("：" if lang == "zh" else ": ")
+    if head is None:
+        return f'<span id="chain-head">{label}{e(t("chain_empty", lang))}</span>'
+    return (f'<span id="chain-head" data-seq="{e(head["seq"])}" data-hash="{e(head["short"])}">'
+            f'{label}#{e(head["seq"])} <code title="{e(head["hash"])}">{e(head["short"])}'
+            f'</code> · {e(head["at"] or t("chain_gone", lang))}</span>')
+
+
 def index(lang: str, rigs: list[str]) -> str:
     links = "".join(f'<li><a href="/rig/{e(r)}">{e(r)}</a></li>' for r in rigs)
     return (f'<ul>{links}</ul><p><a href="/records">{e(t("manager_pages", lang))}</a></p>')

@@ -149,6 +149,21 @@ T: dict[str, Text] = {
     "phase": Text("状态", "phase"),
     "recent_events": Text("最近事件", "recent events"),
     "live_stale": Text("无实时数据（控制程序未运行？）", "no live data (is the daemon running?)"),
+    # the record chain (health page and every manager page's footer)
+    "chain_head": Text("记录链头", "Record chain head"),
+    "chain_title": Text("防篡改记录链", "Tamper-evident record chain"),
+    "chain_seq": Text("链头序号", "head sequence"),
+    "chain_hash": Text("链头哈希（前 16 位）", "head hash (first 16 digits)"),
+    "chain_at": Text("记录时间", "record time"),
+    "chain_record": Text("记录", "record"),
+    "chain_kind_decision": Text("判定", "decision"),
+    "chain_kind_fill": Text("充装记录", "fill record"),
+    "chain_empty": Text("尚无记录", "no records yet"),
+    "chain_gone": Text("该记录已不在库中", "record no longer in the store"),
+    "chain_not_verified": Text("此处只显示链头，不校验整条链；校验请运行 station verify 或 "
+                               "station doctor",
+                               "the head only, not verified here: run station verify or "
+                               "station doctor to verify the whole chain"),
     # index
     "index_title": Text("充装站", "Filling station"),
     "manager_pages": Text("管理页面（需登录）", "Manager pages (log-in)"),

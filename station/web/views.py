@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import json
 import re
+import sqlite3
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from .. import chain
 from ..codes import MEDIA
+from ..errors import StoreError
 from ..fills import local
 from ..records import FILL_ORDER, SELECT_FILLS, fill_where, shape
 from ..rules import LOCAL_TZ
@@ -239,3 +242,22 @@ def health(store: Store, rigs: list[str], now: float | None = None) -> list[dict
                                    else None),
                     "events": [{**e, "at": local(e["at"])} for e in events]})
     return out
+
+
+# --- the record chain's head -----------------------------------------------------------------
+def chain_head(store: Store) -> dict[str, Any] | None:
+    """The hash chain's newest entry, read in one indexed query (never verified here: that
+    walks the whole chain; `station verify` and `station doctor` do it). None: no records yet,
+    or a store from before the chain that the daemon has not upgraded yet."""
+    try:
+        top = chain.newest(store.conn)
+    except sqlite3.OperationalError as err:
+        if "no such table" in str(err):
+            return None
+        raise StoreError(f"store read failed: {err}") from err
+    except sqlite3.Error as err:
+        raise StoreError(f"store read failed: {err}") from err
+    if top is None:
+        return None
+    return {"seq": top.seq, "hash": top.hash, "short": top.short, "kind": top.kind,
+            "ref": top.ref, "at": local(top.at)}

@@ -83,3 +83,41 @@ def test_an_upgraded_store_chains_what_it_already_held(tmp_path):
     conn.close()
     again = Store(path)
     assert chain.verify(again.conn) == [] and chain.head(again.conn).records == 1
+
+
+def test_the_newest_entry_is_the_head_with_its_records_time(store, tmp_path):
+    top = chain.newest(store.conn)
+    seq, full = store.conn.execute("SELECT seq, hash FROM chain ORDER BY seq DESC LIMIT 1"
+                                   ).fetchone()
+    assert (top.seq, top.hash, top.short, top.kind, top.ref) == (4, full, full[:16], "fill", "r1")
+    assert top.at is None  # the fixture's fill carries no times
+    sql(store, "UPDATE fills SET permitted_at = 100, started_at = 101")
+    assert chain.newest(store.conn).at == 101  # no end: its start
+    store.record_decision(Decision(datetime.now(UTC), "rig-01", READING, Verdict(permit=True),
+                                   "city", None, 1.0, None))
+    top = chain.newest(store.conn)
+    assert (top.seq, top.kind, top.ref) == (5, "decision", "4")
+    assert top.at == store.value("SELECT at FROM decisions WHERE id = 4")
+    assert chain.newest(Store(str(tmp_path / "empty.db")).conn) is None
+
+
+def test_a_record_committed_while_verify_walks_is_not_taken_for_tampering(store):
+    """The daemon keeps committing during a long walk: verify reads one snapshot."""
+    daemon = Store(store.path)
+    committed = []
+
+    def commit_meanwhile() -> int:
+        if not committed:  # once, while verify is inside its first query
+            committed.append(daemon.record_decision(Decision(
+                datetime.now(UTC), "rig-01", READING, Verdict(permit=True), "city", None, 1.0,
+                None)))
+        return 0
+
+    store.conn.set_progress_handler(commit_meanwhile, 20)
+    try:
+        assert chain.verify(store.conn) == []
+    finally:
+        store.conn.set_progress_handler(None, 0)
+    assert committed == [4]
+    assert chain.verify(store.conn) == [] and chain.head(store.conn).records == 5
+    daemon.close()

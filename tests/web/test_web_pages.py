@@ -27,6 +27,7 @@ from webtools import HASHES, PASSWORDS
 
 from station import config
 from station.errors import ConfigError
+from station.fills import local
 from station.model import Decision, Reading, Verdict
 from station.records import select_fills
 from station.rules import LOCAL_TZ
@@ -278,6 +279,65 @@ def test_health_shows_connection_heartbeat_and_last_error(site):
     assert "rig_lost: connection refused &lt;script&gt;" in rig1
     rig2 = page[page.index('data-rig="rig-02"'):]
     assert "无实时数据" in rig2 and "从未" in rig2
+
+
+def newest_chain_row(store_path: Path) -> tuple[int, str, float]:
+    """The chain table's newest row, and its record's time (here: a decision's)."""
+    store = Store(str(store_path), readonly=True)
+    try:
+        (row,) = store.query("SELECT c.seq, c.hash, c.kind, d.at FROM chain c JOIN decisions d "
+                             "ON d.id = CAST(c.ref AS INTEGER) ORDER BY c.seq DESC LIMIT 1")
+    finally:
+        store.close()
+    assert row["kind"] == "decision"
+    return row["seq"], row["hash"], row["at"]
+
+
+def test_health_and_every_manager_page_show_the_chain_head(site):
+    client, store_path, _ = site
+    assert "记录链头" not in client.get("/login")[2]  # not before log-in
+    client.login()
+    seq, full, at = newest_chain_row(store_path)
+    page = client.get("/health")[2]
+    section = page[page.index('<section id="chain"'):]
+    assert re.search(r'<section id="chain" data-seq="(\d+)" data-hash="([0-9a-f]+)"',
+                     section).groups() == (str(seq), full[:16])
+    assert f'<td class="num">{seq}</td>' in section
+    assert f'<code title="{full}">{full[:16]}</code>' in section
+    assert local(at) in section and "不校验整条链" in section
+    for path in ("/records", "/issues", "/outbox", "/blocklist", "/health", "/refusals"):
+        footer = client.get(path)[2].split("<footer>")[1]
+        assert footer.startswith(f'<span id="chain-head" data-seq="{seq}" data-hash="'
+                                 f'{full[:16]}">记录链头：#{seq} <code title="{full}">'
+                                 f'{full[:16]}</code> · {local(at)}</span>'), path
+    store = Store(str(store_path))
+    refusal(store, "STOPPED")  # the daemon records another decision: the head moves on
+    store.close()
+    seq2, full2, at2 = newest_chain_row(store_path)
+    assert seq2 == seq + 1 and full2 != full
+    english = client.get("/records?lang=en")[2]
+    assert (f'Record chain head: #{seq2} <code title="{full2}">{full2[:16]}</code> · '
+            f'{local(at2)}') in english
+    assert f'data-hash="{full2[:16]}"' in client.get("/health")[2]
+
+
+def test_the_chain_head_of_an_empty_store(tmp_path):
+    store_path = tmp_path / "station.db"
+    Store(str(store_path)).close()
+    cfg_path = tmp_path / "station.toml"
+    cfg_path.write_text(config_text(store_path), encoding="utf-8")
+    server = make_server(config.load(cfg_path, env=ENV))
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
+                     daemon=True).start()
+    try:
+        client = Client(server.server_address[1])
+        client.login()
+        page = client.get("/health")[2]
+        assert '<span id="chain-head">记录链头：尚无记录</span>' in page
+        assert '<section id="chain"><h2>防篡改记录链</h2><p class="muted">尚无记录</p>' in page
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def test_refusals_chart_counts_by_reason_and_day(site):
