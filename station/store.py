@@ -111,7 +111,7 @@ class Store:
                 self._migrate()
         except (sqlite3.Error, OSError) as err:
             raise StoreError(f"cannot open store {path}: {err}") from err
-        self._newest = self._newest_time()
+        self.newest_at = self._newest_time()  # the newest decision's time (clock checks)
         self._live: sqlite3.Connection | None = None
 
     @property
@@ -151,14 +151,9 @@ class Store:
     def integrity_ok(self) -> bool:
         return self.conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
 
-    # --- clock trust -------------------------------------------------------------------
     def _newest_time(self) -> float:
         row = self.conn.execute("SELECT max(at) FROM decisions").fetchone()
         return float(row[0] or 0.0)
-
-    def clock_trusted(self, now: float) -> bool:
-        """False when the clock reads earlier than the newest record: the clock went back."""
-        return now >= self._newest
 
     # --- decisions and the cylinder cache ---------------------------------------------
     def record_decision(self, d: Decision, city_record: dict[str, Any] | None = None,
@@ -184,7 +179,7 @@ class Store:
                 f"INSERT INTO decisions ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
                 tuple(row.values()))
             chain.append(conn, "decision", cur.lastrowid or 0)
-        self._newest = max(self._newest, at)
+        self.newest_at = max(self.newest_at, at)
         return int(cur.lastrowid or 0)
 
     @staticmethod
@@ -225,11 +220,15 @@ class Store:
                          f"({', '.join('?' * len(row))})", tuple(row.values()))
 
     def close_fill(self, row: dict[str, Any], payload: dict[str, Any] | None) -> None:
-        """The final fill record and its outbox entry in one transaction (no entry: cancelled)."""
+        """The final fill record and its outbox entry in one transaction (no entry: cancelled);
+        once only: closing a record already closed changes nothing."""
         row = {k: row.get(k) for k in FILL_COLUMNS}
         row["state"] = "closed" if payload is not None else "cancelled"
         now = time.time()
         with self.transaction() as conn:
+            if conn.execute("SELECT 1 FROM fills WHERE record_id = ? AND state != 'open'",
+                            (row["record_id"],)).fetchone():
+                return  # committed already (a retry after an error that hid the commit)
             cols = [k for k in row if k != "record_id"]
             updated = conn.execute(
                 f"UPDATE fills SET {', '.join(f'{k} = ?' for k in cols)} WHERE record_id = ?",

@@ -53,6 +53,8 @@ class SyncWorker(threading.Thread):
         self._wake, self._halt = threading.Event(), threading.Event()
         self._last_send = 0.0
         self._backlog_old: bool | None = None
+        self._store_error = ""  # set while the store fails: logged once, and once recovered
+        self._unmarked: tuple | None = None  # the city's answer the store could not take yet
 
     def wake(self) -> None:
         self._wake.set()
@@ -67,10 +69,16 @@ class SyncWorker(threading.Thread):
         while not self._halt.is_set():
             try:
                 store = store or Store(self.store_path)
+                if self._unmarked is not None:  # before anything else is sent
+                    self._mark(store, *self._unmarked)
                 pause = self.step(store)
+                self._store_works()
+            except StoreError as err:  # disk full, read-only: waited out, logged once
+                self._store_failed(err)
+                pause = 5.0
             except Exception as err:  # noqa: BLE001 - the worker must outlive any one failure
                 log.error(kv("sync_error", error=repr(err), action="retry in 5 s"))
-                if store is not None and not isinstance(err, StoreError):
+                if store is not None:
                     store.close()
                     store = None  # a fresh connection next time
                 pause = 5.0
@@ -79,6 +87,16 @@ class SyncWorker(threading.Thread):
         if store is not None:
             store.close()
 
+    def _store_failed(self, err: StoreError) -> None:
+        if not self._store_error:
+            log.error(kv("sync_store_failed", error=str(err), action="retried every 5 s"))
+        self._store_error = str(err)
+
+    def _store_works(self) -> None:
+        if self._store_error:
+            log.info(kv("sync_store_recovered", was=self._store_error))
+        self._store_error = ""
+
     def step(self, store: Store) -> float:
         """Deliver the oldest pending record if it is due; return how long to wait next."""
         rows = store.query("SELECT * FROM outbox WHERE state = 'pending' ORDER BY id LIMIT 1")
@@ -86,8 +104,8 @@ class SyncWorker(threading.Thread):
         if not rows:
             return 5.0
         row, now = rows[0], time.time()
-        if row["next_at"] > now:
-            return min(row["next_at"] - now, 5.0)
+        if now < row["next_at"] <= now + self.cfg.backoff_cap_s:  # (further off: the clock
+            return min(row["next_at"] - now, 5.0)  # was stepped back since; due now)
         if self.cfg.rate_per_s > 0:
             gap = 1.0 / self.cfg.rate_per_s - (time.monotonic() - self._last_send)
             if gap > 0:
@@ -109,7 +127,7 @@ class SyncWorker(threading.Thread):
         if reply.outcome == "ok" or (reply.outcome == "duplicate"
                                      and data.get("record_id", row["record_id"]) ==
                                      row["record_id"]):
-            self._mark(store, row, "delivered", trace_id=data.get("trace_id"))
+            self._mark(store, row, "delivered", data.get("trace_id"))
         elif reply.outcome in ("invalid", "refused", "duplicate"):
             self._mark(store, row, "dead", error=f"{reply.code}: {reply.message}")
         elif reply.code and reply.code not in RETRY_CODES:  # a code the contract does not
@@ -142,14 +160,18 @@ class SyncWorker(threading.Thread):
             self._mark(store, row, "dead", error=f"cylinder id not found by tag ({reply.outcome})")
         return None
 
-    def _mark(self, store: Store, row: dict[str, Any], state: str, *,
+    def _mark(self, store: Store, row: dict[str, Any], state: str,
               trace_id: str | None = None, error: str | None = None) -> None:
+        """Commit the city's answer; one the store cannot take is kept, and committed before
+        anything else is sent (sent again only if the worker stops meanwhile: a 409, once)."""
+        self._unmarked = (row, state, trace_id, error)
         with store.transaction() as conn:
             conn.execute(
                 "UPDATE outbox SET state = ?, attempts = attempts + 1, delivered_at = ?, "
                 "trace_id = ?, last_error = coalesce(?, last_error) WHERE id = ?",
                 (state, time.time() if state == "delivered" else None, trace_id, error,
                  row["id"]))
+        self._unmarked = None
         event = "record_delivered" if state == "delivered" else "record_dead"
         (log.info if state == "delivered" else log.error)(kv(
             event, record_id=row["record_id"], attempts=row["attempts"] + 1, trace_id=trace_id,

@@ -36,6 +36,13 @@ WARNINGS: dict[str, Text] = {
 
 ACCEPTED = Text("允许充装", "fill permitted")
 
+# The station's own faults: not rule outcomes (no decision row can carry them), but the operator
+# must see why the rig refuses.
+FAULTS: dict[str, Text] = {
+    "STORE_FAULT": Text("记录存储故障，禁止充装",
+                        "station store unwritable: no fill until it can record"),
+}
+
 # Operator events at the rig (badge log-in/out).
 OPERATOR_LOGIN = Text("充装人员已登录", "operator logged in")
 OPERATOR_LOGOUT = Text("充装人员已退出", "operator logged out")
@@ -43,4 +50,4 @@ OPERATOR_LOGOUT = Text("充装人员已退出", "operator logged out")
 
 def reason_text(code: str) -> Text:
     """The wording of a reason or warning code; an unknown code is shown as itself."""
-    return REASONS.get(code) or WARNINGS.get(code) or Text(code, code)
+    return REASONS.get(code) or WARNINGS.get(code) or FAULTS.get(code) or Text(code, code)
