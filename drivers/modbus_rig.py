@@ -236,7 +236,10 @@ class ModbusRig(RigController):
         self.map: RegisterMap = cfg.registers
         self._link = link
         self._heartbeat = 0
+        self._watchdog_ms: int | None = None  # as configure() wrote it
         m = self.map
+        beat = [m.heartbeat, m.watchdog_ms]  # read back together when near enough
+        self._beat_span = _span(beat, MAX_REGS) if max(beat) - min(beat) < MAX_REGS else None
         self._coil_span = _span([getattr(m, n) for n in COILS], MAX_BITS)
         self._input_span = _span([getattr(m, n) for n in INPUTS], MAX_BITS)
         self._ireg_span = _span([m.gross_g, m.gross_g + 1, m.scale_status, m.fault_code], MAX_REGS)
@@ -344,6 +347,7 @@ class ModbusRig(RigController):
         if not 1 <= watchdog_ms <= U16_MAX:
             raise ValueError(f"watchdog_ms={watchdog_ms} out of 1..65535")
         await self._write_words("watchdog_ms", [watchdog_ms])
+        self._watchdog_ms = watchdog_ms
         await self._set_coils({"fill_permit": False})
         await self.set_lamps(False, False, False)
         held = await self._read_words("read HEARTBEAT", 3, (self.map.heartbeat, 1))
@@ -351,8 +355,31 @@ class ModbusRig(RigController):
         await self.heartbeat()
 
     async def heartbeat(self) -> None:
-        self._heartbeat = 1 if self._heartbeat >= U16_MAX else self._heartbeat + 1
-        await self._write_words("heartbeat", [self._heartbeat])
+        """Write the next HEARTBEAT and read it back with WATCHDOG_MS: a controller that was
+        reset without the link noticing (its registers back to their defaults) is a RigFault,
+        so that the rig loop configures it again instead of trusting a watchdog period it
+        never set."""
+        m, beat = self.map, 1 if self._heartbeat >= U16_MAX else self._heartbeat + 1
+        self._heartbeat = beat
+        await self._call(
+            f"write HEARTBEAT={beat}",
+            lambda c: c.write_register(m.heartbeat, beat, device_id=self.unit),
+        )
+        span = self._beat_span or (m.heartbeat, 1)
+        held = await self._read_words("read back HEARTBEAT", 3, span)
+        if held[m.heartbeat] != beat:
+            raise RigFault(
+                f"rig {self.rig_id}: read back HEARTBEAT={held[m.heartbeat]}, wrote {beat}"
+            )
+        if self._watchdog_ms is None:
+            return
+        if self._beat_span is None:
+            held = await self._read_words("read WATCHDOG_MS", 3, (m.watchdog_ms, 1))
+        if held[m.watchdog_ms] != self._watchdog_ms:
+            raise RigFault(
+                f"rig {self.rig_id}: WATCHDOG_MS reads {held[m.watchdog_ms]}, "
+                f"configured {self._watchdog_ms} (controller reset?)"
+            )
 
     async def grant_permit(self, tare_g: int, target_g: int) -> None:
         tare, target = _u32("tare_g", tare_g), _u32("target_g", target_g)

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from .city_api import API_PATHS, CityLedger, Reply
+from .city_api import API_PATHS, PATHS, CityLedger, Reply
 
 log = logging.getLogger("simulators.city")
 
@@ -39,6 +39,9 @@ class Faults:
     garbage: bool = False
     reset: bool = False
     data_as_object: bool = False
+    reset_after: bool = False  # handle the call (a filling is stored), then reset: no answer
+    hang_after: bool = False  # handle the call, then never answer
+    reject_tokens: bool = False  # every bearer token refused as expired (401); tokens still issued
     paths: tuple[str, ...] | None = None
     count: int | None = None
 
@@ -50,7 +53,8 @@ def _check_fault(key: str, value: Any) -> Any:
     """Validate one fault setting; raise ValueError naming the key."""
     if key not in {f.name for f in fields(Faults)}:
         raise ValueError(f"unknown fault {key!r}")
-    bools = ("hang", "garbage", "reset", "data_as_object")
+    bools = ("hang", "garbage", "reset", "data_as_object", "reset_after", "hang_after",
+             "reject_tokens")
     if key in bools and not isinstance(value, bool):
         raise ValueError(f"fault {key} must be true or false")
     if key in ("latency_ms", "error_rate") and (isinstance(value, bool) or
@@ -280,7 +284,13 @@ class _Handler(BaseHTTPRequestHandler):
         faults = sim._arrive(path)
         if faults is not None and self._inject(faults):
             return
+        if faults is not None and faults.reject_tokens and path != PATHS.token:
+            self._send_envelope(200, "401", "token expired (simulated)", None)
+            return
         status, code, message, data = sim.handle(path, self.headers.get("Authorization", ""), raw)
+        if faults is not None and (faults.reset_after or faults.hang_after):
+            self._lose_reply(faults)
+            return
         as_object = faults is not None and faults.data_as_object
         self._send_envelope(status, code, message, data, as_object=as_object)
 
@@ -309,9 +319,7 @@ class _Handler(BaseHTTPRequestHandler):
         if f.hang:
             self._hang()
         elif f.reset:
-            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
-                                       struct.pack("ii", 1, 0))
-            self.close_connection = True
+            self._reset()
         elif f.status is not None:
             extra = {}
             if f.retry_after_s is not None and f.status in (429, 503):
@@ -325,6 +333,18 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             return False
         return True
+
+    def _reset(self) -> None:
+        """Close with an RST (SO_LINGER 0) once the handler returns, answering nothing."""
+        self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.close_connection = True
+
+    def _lose_reply(self, f: Faults) -> None:
+        """The call was handled (its effect stands) but its answer never reaches the client."""
+        if f.reset_after:
+            self._reset()
+        else:
+            self._hang()
 
     def _hang(self) -> None:
         """Never answer: wait until the client gives up (closes) or the simulator stops."""

@@ -8,6 +8,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ from .dataset import (
 )
 from .rfid import RfidSim
 from .rig import RigSimulator
+from .rig_model import RigModel
 from .scanner import ScannerSim
 
 
@@ -40,10 +42,19 @@ class RigSpec:
     medium: str = "G13"
     rfid: bool = False  # an RFID reader at the scale besides the scanner
     camera: str = ""  # a video file a camera reader replays, besides the scanner
+    controller: int = 0  # rigs with the same number share one controller (one Modbus server)
 
 
 OPERATORS = (("张三", "0A1B2C3D", "operator"), ("李四", "0A1B2C3E", "operator"),
              ("王主管", "0A1B2C3F", "supervisor"))
+
+
+def _copy_lines(source: Any, log: Any) -> None:
+    """The daemon's piped output into the log file, line by line, until it exits."""
+    with source, log:
+        for line in source:
+            log.write(line)
+            log.flush()
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float, what: str, every: float = 0.01) -> Any:
@@ -64,10 +75,15 @@ class SimStation:
     def __init__(self, workdir: Path, rigs: tuple[RigSpec, ...] = (RigSpec("rig-01", 1),),
                  *, today: date | None = None, deadline_s: float = 1.5, watchdog_ms: int = 3000,
                  offline_max_age_h: float = 72.0, offline_recheck_s: float = 0.0,
-                 rig_options: dict[str, Any] | None = None,
+                 rig_options: dict[str, Any] | None = None, poll_ms: int | None = None,
                  dataset: dict[str, Any] | None = None, rig_keys: dict[str, Any] | None = None,
-                 extra_config: str = ""):
+                 extra_config: str = "", store_dir: Path | None = None, log_pipe: bool = False,
+                 daemon_env: dict[str, str] | None = None):
         self.workdir = Path(workdir)
+        # store_dir: the store elsewhere (a small tmpfs to fill); log_pipe: the daemon logs
+        # through a pipe, as to the journal, copied here into the log file
+        self.store_dir, self.log_pipe = store_dir, log_pipe
+        self.daemon_env = daemon_env or {}  # more environment for the daemon (a stepped clock)
         self.rigs = rigs
         self.deadline_s, self.watchdog_ms = deadline_s, watchdog_ms
         self.offline_max_age_h = offline_max_age_h
@@ -75,16 +91,21 @@ class SimStation:
         self.rig_keys, self.extra_config = rig_keys or {}, extra_config  # more TOML for tests
         self.dataset = dataset or demo_dataset(today or date.today())
         self.city = CitySimulator(self.dataset)
-        self.rig_sim = RigSimulator([r.unit_id for r in rigs], **(rig_options or {}))
+        self.poll_ms = poll_ms or min(100, watchdog_ms // 3)
+        self.rig_sims = {c: RigSimulator([r.unit_id for r in rigs if r.controller == c],
+                                         **(rig_options or {}))
+                         for c in sorted({r.controller for r in rigs})}
+        self.rig_sim = next(iter(self.rig_sims.values()))  # the first (usually only) controller
         self.scanners = {r.id: ScannerSim(self.workdir / f"scanner-{r.id}") for r in rigs}
         self.rfids = {r.id: RfidSim(self.workdir / f"rfid-{r.id}") for r in rigs if r.rfid}
         self.daemon: subprocess.Popen[bytes] | None = None
         self.config_path = self.workdir / "station.toml"
-        self.store_path = self.workdir / "station.db"
+        self.store_path = Path(store_dir or self.workdir) / "station.db"
         self.log_path = self.workdir / "station.log"
         self._db: sqlite3.Connection | None = None
         self._log_start = 0
-        self._modbus: ModbusTcpClient | None = None
+        self._log_pump: threading.Thread | None = None
+        self._modbus: dict[int, ModbusTcpClient] = {}  # by controller port
 
     # --- lifecycle ------------------------------------------------------------------------
     def start(self) -> SimStation:
@@ -92,7 +113,8 @@ class SimStation:
         try:
             self.workdir.mkdir(parents=True, exist_ok=True)
             self.city.start()
-            self.rig_sim.start()
+            for sim in self.rig_sims.values():
+                sim.start()
             for scanner in self.scanners.values():
                 scanner.start()
             for rfid in self.rfids.values():
@@ -111,7 +133,8 @@ class SimStation:
     def config_text(self) -> str:
         lines = [
             "[station]", f'unit_name = "{STATION_UNIT}"', f'unit_code = "{UNIT_CODE}"',
-            f'fills_for = ["{PARTNER_UNIT}"]', 'store = "station.db"', "",
+            f'fills_for = ["{PARTNER_UNIT}"]',
+            f"store = {json.dumps(str(self.store_path) if self.store_dir else 'station.db')}", "",
             "[qr]", f'hosts = ["{QR_HOST}"]', "",
             "[city]", f'base_url = "{self.city.url}"', f'app_key = "{APP_KEY}"',
             'secret_file = "app_secret"', "connect_timeout_s = 0.5",
@@ -125,9 +148,9 @@ class SimStation:
                       f'role = "{role}"', ""]
         for rig in self.rigs:
             lines += ["[[rigs]]", f'id = "{rig.id}"', f'medium = "{rig.medium}"',
-                      f'modbus = "tcp://127.0.0.1:{self.rig_sim.port}"',
+                      f'modbus = "tcp://127.0.0.1:{self.sim_of(rig.id).port}"',
                       f"unit_id = {rig.unit_id}", f"watchdog_ms = {self.watchdog_ms}",
-                      f"poll_ms = {min(100, self.watchdog_ms // 3)}",
+                      f"poll_ms = {self.poll_ms}",
                       f"timeout_ms = {min(500, self.watchdog_ms // 3)}",
                       *(f"{k} = {json.dumps(v)}" for k, v in self.rig_keys.items()), "",
                       "[[rigs.readers]]", 'kind = "scanner"',
@@ -141,13 +164,21 @@ class SimStation:
         return "\n".join(lines) + "\n" + self.extra_config
 
     def start_daemon(self, wait: bool = True) -> None:
+        if self._log_pump is not None:  # the previous daemon's last lines first
+            self._log_pump.join(10)
         log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child
         self._log_start = log.tell()  # this daemon's lines start here
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        env = dict(os.environ, PYTHONUNBUFFERED="1", **self.daemon_env)
         self.daemon = subprocess.Popen(
             [sys.executable, "-m", "station", "run", "--config", str(self.config_path)],
-            stdout=log, stderr=subprocess.STDOUT, env=env, cwd=self.workdir)
-        log.close()
+            stdout=subprocess.PIPE if self.log_pipe else log, stderr=subprocess.STDOUT,
+            env=env, cwd=self.workdir)
+        if self.log_pipe:
+            self._log_pump = threading.Thread(target=_copy_lines, args=(self.daemon.stdout, log),
+                                              name="daemon-log", daemon=True)
+            self._log_pump.start()
+        else:
+            log.close()
         if wait:
             self.wait_ready()
 
@@ -189,19 +220,22 @@ class SimStation:
                 self.daemon.kill()
                 self.daemon.wait()
         code, self.daemon = self.daemon.returncode, None
+        if self._log_pump is not None:
+            self._log_pump.join(10)
         return code
 
     def stop(self) -> None:
         self.stop_daemon()
-        if self._modbus is not None:
-            self._modbus.close()
+        for client in self._modbus.values():
+            client.close()
         if self._db is not None:
             self._db.close()
         for scanner in self.scanners.values():
             scanner.close()
         for rfid in self.rfids.values():
             rfid.close()
-        self.rig_sim.stop()
+        for sim in self.rig_sims.values():
+            sim.stop()
         self.city.stop()
 
     # --- driving and reading --------------------------------------------------------------
@@ -239,7 +273,7 @@ class SimStation:
         c = self.coils(rig)
         if not permit:
             return c["lamp_red"] and not c["lamp_green"] and not c["permit"]
-        snap = self.rig_sim.rig(self.unit(rig)).snapshot()
+        snap = self.model(rig).snapshot()
         on_scale = snap["cylinder_present"] and snap["stable"] and not snap["estop"]
         return c["lamp_green"] and not c["lamp_red"] and (c["permit"] or not on_scale)
 
@@ -267,7 +301,7 @@ class SimStation:
 
     def place(self, rig: str, gross_g: int = 15200) -> None:
         """Stand a cylinder on the rig's scale and wait until the scale says so, stable."""
-        model = self.rig_sim.rig(self.unit(rig))
+        model = self.model(rig)
         model.place_cylinder(gross_g)
         wait_for(lambda: (s := model.snapshot())["cylinder_present"] and s["stable"], 5,
                  f"a stable cylinder on {rig}'s scale")
@@ -275,7 +309,7 @@ class SimStation:
     def remove(self, rig: str, seen: bool = True) -> None:
         """Take the cylinder off; with `seen`, wait until the daemon has noticed (a person
         cannot swap cylinders between two of its polls, and a test should not either)."""
-        self.rig_sim.rig(self.unit(rig)).remove_cylinder()
+        self.model(rig).remove_cylinder()
         if seen and self.daemon is not None and self.daemon.poll() is None:
             wait_for(lambda: not self.live(rig).get("present", True), 5,
                      f"the daemon to see {rig}'s scale empty")
@@ -288,24 +322,31 @@ class SimStation:
     def unit(self, rig: str) -> int:
         return next(r.unit_id for r in self.rigs if r.id == rig)
 
+    def sim_of(self, rig: str) -> RigSimulator:
+        """The controller (Modbus server) a rig belongs to."""
+        return self.rig_sims[next(r.controller for r in self.rigs if r.id == rig)]
+
+    def model(self, rig: str) -> RigModel:
+        return self.sim_of(rig).rig(self.unit(rig))
+
     def coils(self, rig: str) -> dict[str, bool]:
         """The rig controller's coils, read over Modbus TCP like any other client would."""
+        port = self.sim_of(rig).port
         try:
-            rr = self._client().read_coils(0, count=4, device_id=self.unit(rig))
+            rr = self._client(port).read_coils(0, count=4, device_id=self.unit(rig))
         except ModbusException:  # the simulator was restarted: a new connection, once
-            self._modbus.close()
-            self._modbus = None
-            rr = self._client().read_coils(0, count=4, device_id=self.unit(rig))
+            self._modbus.pop(port).close()
+            rr = self._client(port).read_coils(0, count=4, device_id=self.unit(rig))
         if rr.isError():
             raise RuntimeError(f"read_coils failed: {rr}")
         names = ("permit", "lamp_green", "lamp_red", "buzzer")
         return dict(zip(names, rr.bits[:4], strict=True))
 
-    def _client(self) -> ModbusTcpClient:
-        if self._modbus is None:
-            self._modbus = ModbusTcpClient("127.0.0.1", port=self.rig_sim.port, timeout=2)
-            self._modbus.connect()
-        return self._modbus
+    def _client(self, port: int) -> ModbusTcpClient:
+        if port not in self._modbus:
+            self._modbus[port] = ModbusTcpClient("127.0.0.1", port=port, timeout=2)
+            self._modbus[port].connect()
+        return self._modbus[port]
 
     def block(self, key: str, reason: str) -> None:
         """Put a cylinder on the block list as a manager would, through the CLI."""

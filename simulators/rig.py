@@ -222,6 +222,17 @@ class RigSimulator:
         self._stop_server(5.0)
         return self.start()
 
+    def power_off(self) -> None:
+        """A controller power cut (or PLC reboot): the server stops, connections drop, and every
+        rig loses its coils and holding registers (the valve closes). `power_on()` serves again
+        on the same port or pty. `restart()`, by contrast, keeps the registers."""
+        self._stop_server(5.0)
+        for model in self._models.values():
+            model.reboot()
+
+    def power_on(self) -> RigSimulator:
+        return self.start()
+
     def wait(self) -> None:
         """Block until the server thread ends (interruptible by Ctrl-C)."""
         while self._thread is not None and self._thread.is_alive():
@@ -287,6 +298,7 @@ HELP = """commands:
   fault UNIT on|off      raise / clear a scale fault
   overload UNIT on|off   raise / clear a scale overload
   start UNIT             press the start button
+  reboot UNIT            reset the controller: coils and holding registers lost, valve closed
   overshoot UNIT GRAMS   the gross mass then moves by GRAMS after the close at target
                          (positive: valve lag, an overfill; negative: settling, an underfill)
   status [UNIT]          show the points of one or every unit
@@ -317,6 +329,7 @@ _ACTIONS: dict[str, Callable[[RigModel, list[str]], None]] = {
     "fault": lambda rig, args: rig.set_scale_fault(_on_off(args[1])),
     "overload": lambda rig, args: rig.set_overload(_on_off(args[1])),
     "start": lambda rig, _args: rig.press_start(),
+    "reboot": lambda rig, _args: rig.reboot(),
     "overshoot": lambda rig, args: rig.set_overshoot(int(args[1])),
 }
 

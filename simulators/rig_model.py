@@ -60,12 +60,15 @@ class RigModel:
         self.inputs = dict.fromkeys(INPUT_NAMES, False)
         self.scale_fault = self.overload = False
         self._gross = 0.0
-        self._hr: dict[int, int] = {self.map.watchdog_ms: watchdog_ms & 0xFFFF}
+        self._default_watchdog_ms = watchdog_ms & 0xFFFF
+        self._hr: dict[int, int] = {self.map.watchdog_ms: self._default_watchdog_ms}
         self._hb_changed_at = self._t
         self._valve_closed_at = self._t - STABLE_AFTER_S
         self._start_at: float | None = None
         self._settle: tuple[float, int, int] | None = None  # (closed at, overshoot, applied so far)
-        self.watchdog_trips = self.permit_grants = self.valve_openings = 0
+        self.watchdog_trips = self.permit_grants = self.valve_openings = self.reboots = 0
+        self.permit_off_at: float | None = None  # model time the permit last went off
+        self.granted_at: float | None = None  # model time of the last permit grant
         m = self.map
         self._coil_at = {getattr(m, n): n for n in COIL_NAMES}
         self._input_at = {getattr(m, n): n for n in INPUT_NAMES}
@@ -184,6 +187,8 @@ class RigModel:
 
     def _set_permit(self, value: bool, at: float) -> None:
         if not value:
+            if self.coils["fill_permit"]:
+                self.permit_off_at = at
             self.coils["fill_permit"] = False
             self._start_at = None
             self._close_valve(at)
@@ -191,6 +196,7 @@ class RigModel:
             self.coils["fill_permit"] = True
             self.inputs["fill_done"] = False
             self.permit_grants += 1
+            self.granted_at = at
             self._arm_start(at)
 
     # -- register access (what the Modbus server sees) -----------------------------------------
@@ -298,6 +304,19 @@ class RigModel:
             self._start_at = None
             self._open_valve(self._t)
 
+    def reboot(self, now: float | None = None) -> None:
+        """Power-cycle the controller: the valve closes and every coil and holding register is
+        lost (the watchdog period back to its default); the scale still weighs what stands on it."""
+        with self._lock:
+            self.advance(now)
+            self._set_permit(False, self._t)
+            self.coils = dict.fromkeys(COIL_NAMES, False)
+            self.inputs["fill_done"] = False
+            self._hr = {self.map.watchdog_ms: self._default_watchdog_ms}
+            self._hb_changed_at = self._t
+            self._settle = None
+            self.reboots += 1
+
     def set_overshoot(self, grams: int, now: float | None = None) -> None:
         """Set how far the gross mass moves after the valve closes at target (applies from the
         next close): positive = valve lag, an overfill; negative = settling, an underfill."""
@@ -326,7 +345,10 @@ class RigModel:
                 "tare_g": self.tare_g,
                 "watchdog_trips": self.watchdog_trips,
                 "permit_grants": self.permit_grants,
+                "granted_at": self.granted_at,
                 "valve_openings": self.valve_openings,
+                "reboots": self.reboots,
+                "permit_off_at": self.permit_off_at,
                 "overshoot_g": self.overshoot_g,
                 "now": self._t,
             }

@@ -13,8 +13,10 @@ TERMINATORS = {"cr": b"\r", "lf": b"\n", "crlf": b"\r\n"}
 class ScannerSim:
     """A pseudo-terminal pair; `path` (or the stable `link`) is what the daemon configures.
 
-    `unplug()` closes the pty, as a pulled cable does; `replug()` makes a new one and points the
-    link at it, as udev does for a scanner that comes back.
+    `unplug()` removes the link and closes the pty, as a pulled cable does (udev removes a
+    /dev/serial/by-id link; a stale one would lead to whatever pty takes the number next);
+    `replug()` makes a new one and points the link at it, as udev does for a scanner that
+    comes back.
     """
 
     def __init__(self, link: str | os.PathLike[str] | None = None, terminator: str = "crlf",
@@ -50,6 +52,12 @@ class ScannerSim:
         os.write(self.master, data)
 
     def unplug(self) -> None:
+        if self.link is not None and self.pty_path:
+            try:
+                if os.readlink(self.link) == self.pty_path:
+                    self.link.unlink()
+            except OSError:
+                pass  # no link (never started, or removed already)
         for fd in (self.master, self.slave):
             if fd >= 0:
                 os.close(fd)

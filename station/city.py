@@ -18,6 +18,7 @@ import requests
 from requests.adapters import HTTPAdapter
 from tenacity import RetryCallState, Retrying, retry_if_exception, wait_random_exponential
 
+from .clockwatch import CitySample
 from .config import CityConfig
 from .errors import CityError
 from .logfmt import kv
@@ -142,6 +143,7 @@ class CityClient:
         self._closing = threading.Event()
         self._state_lock = threading.Lock()
         self._up: bool | None = None  # for logging transitions only
+        self.clock_sample: CitySample | None = None  # the city's Date at its last answer
 
     # ---- public calls -----------------------------------------------------------------------
     def query(self, condition: dict[str, str], deadline_s: float | None = None) -> CityReply:
@@ -281,9 +283,19 @@ class CityClient:
             raise CityError(f"{path}: connection failed ({_brief(err)})", transient=True) from err
         return self._classify(call, path, resp)
 
+    def _sample_clock(self, date: str | None) -> None:
+        """Keep the city's clock reading (its Date header) against ours, for the clock watch."""
+        try:
+            city = parsedate_to_datetime(date).timestamp() if date else None
+        except (TypeError, ValueError):
+            city = None
+        if city is not None:
+            self.clock_sample = CitySample(city, time.time(), time.monotonic())
+
     def _classify(self, call: _Call, path: str, resp: requests.Response) -> tuple[str, str, Any]:
         """Turn an HTTP response into (code, message, data), or raise a transient CityError."""
         status = resp.status_code
+        self._sample_clock(resp.headers.get("Date"))
         wait_asked = _retry_after(resp.headers.get("Retry-After"))
         if status in (429, 503) and wait_asked is not None:
             call.retry_after_s = wait_asked

@@ -71,6 +71,7 @@ class RulesConfig:
     inspection_warning_days: int = 30
     refill_warning_min: float = 30.0
     offline_max_age_h: float = 72.0
+    max_clock_skew_s: float = 300.0  # refuse fills while the clock is this far off the city's
     service_life: tuple[ServiceLife, ...] = DEFAULT_SERVICE_LIFE
     cylinder_types: tuple[CylinderType, ...] = DEFAULT_CYLINDER_TYPES
 
@@ -373,6 +374,7 @@ def _city(sec: Section, file: str, env: dict[str, str]) -> CityConfig:
 def _rules(sec: Section, offline: Section) -> RulesConfig:
     warn_days = sec.get_int("inspection_warning_days", 30, minval=0, maxval=365)
     refill = sec.get_float("refill_warning_min", 30.0, minval=0, maxval=24 * 60)
+    skew = sec.get_float("max_clock_skew_s", 300.0, minval=0, maxval=86400)
     lives = []
     for s in sec.subs("service_life"):
         lives.append(ServiceLife(
@@ -392,7 +394,7 @@ def _rules(sec: Section, offline: Section) -> RulesConfig:
     sec.done()
     max_age = offline.get_float("max_age_h", 72.0, minval=0, maxval=24 * 365)
     return RulesConfig(inspection_warning_days=warn_days, refill_warning_min=refill,
-                       offline_max_age_h=max_age,
+                       offline_max_age_h=max_age, max_clock_skew_s=skew,
                        service_life=tuple(lives) or DEFAULT_SERVICE_LIFE,
                        cylinder_types=tuple(types) or DEFAULT_CYLINDER_TYPES)
 

@@ -12,6 +12,7 @@ from drivers.modbus_rig import ModbusRig, links_for
 from drivers.registry import make_reader
 
 from .city import CityClient
+from .clockwatch import ClockWatch
 from .config import StationConfig
 from .errors import StoreError
 from .liveness import Progress, Watched, hung_rigs
@@ -31,11 +32,12 @@ def build(cfg: StationConfig, store: Store, executor: ThreadPoolExecutor,
     lookups = LookupService(city, store, executor, cfg.city.decision_deadline_s,
                             cfg.offline_recheck_s)
     links = links_for(list(cfg.rigs))
+    clock = ClockWatch(store, lambda: city.clock_sample, cfg.rules.max_clock_skew_s)
     loops = []
     for rig in cfg.rigs:
         controller = Watched(ModbusRig(rig, links[rig.modbus.key]))
         readers = [make_reader(r, rig.id) for r in rig.readers]
-        loops.append(RigLoop(rig, cfg, controller, readers, store, lookups, on_fill))
+        loops.append(RigLoop(rig, cfg, controller, readers, store, lookups, clock, on_fill))
     return loops, links
 
 

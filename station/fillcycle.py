@@ -16,6 +16,12 @@ from drivers.rig import RigStatus
 MASS_NOISE_G = 50  # a gain above this means gas went in
 
 
+def torn(st: RigStatus) -> bool:
+    """A cylinder present on a scale that reads empty: a sample read across a placement or a
+    removal (presence and mass come from two Modbus requests). Its mass is not to be used."""
+    return st.cylinder_present and st.gross_g <= MASS_NOISE_G
+
+
 @dataclass
 class FillContext:
     """What the cycle knows about the cylinder it is filling; becomes the fill record."""
@@ -37,6 +43,7 @@ class FillContext:
     prefill_g: int | None = None
     pre_check: str = "ok"
     permitted_at: float | None = None  # wall clock (epoch seconds) from here on
+    permitted_mono: float = 0.0  # when the permit was granted, for its expiry (clock steps)
     started_at: float | None = None
     ended_at: float | None = None
     last_gross_g: int | None = None
@@ -163,6 +170,8 @@ class FillCycle:
         self.phase, self.ctx = "idle", None
 
     def step(self, st: RigStatus, mono: float, wall: float) -> list[Action]:
+        if torn(st) and self.phase in ("accepted", "settling"):
+            return []  # a mass is about to be taken: wait for a whole sample
         removed = self.present and not st.cylinder_present
         self.present = st.cylinder_present
         if not st.cylinder_present:
@@ -192,7 +201,7 @@ class FillCycle:
             if self.limits.refuse_residual:
                 self.phase = "ended"
                 return [Refused(ctx, ctx.pre_check)]
-        ctx.permitted_at = wall
+        ctx.permitted_at, ctx.permitted_mono = wall, mono
         self.phase = "permitted"
         return [Opened(ctx), Grant(ctx.tare_g, ctx.target_g)]
 
@@ -202,7 +211,7 @@ class FillCycle:
             ctx.started_at = wall  # (the valve may have opened and closed between two samples)
             self.phase = "filling"
             return self._filling(st, mono, wall, removed)
-        expired = wall - (ctx.permitted_at or wall) > self.limits.permit_timeout_s
+        expired = mono - ctx.permitted_mono > self.limits.permit_timeout_s
         if removed or expired:  # an unused permit: cancelled, lamps out, no fill
             ctx.end_reason = "cylinder removed" if removed else "permit unused: expired"
             self.reset()
@@ -228,7 +237,7 @@ class FillCycle:
 
     def _filling(self, st: RigStatus, mono: float, wall: float, removed: bool) -> list[Action]:
         ctx = self._ctx()
-        if st.cylinder_present:
+        if st.cylinder_present and not torn(st):
             ctx.last_gross_g = st.gross_g
         if st.valve_open and (removed or not st.healthy):
             return [Withdraw(end_reason(st))]  # the controller closes too; make sure

@@ -64,7 +64,7 @@ class RigCondition:
     medium: str
     healthy: bool  # controller reachable, no scale fault/overload, no ESTOP
     fault: str = ""  # English detail when not healthy
-    clock_trusted: bool = True
+    clock_problem: str = ""  # why the clock is not trusted (clockwatch.py); empty: trusted
     operator: str | None = None
 
 

@@ -14,6 +14,7 @@ from drivers.rig import RigController, RigStatus
 
 from . import fills
 from . import reading as parse
+from .clockwatch import ClockWatch
 from .config import RigConfig, StationConfig
 from .errors import RigFault, StoreError
 from .fillcycle import (
@@ -69,9 +70,10 @@ class RigLoop:
 
     def __init__(self, cfg: RigConfig, station: StationConfig, controller: RigController,
                  readers: list[TagReader], store: Store, lookups: LookupService,
-                 on_fill: Callable[[], None] = lambda: None):
+                 clock: ClockWatch, on_fill: Callable[[], None] = lambda: None):
         self.cfg, self.station, self.controller = cfg, station, controller
         self.readers, self.store, self.lookups, self.on_fill = readers, store, lookups, on_fill
+        self.clock = clock
         self.policy = Policy(frozenset((station.unit_name, *station.fills_for)), station.rules)
         self.state = RigState()
         self.cycle = FillCycle(limits_for(cfg, station))
@@ -221,6 +223,7 @@ class RigLoop:
             log.error(kv("store_error", rig=self.cfg.id, error=str(err),
                          action="fill refused: it could not be recorded"))
             self.cycle.reset()
+            self.state.shown = fault_shown("STORE_FAULT")
             asyncio.ensure_future(self._safe(self._show_refusal()))
             return False
 
@@ -230,13 +233,25 @@ class RigLoop:
         except StoreError as err:  # the open row still stands: recovery treats it as a fill
             log.error(kv("store_error", rig=self.cfg.id, error=str(err)))
 
-    def _retry_unsaved(self) -> None:
+    def _retry_unsaved(self) -> str:
+        """Commit the fill records the store refused, oldest first, once it takes them again;
+        the store's error while it still refuses them."""
         while self.unsaved:
             try:
                 self._save(self.unsaved[0])
-            except StoreError:
-                return
+            except StoreError as err:
+                return str(err)
             self.unsaved.pop(0)
+            if not self.unsaved:
+                log.warning(kv("fill_records_saved", rig=self.cfg.id,
+                               action="the store commits again: fills allowed"))
+        return ""
+
+    def _hold_no_records(self) -> None:
+        """No new fill while a fill record is held in memory: its store cannot commit."""
+        error = self._retry_unsaved()
+        if self.unsaved:
+            raise StoreError(f"{len(self.unsaved)} fill record(s) held in memory: {error}")
 
     def _close(self, closed: Closed) -> None:
         """Record the end of a fill; a store failure keeps it in memory and retries it."""
@@ -323,6 +338,11 @@ class RigLoop:
         elif ctx is not None and self.cycle.phase == "permitted":
             ctx.end_reason = "station stopped"
             self._close(Closed(ctx, cancelled=True))
+        self._retry_unsaved()
+        for closed in self.unsaved:  # its open row stays: recorded at the next start
+            log.critical(kv("fill_not_saved_at_exit", rig=self.cfg.id,
+                            record_id=closed.ctx.record_id,
+                            action="recovered from its open row at the next start"))
 
     # --- readings and decisions -------------------------------------------------------------
     async def _feed(self, reader: TagReader) -> None:
@@ -341,11 +361,14 @@ class RigLoop:
             except RigFault as err:
                 log.error(kv("rig_write_failed", rig=self.cfg.id, error=str(err)))
             except Exception as err:  # noqa: BLE001 - a bad reading must never end the rig loop
-                level = log.error if isinstance(err, StoreError) else log.critical
-                level(kv("decision_failed", rig=self.cfg.id, error=repr(err),
-                         action="refused without permit"))
+                store = isinstance(err, StoreError)  # not recorded: refused, shown as such
+                (log.error if store else log.critical)(kv(
+                    "decision_failed", rig=self.cfg.id, error=repr(err),
+                    action="refused without permit"))
                 if self.cycle.phase in ("idle", "accepted", "ended"):
                     self.cycle.reset()
+                    if store:
+                        self.state.shown = fault_shown("STORE_FAULT")
                     await self._safe(self._show_refusal())
 
     async def _safe(self, coro) -> None:
@@ -415,6 +438,7 @@ class RigLoop:
         if self.cycle.phase in ("filling", "settling"):
             self._busy(reading)
             return None
+        self._hold_no_records()
         answer, verdict = await self._judge(reading)
         decision = self._record(reading, verdict, answer, line.at)
         await self._apply(decision, answer)
@@ -467,7 +491,8 @@ class RigLoop:
 
     async def _judge(self, reading: Reading) -> tuple[Answer | None, Verdict]:
         blocklist = self.store.blocklist()
-        early = screen(reading, self.condition(), blocklist)
+        # (a clock not yet compared with the city is judged after asking it: its Date decides)
+        early = screen(reading, self.condition(before_city=True), blocklist)
         if early is not None:
             return None, early
         answer = await self.lookups.lookup(reading)
@@ -479,12 +504,12 @@ class RigLoop:
         return answer, judge(reading, self.condition(), answer.lookup, self.policy, blocklist,
                              datetime.now(UTC), last_at)
 
-    def condition(self) -> RigCondition:
+    def condition(self, before_city: bool = False) -> RigCondition:
         st = self.state
         healthy = bool(st.connected and st.status is not None and st.status.healthy)
         return RigCondition(rig_id=self.cfg.id, medium=self.cfg.medium, healthy=healthy,
                             fault="" if healthy else st.fault or "rig not connected",
-                            clock_trusted=self.store.clock_trusted(time.time()),
+                            clock_problem=self.clock.problem(before_city) or "",
                             operator=self.operator)
 
     async def _apply(self, decision: Decision, answer: Answer | None,
@@ -551,7 +576,7 @@ class RigLoop:
         """Why an override may not go ahead: the rig, the operator, or any rule other than the
         overridden one failing on what the station knows (the cached record, however old)."""
         cond = self.condition()
-        if not cond.healthy or not cond.clock_trusted or not cond.operator:
+        if not cond.healthy or cond.clock_problem or not cond.operator:
             return "rig not healthy, clock not trusted, or no operator"
         if plan is None:
             return "no fill target"
@@ -585,6 +610,14 @@ def shown_verdict(decision_id: int, verdict: Verdict, record: dict, reading: Rea
             "cylinder_id": verdict.cylinder_id, "medium": record.get("medium_code"),
             "next_inspection": record.get("next_inspection_date"),
             "reading": reading.raw[:120], "at": time.time()}
+
+
+def fault_shown(code: str) -> dict:
+    """What the operator screen shows when the station refuses on its own (nothing recorded)."""
+    text = reason_text(code)
+    return {"decision_id": None, "permit": False, "code": code, "zh": text.zh, "en": text.en,
+            "warnings": [], "cylinder_id": None, "medium": None, "next_inspection": None,
+            "reading": None, "at": time.time()}
 
 
 def fills_context(decision: Decision, record: dict, verdict: Verdict,

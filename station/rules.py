@@ -111,8 +111,8 @@ def screen(reading: Reading, rig: RigCondition, blocklist: Collection[str]) -> V
     """Rules 1–5, which need no city answer; None when the reading may be looked up."""
     if not rig.healthy:
         return refuse("RIG_FAULT", rig.fault or "rig not healthy")
-    if not rig.clock_trusted:
-        return refuse("RIG_FAULT", "clock is earlier than the newest record: clock went back")
+    if rig.clock_problem:
+        return refuse("RIG_FAULT", rig.clock_problem)
     if not rig.operator:
         return refuse("NO_OPERATOR")
     if reading.refusal:

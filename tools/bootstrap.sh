@@ -37,6 +37,11 @@ fi
 if [ "$EXTRA" = dev ] && [ -z "${STATION_SYSTEM_PACKAGES+set}" ]; then
   optional_apt+=("chromium" "fonts-noto-cjk")
 fi
+# With "dev": a C compiler for the clock-step fault tests (tests/faults/stepclock.c, preloaded into
+# the daemon to step its wall clock).
+if [ "$EXTRA" = dev ] && [ -z "${STATION_SYSTEM_PACKAGES+set}" ] && ! command -v cc >/dev/null; then
+  optional_apt+=("gcc" "libc6-dev")
+fi
 installed() { dpkg -s "$1" >/dev/null 2>&1 || dpkg -s "${1}t64" >/dev/null 2>&1; }
 apt_install() {
   as_root apt-get update -qq && as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@"
@@ -59,7 +64,7 @@ if [ ${#optional_apt[@]} -gt 0 ] && command -v apt-get >/dev/null; then
   if [ ${#missing[@]} -gt 0 ]; then
     echo "bootstrap: installing optional system packages: ${missing[*]}"
     if ! apt_install "${missing[@]}"; then
-      echo "bootstrap: could not install ${missing[*]} (optional: the camera's pyzbar decoder, systemd-analyze)." >&2
+      echo "bootstrap: could not install ${missing[*]} (optional: the camera's pyzbar decoder; for the tests, systemd-analyze, chromium, a C compiler)." >&2
       echo "bootstrap: continuing without; to add it, ask an administrator to run:" >&2
       echo "    sudo apt-get install ${missing[*]}" >&2
     fi
@@ -69,6 +74,10 @@ fi
 if [ "$EXTRA" = dev ] && ! command -v chromium >/dev/null; then
   echo "bootstrap: no chromium: the browser tests (tests/web) will be skipped. To run them, ask" >&2
   echo "    an administrator to run: sudo apt-get install chromium fonts-noto-cjk" >&2
+fi
+if [ "$EXTRA" = dev ] && ! command -v cc >/dev/null; then
+  echo "bootstrap: no C compiler: the clock-step tests (tests/faults) will be skipped. To run them," >&2
+  echo "    ask an administrator to run: sudo apt-get install gcc libc6-dev" >&2
 fi
 if [ ! -x "$VENV/bin/python" ]; then
   echo "bootstrap: creating $VENV"

@@ -190,3 +190,12 @@ def test_the_worker_thread_outlives_a_failure(setup):
     finally:
         worker.stop()
         worker.join(5)
+
+
+def test_a_retry_set_before_the_clock_was_stepped_back_is_due_at_once(setup):
+    sim, store, worker = setup
+    rid = add(store, record())
+    with store.transaction() as conn:  # a failure while the clock read a day ahead
+        conn.execute("UPDATE outbox SET attempts = 1, next_at = ?", (time.time() + 86400,))
+    drain(worker, store)
+    assert outbox(store)[rid]["state"] == "delivered" and sim.submissions[rid] == 1

@@ -103,6 +103,34 @@ def test_unused_permit_expires_without_a_record():
     assert Withdraw("permit unused: expired") in actions and cycle.phase == "idle"
 
 
+def test_permit_expiry_follows_the_monotonic_clock_through_wall_clock_steps():
+    cycle = FillCycle(LIMITS)
+    cycle.accept(ctx(accepted_at=0.0))
+    cycle.step(ON_SCALE, 1, 1_800_000_000)  # granted
+    assert cycle.step(PERMITTED, 2, 1_800_000_000 + 86400) == []  # stepped a day forward
+    assert cycle.phase == "permitted"
+    actions = cycle.step(PERMITTED, 122, 1_800_000_000 - 86400)  # a day back: expires on time
+    assert Withdraw("permit unused: expired") in actions and cycle.phase == "idle"
+
+
+def test_a_sample_torn_by_the_removal_does_not_become_the_record():
+    """Presence read before the cylinder left, mass after: present on a scale reading 0 g."""
+    torn = replace(ON_SCALE, stable=True, gross_g=0, fill_done=True)
+    gone = replace(IDLE, fill_done=True)
+    _, actions = run([(ON_SCALE, 1), (FILLING, 2), (replace(FILLING, gross_g=29650), 3),
+                      (replace(DONE, gross_g=29700), 4), (torn, 5), (gone, 6)])
+    [end] = closed(actions)
+    assert end.ctx.gross_g == 29700 and end.ctx.post_check == "ok"  # the last whole sample
+
+
+def test_a_torn_sample_is_no_pre_fill_mass():
+    torn = replace(ON_SCALE, gross_g=0)
+    cycle, actions = run([(torn, 1)])
+    assert actions == [] and cycle.phase == "accepted"
+    _, actions = cycle, cycle.step(ON_SCALE, 2, 0)
+    assert actions[1] == Grant(15200, 14500) and cycle.ctx.prefill_g == 15200
+
+
 def test_removal_before_the_valve_opened_cancels():
     cycle, actions = run([(ON_SCALE, 1), (PERMITTED, 2), (IDLE, 3)])
     assert closed(actions)[0].cancelled and Withdraw("cylinder removed") in actions

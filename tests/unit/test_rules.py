@@ -53,7 +53,7 @@ CASES = [
     ("partner unit", RIG, READING, found(user_unit_name=PARTNER), (), NOW, "OK", ()),
     ("rule1 unhealthy", replace(RIG, healthy=False, fault="ESTOP active"), READING, found(), (),
      NOW, "RIG_FAULT", ()),
-    ("rule1 clock went back", replace(RIG, clock_trusted=False), READING, found(), (), NOW,
+    ("rule1 clock went back", replace(RIG, clock_problem="clock went back"), READING, found(), (), NOW,
      "RIG_FAULT", ()),
     ("rule1 before rule2", replace(RIG, healthy=False, operator=None), READING, found(), (), NOW,
      "RIG_FAULT", ()),

@@ -49,15 +49,17 @@ def test_definitive_not_found_forgets_the_tag(tmp_path):
     assert store.cached("info_code:X1") is None
 
 
-def test_clock_going_back_is_detected_also_after_restart(tmp_path):
+def test_the_newest_record_time_survives_a_restart(tmp_path):
+    """What the clock watch compares a clock without the city against (clockwatch.py)."""
     path = str(tmp_path / "s.db")
     store = Store(path)
     now = datetime.now(UTC)
+    store.record_decision(decision(now - timedelta(hours=1)))
     store.record_decision(decision(now))
-    assert store.clock_trusted(now.timestamp())
-    assert not store.clock_trusted((now - timedelta(seconds=5)).timestamp())
+    store.record_decision(decision(now - timedelta(hours=2)))  # a clock stepped back meanwhile
+    assert store.newest_at == now.timestamp()
     store.close()
-    assert not Store(path).clock_trusted((now - timedelta(hours=1)).timestamp())
+    assert Store(path).newest_at == now.timestamp()
 
 
 def test_operator_shift_survives_restart(tmp_path):
