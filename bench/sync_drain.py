@@ -142,7 +142,7 @@ def run(n: int, rate_per_s: float, in_process: bool) -> dict[str, Any]:
     worker = SyncWorker(path, client, SyncConfig(rate_per_s=rate_per_s))
     backlog_ms = backlog_query_ms(store)
     pending = "SELECT 1 FROM outbox WHERE state = 'pending' LIMIT 1"  # cheap: O(log n)
-    deadline = time.monotonic() + max(120.0, 3 * n / rate_per_s if rate_per_s else 0)
+    deadline = time.monotonic() + max(120.0, n / 100, 3 * n / rate_per_s if rate_per_s else 0)
     start_wall, start = time.time(), time.perf_counter()
     worker.start()
     try:

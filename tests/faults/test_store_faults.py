@@ -90,6 +90,16 @@ def watched(tmp_path, monkeypatch):
         sock.close()
 
 
+def fill_under_way(st):
+    """A slow fill started: the controller's model and the decision."""
+    model = st.rig_sim.rig(1)
+    model.flow_g_per_s = 4000
+    st.place("rig-01")
+    d = st.scan("rig-01", qr_url(CYL["valid"]["info_code"]))
+    wait_for(lambda: model.snapshot()["valve_open"], 10, "the valve open")
+    return model, d
+
+
 def check_trial(out, mechanism):
     assert out["mechanism"] == mechanism
     assert out["refused_scans"] == 2 and out["held"]
@@ -182,11 +192,7 @@ def test_a_full_disk_is_no_hang_systemd_keeps_getting_watchdog_pings(watched):
     st, sock = watched
     fault = mechanism_for(st)
     hang_limit_s = 3 * WATCHDOG_MS / 1000 + 2.0  # station.liveness.hung_after_s
-    model = st.rig_sim.rig(1)
-    model.flow_g_per_s = 4000
-    st.place("rig-01")
-    d = st.scan("rig-01", qr_url(CYL["valid"]["info_code"]))
-    wait_for(lambda: model.snapshot()["valve_open"], 10, "the valve open")
+    model, d = fill_under_way(st)
     mark = LogMark(st)
     fault.block()
     try:
@@ -239,11 +245,7 @@ def test_stopped_while_a_record_is_held_the_next_start_records_it(station):
     records the fill as interrupted (with the mass on the scale then) and delivers it once."""
     st = station
     fault = mechanism_for(st)
-    model = st.rig_sim.rig(1)
-    model.flow_g_per_s = 4000
-    st.place("rig-01")
-    d = st.scan("rig-01", qr_url(CYL["valid"]["info_code"]))
-    wait_for(lambda: model.snapshot()["valve_open"], 10, "the valve open")
+    model, d = fill_under_way(st)
     mark = LogMark(st)
     fault.block()
     try:
