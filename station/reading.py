@@ -74,7 +74,7 @@ def parse_qr_url(text: str, hosts: tuple[str, ...], allow_http: bool) -> tuple[s
     if parts.fragment or "#" in text:
         return "foreign", "fragment in URL"
     query = parse_qs(parts.query, keep_blank_values=True)
-    if parts.query and set(query) != {"code"}:
+    if "?" in text and set(query) != {"code"}:  # (an empty query too: not the contract's form)
         return "foreign", "query other than code="
     codes = query.get("code")
     if codes is not None:
