@@ -417,7 +417,11 @@ class RigLoop:
         last, last_at = self.state.last_tag
         window = next((r.dedup_s for r in self.cfg.readers if r.id == reading.reader), 3.0)
         self.state.last_tag = (key, at)
-        return key == last and at - last_at < window
+        repeat = key == last and at - last_at < window
+        if repeat:  # a scanner's double read, or a person re-scanning at once: one event
+            log.debug(kv("reading_repeat", rig=self.cfg.id, reader=reading.reader,
+                         within_s=window))
+        return repeat
 
     async def handle(self, line: Line) -> Verdict | None:
         reading = self.to_reading(line)
