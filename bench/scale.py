@@ -19,11 +19,11 @@ import sys
 import tempfile
 import threading
 import time
-from datetime import date
 from pathlib import Path
 
 from simulators.dataset import cylinder, demo_dataset, qr_url
 from simulators.harness import OPERATORS, RigSpec, SimStation, wait_for
+from station.today import station_today
 
 PER_CONTROLLER = 12
 EMPTY_G = 15200  # the dataset's tare: an empty cylinder
@@ -83,7 +83,7 @@ class Carousel(threading.Thread):
 
 
 def run(rigs: int, minutes: float, period: float) -> None:
-    today = date.today()
+    today = station_today()
     cycles = int(minutes * 60 / period) + 2
     dataset = demo_dataset(today)
     fresh = [cylinder(100000 + i, today) for i in range(rigs * cycles)]

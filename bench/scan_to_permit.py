@@ -14,11 +14,11 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from datetime import date
 from pathlib import Path
 
 from simulators.dataset import demo_cylinders, qr_url
 from simulators.harness import OPERATORS, RigSpec, SimStation, wait_for
+from station.today import station_today
 
 
 def pct(values: list[float], p: float) -> float:
@@ -52,7 +52,7 @@ def line(name: str, outside: list[float], inside: list[float]) -> str:
 
 def main() -> None:
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 200
-    cyl = demo_cylinders(date.today())
+    cyl = demo_cylinders(station_today())
     codes = itertools.cycle([cyl[k]["info_code"]
                              for k in ("valid", "valid_partner", "special_23t0", "by_table")])
     work = Path(tempfile.mkdtemp(prefix="bench-scan-"))

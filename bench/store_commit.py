@@ -10,7 +10,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,7 @@ from station.lookup import tag_key  # noqa: E402
 from station.model import Decision, Reading, Verdict  # noqa: E402
 from station.records import select_fills  # noqa: E402
 from station.store import FILL_COLUMNS, Store  # noqa: E402
+from station.today import station_today
 
 BIG = 1_000_000
 FALLBACK = 200_000
@@ -71,7 +72,7 @@ def bare_fsync_ms(folder: Path, n: int = 200) -> list[float]:
 
 def commit_latencies(store: Store, n: int) -> dict[str, list[float]]:
     """The rig loop's three durable writes per fill, in its order, each timed alone."""
-    cyl = [c for k, c in demo_cylinders(date.today()).items()
+    cyl = [c for k, c in demo_cylinders(station_today()).items()
            if k in ("valid", "valid_partner", "special_23t0", "rfid", "due_soon")]
     out: dict[str, list[float]] = {"decision": [], "open": [], "close": []}
 
@@ -229,7 +230,7 @@ def main() -> None:
         count, boxed, build_s, note = build_big(big)
         size_mib = sum(f.stat().st_size for f in work.glob("big.db*")) / 2**20
         big_lat = commit_latencies(big, min(n, 500))
-        newest = date.today() - timedelta(days=1)
+        newest = station_today() - timedelta(days=1)
         queries = [
             ("rig-02, last 30 days (the brief's query)",
              records_args(rig="rig-02", date_from=(newest - timedelta(days=29)).isoformat(),

@@ -13,7 +13,6 @@ import tempfile
 import time
 import urllib.request
 from collections import Counter
-from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +25,7 @@ from station.city import CityClient  # noqa: E402
 from station.config import CityConfig, SyncConfig  # noqa: E402
 from station.store import FILL_COLUMNS, Store  # noqa: E402
 from station.sync import SyncWorker  # noqa: E402
+from station.today import station_today
 
 # Cylinders the simulator knows (it checks only that the id exists); rules-valid ones.
 CYLINDERS = ("valid", "valid_partner", "special_23t0", "by_table", "due_soon", "rfid")
@@ -47,7 +47,7 @@ def peak_mib() -> float:
 
 def build_fixture(store: Store, n: int) -> list[str]:
     """N closed fills and their pending outbox entries, as Store.close_fill writes them."""
-    cyl = demo_cylinders(date.today())
+    cyl = demo_cylinders(station_today())
     now = time.time()
     start = now - n * 3.0  # one fill every 3 s up to now: a backlog after an outage
     fill_rows, outbox_rows, ids = [], [], []
@@ -87,7 +87,7 @@ class City:
         self.sim: CitySimulator | None = None
         self.proc: subprocess.Popen[str] | None = None
         if in_process:
-            self.sim = CitySimulator(demo_dataset(date.today())).start()
+            self.sim = CitySimulator(demo_dataset(station_today())).start()
             self.url = self.sim.url
         else:
             self.proc = subprocess.Popen([sys.executable, "-c", SIM_SERVE],
@@ -135,7 +135,7 @@ def run(n: int, rate_per_s: float, in_process: bool) -> dict[str, Any]:
     fixture_s = time.perf_counter() - t0
     rss_before = rss_mib()
     city = City(in_process)
-    cred = demo_dataset(date.today())["credentials"][0]
+    cred = demo_dataset(station_today())["credentials"][0]
     cfg = CityConfig(base_url=city.url, app_key=cred["app_key"], app_secret=cred["app_secret"],
                      connect_timeout_s=0.3, read_timeout_s=0.5, decision_deadline_s=1.0)
     client = CityClient(cfg, cred["unit_code"])

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from datetime import date
 from pathlib import Path
 
 import cv2
 import numpy as np
+
+from station.today import station_today
 
 FOURCC = {".avi": "MJPG", ".mp4": "mp4v"}
 MJPEG_QUALITY = 95
@@ -185,7 +186,7 @@ def run_camera(out_path: str, codes: list[str] | None = None, *, look: str = "cl
     if not codes:
         from .dataset import demo_cylinders, qr_url
 
-        codes = [qr_url(c["info_code"]) for c in demo_cylinders(date.today()).values()]
+        codes = [qr_url(c["info_code"]) for c in demo_cylinders(station_today()).values()]
     chosen = LOOKS[look]
     px = chosen.module_px if isinstance(chosen.module_px, float) else 4.0
     path = make_video(out_path, list(codes), size=size, fps=fps, frames_per_code=frames_per_code,

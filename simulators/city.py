@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from station.today import station_today
+
 from .city_api import API_PATHS, PATHS, CityLedger, Reply
 
 log = logging.getLogger("simulators.city")
@@ -383,11 +385,10 @@ class _Handler(BaseHTTPRequestHandler):
 def run_city(dataset_path: str | None, host: str, port: int, token_ttl_s: int) -> None:
     """Serve the city simulator in the foreground until Ctrl-C or SIGTERM."""
     if dataset_path is None:
-        from datetime import date
 
         from simulators.dataset import demo_dataset
 
-        sim = CitySimulator(demo_dataset(date.today()), host=host, port=port,
+        sim = CitySimulator(demo_dataset(station_today()), host=host, port=port,
                             token_ttl_s=token_ttl_s)
     else:
         sim = CitySimulator.from_file(dataset_path, host=host, port=port,

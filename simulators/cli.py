@@ -6,6 +6,8 @@ import argparse
 import json
 from datetime import date
 
+from station.today import station_today
+
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="station-sim", description="Simulators on real protocols.")
@@ -69,5 +71,5 @@ def main(argv: list[str] | None = None) -> None:
     else:
         from .dataset import demo_dataset
 
-        today = date.fromisoformat(args.today) if args.today else date.today()
+        today = date.fromisoformat(args.today) if args.today else station_today()
         print(json.dumps(demo_dataset(today), ensure_ascii=False, indent=1))

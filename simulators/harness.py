@@ -19,6 +19,8 @@ from typing import Any
 from pymodbus import ModbusException
 from pymodbus.client import ModbusTcpClient
 
+from station.today import station_today
+
 from .city import CitySimulator
 from .dataset import (
     APP_KEY,
@@ -89,7 +91,7 @@ class SimStation:
         self.offline_max_age_h = offline_max_age_h
         self.offline_recheck_s = offline_recheck_s
         self.rig_keys, self.extra_config = rig_keys or {}, extra_config  # more TOML for tests
-        self.dataset = dataset or demo_dataset(today or date.today())
+        self.dataset = dataset or demo_dataset(today or station_today())
         self.city = CitySimulator(self.dataset)
         self.poll_ms = poll_ms or min(100, watchdog_ms // 3)
         self.rig_sims = {c: RigSimulator([r.unit_id for r in rigs if r.controller == c],

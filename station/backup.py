@@ -10,7 +10,7 @@ from datetime import datetime
 from pathlib import Path
 
 from .errors import StationError
-from .store import LOCAL_TZ
+from .today import LOCAL_TZ
 
 NAME = re.compile(r"station-\d{8}-\d{6}(-\d+)?\.db")
 

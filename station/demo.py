@@ -8,10 +8,10 @@ import tempfile
 import time
 import unicodedata
 from dataclasses import dataclass
-from datetime import date
 from pathlib import Path
 
 from .texts import reason_text
+from .today import station_today
 
 
 @dataclass(frozen=True)
@@ -26,7 +26,7 @@ class Step:
 def steps() -> list[Step]:
     from simulators.dataset import demo_cylinders, qr_url
 
-    cylinders = demo_cylinders(date.today())
+    cylinders = demo_cylinders(station_today())
     c = {k: v["info_code"] for k, v in cylinders.items()}
     q = qr_url
     return [
@@ -118,7 +118,7 @@ def setup_station(workdir: Path):
     try:
         for rig in rigs:
             station.place(rig.id)  # an empty LPG cylinder stands on every scale
-        station.block(demo_cylinders(date.today())["blocklisted"]["id"], "演示：钢印不清，待查")
+        station.block(demo_cylinders(station_today())["blocklisted"]["id"], "演示：钢印不清，待查")
         station.badge("rig-01", OPERATORS[0][1])
         station.badge("rig-03", OPERATORS[1][1])
         station.rig_sim.rig(3).set_estop(True)

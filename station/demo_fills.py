@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from datetime import date
 
 from simulators.dataset import demo_cylinders, qr_url
 from simulators.harness import SimStation, wait_for
+
+from .today import station_today
 
 FLOW_G_PER_S = 10000
 BAR = 24
@@ -57,7 +58,7 @@ def watch(station: SimStation, fill: Fill, tare_g: int, target_g: int) -> None:
 
 def play_fills(station: SimStation) -> int:
     """Run the fills; print the records table with delivery state; return the failures."""
-    cylinders = demo_cylinders(date.today())
+    cylinders = demo_cylinders(station_today())
     model = station.rig_sim.rig(1)
     station.remove("rig-01")
     model.flow_g_per_s, model.start_delay_s = FLOW_G_PER_S, 0.3

@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from .fillcycle import FillContext
-from .rules import LOCAL_TZ
+from .today import LOCAL_TZ
 
 
 def new_record_id(now: float | None = None) -> str:

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from . import chain
-from .store import LOCAL_TZ, Store
+from .store import Store
+from .today import LOCAL_TZ
 
 # A fill may go: old, cancelled (never sent) or closed and delivered.
 PRUNABLE_FILL = """(f.state = 'cancelled' OR (f.state = 'closed' AND EXISTS (SELECT 1 FROM outbox o

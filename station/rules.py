@@ -8,13 +8,12 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from .codes import CYLINDER_FIELD_MAX, MEDIA, STATUS_IN_USE, STATUS_SCRAPPED, VARIETIES
 from .config import CylinderType, RulesConfig, ServiceLife
 from .model import Lookup, Reading, RigCondition, Verdict
+from .today import station_today
 
-LOCAL_TZ = ZoneInfo("Asia/Shanghai")
 YEAR_MONTH = re.compile(r"(\d{4})-(\d{2})")
 YEAR_MONTH_DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
 REQUIRED = ("id", "user_unit_name", "variety", "medium_code", "manufacture_date",
@@ -41,11 +40,6 @@ class Cylinder:
     registration_cert_no: str
     manufactured: tuple[int, int]
     next_inspection: tuple[int, int]
-
-
-def local_today(now: datetime) -> date:
-    """The station's date in Asia/Shanghai; `now` must be timezone-aware."""
-    return now.astimezone(LOCAL_TZ).date()
 
 
 def month_end(year: int, month: int) -> date:
@@ -163,7 +157,7 @@ def _record_rules(cyl: Cylinder, rig: RigCondition, policy: Policy, today: date)
 def _warnings(cyl: Cylinder, policy: Policy, now: datetime,
               last_fill_at: datetime | None) -> tuple[str, ...]:
     out = []
-    days_left = (month_end(*cyl.next_inspection) - local_today(now)).days
+    days_left = (month_end(*cyl.next_inspection) - station_today(now)).days
     if days_left <= policy.rules.inspection_warning_days:
         out.append("INSPECTION_DUE_SOON")
     window = timedelta(minutes=policy.rules.refill_warning_min)
@@ -199,7 +193,7 @@ def judge(reading: Reading, rig: RigCondition, lookup: Lookup, policy: Policy,
                       if usable.get(k))}
     if keys & set(blocklist):
         return refuse("BLOCKLISTED", "cylinder on the block list", cyl.id)
-    refusal = _record_rules(cyl, rig, policy, local_today(now))
+    refusal = _record_rules(cyl, rig, policy, station_today(now))
     if refusal is not None:
         return refusal
     plan = fill_plan(usable, policy.rules.cylinder_types)

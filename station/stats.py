@@ -9,7 +9,8 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 from .errors import StationError
-from .store import LOCAL_TZ, Store
+from .store import Store
+from .today import LOCAL_TZ, station_today
 
 
 @dataclass
@@ -46,7 +47,7 @@ def parse_day(text: str | None, what: str) -> date | None:
 def day_range(date_from: str | None, date_to: str | None,
               default_days: int | None = 30) -> tuple[date, date]:
     """The inclusive local days asked for; without --from, the last `default_days` days."""
-    today = datetime.now(LOCAL_TZ).date()
+    today = station_today()
     last = parse_day(date_to, "--to") or today
     first = parse_day(date_from, "--from")
     if first is None:

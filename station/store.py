@@ -10,7 +10,6 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import sqlite_utils
 
@@ -18,8 +17,7 @@ from . import chain
 from .errors import StoreError
 from .logfmt import escape
 from .model import Decision
-
-LOCAL_TZ = ZoneInfo("Asia/Shanghai")
+from .today import LOCAL_TZ
 
 # Versioned schema: migration N brings the store from user_version N-1 to N. Append only.
 MIGRATIONS: tuple[str, ...] = (

@@ -16,8 +16,8 @@ from ..codes import MEDIA
 from ..errors import StoreError
 from ..fills import local
 from ..records import FILL_ORDER, SELECT_FILLS, fill_where, shape
-from ..rules import LOCAL_TZ
 from ..store import Store
+from ..today import LOCAL_TZ
 from . import texts
 
 STALE_S = 3.0  # the daemon republishes at least every second; older than this is not live

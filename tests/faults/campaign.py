@@ -20,7 +20,6 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import date
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -33,6 +32,7 @@ from simulators.harness import OPERATORS, RigSpec, SimStation, wait_for
 from simulators.rig_model import RigModel
 from simulators.tcp_proxy import TcpProxy
 from station import retention
+from station.today import station_today
 
 RIG = "rig-01"
 EMPTY_G = 15200  # the demo cylinders' tare: an empty cylinder
@@ -104,8 +104,8 @@ class CampaignStation(SimStation):
         )
         self.settings, self.clock = settings, clock
         self.proxy: TcpProxy | None = None
-        self.codes = [c["info_code"] for k, c in demo_cylinders(date.today()).items() if k in VALID]
-        self.refused_code = demo_cylinders(date.today())["scrapped"]["info_code"]
+        self.codes = [c["info_code"] for k, c in demo_cylinders(station_today()).items() if k in VALID]
+        self.refused_code = demo_cylinders(station_today())["scrapped"]["info_code"]
         self.last_code = ""
 
     def write_config(self, extra: str = "") -> None:

@@ -13,11 +13,11 @@ import random
 import signal
 import time
 from dataclasses import dataclass, field
-from datetime import date
 from pathlib import Path
 
 from simulators.dataset import demo_cylinders, qr_url
 from simulators.harness import OPERATORS, RigSpec, SimStation, wait_for
+from station.today import station_today
 
 WATCHDOG_MS = 600
 CITY_MOODS = ({}, {"status": 503}, {"latency_ms": 150}, {"reset": True}, {"hang": True})
@@ -105,7 +105,7 @@ def finish(st: SimStation, result: Result) -> Result:
 
 def campaign(workdir: Path, trials: int, seed: int) -> Result:
     rng = random.Random(seed)
-    cyl = demo_cylinders(date.today())
+    cyl = demo_cylinders(station_today())
     codes = [cyl[k]["info_code"] for k in ("valid", "valid_partner", "special_23t0", "by_table")]
     st = start(workdir)
     result = Result()

@@ -30,7 +30,6 @@ import sqlite3
 import subprocess
 import tempfile
 import time
-from datetime import date
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -38,6 +37,7 @@ from typing import Any
 from simulators.dataset import demo_cylinders, qr_url
 from simulators.harness import SimStation, wait_for
 from station import chain
+from station.today import station_today
 
 TMPFS_MB = 16  # room for the store and a WAL of 1000 pages (the autocheckpoint) in a long run
 LEAVE_BYTES = 8 * 1024  # what the filler leaves free: less than one commit needs
@@ -203,7 +203,7 @@ class Trial:
         self.rig = st.rigs[0].id
         self.model = st.rig_sim.rig(st.unit(self.rig))
         self.fault = mechanism_for(st)
-        by_key = demo_cylinders(date.today())  # (info codes do not depend on the day)
+        by_key = demo_cylinders(station_today())  # (info codes do not depend on the day)
         self.codes = [by_key[k]["info_code"] for k in STEP_KEYS]
         self.out: dict[str, Any] = {
             "mechanism": self.fault.name, "refused_scans": 0, "records": 0, "delivered_once": 0,

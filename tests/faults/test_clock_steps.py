@@ -3,7 +3,6 @@ an NTP step leaves it): fills are refused while the clock is wrong, resume when 
 every fill is still recorded once and delivered once."""
 
 import sqlite3
-from datetime import UTC, datetime
 
 import pytest
 from stepclock import SteppedClock, build
@@ -11,8 +10,9 @@ from stepclock import SteppedClock, build
 from simulators.dataset import demo_cylinders, qr_url
 from simulators.harness import OPERATORS, RigSpec, SimStation, wait_for
 from station import chain
+from station.today import station_today
 
-CYL = demo_cylinders(datetime.now(UTC).date())
+CYL = demo_cylinders(station_today())
 VALID, PARTNER, OTHER = (qr_url(CYL[k]["info_code"])
                          for k in ("valid", "valid_partner", "special_23t0"))
 HOUR, DAY = 3600, 86400

@@ -11,7 +11,6 @@ import re
 import socket
 import time
 from contextlib import contextmanager
-from datetime import date
 
 import pytest
 from store_faults import (
@@ -28,8 +27,9 @@ from store_faults import (
 from simulators.dataset import demo_cylinders, qr_url
 from simulators.harness import OPERATORS, RigSpec, SimStation, wait_for
 from station.texts import reason_text
+from station.today import station_today
 
-CYL = demo_cylinders(date.today())
+CYL = demo_cylinders(station_today())
 
 
 WATCHDOG_MS = 900

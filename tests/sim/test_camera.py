@@ -7,7 +7,6 @@ import logging
 import os
 import sys
 from collections.abc import Callable
-from datetime import date
 from pathlib import Path
 
 import cv2
@@ -20,6 +19,7 @@ from simulators.camera import make_video
 from simulators.dataset import demo_cylinders, qr_url
 from station.model import Reading
 from station.reading import decode, parse_scan
+from station.today import station_today
 
 SMALL = (640, 480)
 FAST = 50.0  # frames a second: a file is replayed frame by frame, so tests may run it fast
@@ -27,7 +27,7 @@ HOSTS = ("qr.cqtzsb.example",)
 
 
 def demo_urls() -> list[str]:
-    return [qr_url(c["info_code"]) for c in demo_cylinders(date.today()).values()]
+    return [qr_url(c["info_code"]) for c in demo_cylinders(station_today()).values()]
 
 
 def read_lines(reader: CameraReader, until: Callable[[list[Line]], bool], timeout_s: float,

@@ -1,12 +1,12 @@
 """A camera over the scale, end to end: the daemon judges the QR codes a recording shows."""
 
-from datetime import UTC, datetime
 
 from simulators.camera import make_video
 from simulators.dataset import demo_cylinders, qr_url
 from simulators.harness import OPERATORS, RigSpec, SimStation, wait_for
+from station.today import station_today
 
-CYL = demo_cylinders(datetime.now(UTC).date())
+CYL = demo_cylinders(station_today())
 
 
 def test_camera_readings_are_judged_once_each(tmp_path):

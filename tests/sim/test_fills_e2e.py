@@ -5,14 +5,14 @@ import io
 import json
 import subprocess
 import sys
-from datetime import UTC, datetime
 
 import pytest
 
 from simulators.dataset import STATION_UNIT, demo_cylinders, qr_url
 from simulators.harness import OPERATORS, RigSpec, SimStation, wait_for
+from station.today import station_today
 
-CYL = demo_cylinders(datetime.now(UTC).date())
+CYL = demo_cylinders(station_today())
 VALID = qr_url(CYL["valid"]["info_code"])  # tare 15.2 kg, fill capacity 14.5 kg
 TARE_G, TARGET_G = 15200, 14500
 

@@ -1,13 +1,13 @@
 """An RFID reader at the scale: repeated UIDs are one reading, badges log in, UIDs are looked up."""
 
-from datetime import UTC, datetime
 
 import pytest
 
 from simulators.dataset import demo_cylinders
 from simulators.harness import OPERATORS, RigSpec, SimStation, wait_for
+from station.today import station_today
 
-CYL = demo_cylinders(datetime.now(UTC).date())
+CYL = demo_cylinders(station_today())
 
 
 @pytest.fixture

@@ -12,9 +12,10 @@ import pytest
 from simulators.dataset import demo_cylinders, qr_url
 from simulators.harness import OPERATORS, RigSpec, SimStation, wait_for
 from station.demo import setup_station, steps
+from station.today import station_today
 
 BADGE = OPERATORS[0][1]
-TODAY = datetime.now(UTC).date()
+TODAY = station_today()
 CYL = demo_cylinders(TODAY)
 
 

@@ -6,7 +6,8 @@ from datetime import datetime, timedelta
 
 from station.fills import new_record_id
 from station.model import Decision, Reading, Verdict
-from station.store import LOCAL_TZ, Store
+from station.store import Store
+from station.today import LOCAL_TZ
 
 READING = Reading(raw="https://qr/c/X1", kind="qr_url", value="X1", reader="s1")
 

@@ -13,7 +13,8 @@ from records_maker import Records
 
 from station import backup as backup_mod
 from station.backup import BackupError, backup
-from station.store import LOCAL_TZ, Store
+from station.store import Store
+from station.today import LOCAL_TZ
 
 T0 = datetime(2026, 3, 10, 2, 30, tzinfo=LOCAL_TZ)
 

@@ -7,7 +7,8 @@ import pytest
 from records_maker import Records
 
 from station import retention
-from station.store import LOCAL_TZ, Store
+from station.store import Store
+from station.today import LOCAL_TZ
 
 NOW = datetime(2026, 6, 15, 12, 0, tzinfo=LOCAL_TZ)
 OLD = NOW - timedelta(days=3 * 365)

@@ -7,8 +7,9 @@ import pytest
 
 from station.config import RulesConfig
 from station.model import Lookup, Reading, RigCondition
-from station.rules import LOCAL_TZ, Policy, fill_plan, judge, parse_record, screen
+from station.rules import Policy, fill_plan, judge, parse_record, screen
 from station.texts import REASONS
+from station.today import LOCAL_TZ
 
 UNIT, PARTNER = "重庆渝北燃气有限公司", "重庆两江液化气有限公司"
 POLICY = Policy(frozenset({UNIT, PARTNER}), RulesConfig())

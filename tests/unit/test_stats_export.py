@@ -10,7 +10,8 @@ from records_maker import Records
 
 from station import export, stats
 from station.errors import StationError
-from station.store import LOCAL_TZ, Store
+from station.store import Store
+from station.today import LOCAL_TZ
 
 DAY1 = datetime(2026, 3, 10, 9, 0, tzinfo=LOCAL_TZ)
 DAY2 = DAY1 + timedelta(days=1)

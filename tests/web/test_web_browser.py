@@ -14,7 +14,6 @@ import os
 import shutil
 import sqlite3
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -25,8 +24,9 @@ from simulators.dataset import demo_cylinders, qr_url
 from simulators.harness import OPERATORS, RigSpec, SimStation, wait_for
 from station import chain
 from station.texts import REASONS
+from station.today import station_today
 
-CYL = demo_cylinders(datetime.now(UTC).date())
+CYL = demo_cylinders(station_today())
 TARE_G = 15200
 REPO = Path(__file__).resolve().parents[2]
 SCREEN_COPY = REPO / "bench" / "screens" / "operator-screen.png"

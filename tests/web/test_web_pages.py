@@ -30,8 +30,8 @@ from station.errors import ConfigError
 from station.fills import local
 from station.model import Decision, Reading, Verdict
 from station.records import select_fills
-from station.rules import LOCAL_TZ
 from station.store import Store
+from station.today import LOCAL_TZ
 from station.web import views
 from station.web.auth import verify_password
 from station.web.server import make_server
