@@ -15,6 +15,10 @@ class Line:
     data: bytes
     at: float  # time.monotonic() when the terminator arrived
     overlong: bool = False  # the device sent more than max_length bytes without a terminator
+    # Other distinct codes in view at the same time (a camera's ROI): the reading is ambiguous
+    # and the daemon refuses it (AMBIGUOUS_TAGS). Empty for a reader that sees one code a line.
+    others: tuple[bytes, ...] = ()
+    box: tuple[int, int, int, int] | None = None  # camera: the code's (x, y, w, h) in the frame
 
 
 class TagReader(abc.ABC):
