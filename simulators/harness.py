@@ -259,17 +259,17 @@ class SimStation:
         """Type a reading at a rig's scanner and return the decision the daemon recorded.
 
         The decision is committed before the rig is told; with `settle` this also waits until
-        the rig shows the verdict (see `_shows`).
+        the rig shows the verdict (see `shows`).
         """
         since = self.last_id()
         self.scanners[rig].send(reading)
         decision = self.wait_decision(rig, since, timeout)
         if settle:
-            wait_for(lambda: self._shows(rig, bool(decision["permit"])), timeout,
+            wait_for(lambda: self.shows(rig, bool(decision["permit"])), timeout,
                      f"{rig} to show the verdict")
         return decision
 
-    def _shows(self, rig: str, permit: bool) -> bool:
+    def shows(self, rig: str, permit: bool) -> bool:
         """The rig shows a verdict: red and no permit; or green, with the permit once a
         cylinder stands on a stable scale (a lamp alone may still be the previous verdict's)."""
         c = self.coils(rig)

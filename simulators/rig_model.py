@@ -264,10 +264,12 @@ class RigModel:
             self._arm_start(self._t)
 
     def remove_cylinder(self, now: float | None = None) -> None:
-        """Take the cylinder off: the valve closes, the permit stays as it is."""
+        """Take the cylinder off: the valve closes and a permit still set is cancelled
+        (rig-modbus.md, the fill cycle: "a cylinder removed with the permit still set cancels
+        the permit"), so a dead daemon's permit can never fill the next cylinder put down."""
         with self._lock:
             self.advance(now)
-            self._close_valve(self._t)
+            self._set_permit(False, self._t)
             self.inputs["cylinder_present"] = False
             self._gross = 0.0
             self._settle = None

@@ -164,7 +164,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     with ThreadPoolExecutor(1) as pool:
         lookups = LookupService(city, store, pool, cfg.city.decision_deadline_s)
         answer = asyncio.run(lookups.lookup(reading)) if not reading.refusal else None
-    cond = RigCondition(rig.id, rig.medium, healthy=True, operator="(check)")
+    cond = RigCondition(rig.id, rig.medium, healthy=True, operator="(check)", weigh=False)
     policy = Policy(frozenset((cfg.unit_name, *cfg.fills_for)), cfg.rules)
     lookup = answer.lookup if answer else None
     from .model import Lookup

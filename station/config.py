@@ -74,6 +74,12 @@ class RulesConfig:
     max_clock_skew_s: float = 300.0  # refuse fills while the clock is this far off the city's
     service_life: tuple[ServiceLife, ...] = DEFAULT_SERVICE_LIFE
     cylinder_types: tuple[CylinderType, ...] = DEFAULT_CYLINDER_TYPES
+    # The cylinder weighs like its record (interlock-rules.md, "the cylinder on the scale"): the
+    # stable gross before a fill may lie this far below the tare, in % of the tare, at least
+    # tare_tolerance_min_kg; the type table's nominal tare gets the wider nominal_… window.
+    tare_tolerance_pct: float = 5.0
+    nominal_tare_tolerance_pct: float = 15.0
+    tare_tolerance_min_kg: float = 0.3
 
 
 @dataclass(frozen=True)
@@ -147,6 +153,9 @@ class RigConfig:
     poll_ms: int = 200
     timeout_ms: int = 1000
     permit_timeout_s: float = 120.0
+    # A scanner or RFID reading made while no cylinder stood on the scale waits this long for
+    # one to be placed (then it is judged for that cylinder), else it is void. Cameras: never.
+    hold_reading_s: float = 5.0
     buzzer_ms: int = 300
     registers: RegisterMap = RegisterMap()
     readers: tuple[ReaderConfig, ...] = ()
@@ -177,7 +186,8 @@ class SyncConfig:
 
 # Never overridable (interlock-rules.md): a supervisor cannot fill these.
 NEVER_OVERRIDE = ("NOT_REGISTERED", "SCRAPPED", "STOPPED", "INSPECTION_OVERDUE",
-                  "SERVICE_LIFE_EXCEEDED", "TAG_FOREIGN", "BLOCKLISTED")
+                  "SERVICE_LIFE_EXCEEDED", "TAG_FOREIGN", "BLOCKLISTED", "AMBIGUOUS_TAGS",
+                  "NO_CYLINDER", "MASS_MISMATCH", "CYLINDER_FULL")
 
 
 # What a station may make overridable: administrative gaps, never the physical rig, the
@@ -375,6 +385,9 @@ def _rules(sec: Section, offline: Section) -> RulesConfig:
     warn_days = sec.get_int("inspection_warning_days", 30, minval=0, maxval=365)
     refill = sec.get_float("refill_warning_min", 30.0, minval=0, maxval=24 * 60)
     skew = sec.get_float("max_clock_skew_s", 300.0, minval=0, maxval=86400)
+    stamped = sec.get_float("tare_tolerance_pct", 5.0, minval=0.5, maxval=50)
+    nominal = sec.get_float("nominal_tare_tolerance_pct", 15.0, minval=stamped, maxval=50)
+    floor_kg = sec.get_float("tare_tolerance_min_kg", 0.3, minval=0.02, maxval=20)
     lives = []
     for s in sec.subs("service_life"):
         lives.append(ServiceLife(
@@ -395,6 +408,8 @@ def _rules(sec: Section, offline: Section) -> RulesConfig:
     max_age = offline.get_float("max_age_h", 72.0, minval=0, maxval=24 * 365)
     return RulesConfig(inspection_warning_days=warn_days, refill_warning_min=refill,
                        offline_max_age_h=max_age, max_clock_skew_s=skew,
+                       tare_tolerance_pct=stamped, nominal_tare_tolerance_pct=nominal,
+                       tare_tolerance_min_kg=floor_kg,
                        service_life=tuple(lives) or DEFAULT_SERVICE_LIFE,
                        cylinder_types=tuple(types) or DEFAULT_CYLINDER_TYPES)
 
@@ -558,6 +573,7 @@ def _rig(sec: Section, rules: RulesConfig) -> RigConfig:
         poll_ms=sec.get_int("poll_ms", 200, minval=20, maxval=5000),
         timeout_ms=sec.get_int("timeout_ms", 1000, minval=50, maxval=10000),
         permit_timeout_s=sec.get_float("permit_timeout_s", 120.0, minval=1, maxval=3600),
+        hold_reading_s=sec.get_float("hold_reading_s", 5.0, minval=0, maxval=60),
         buzzer_ms=sec.get_int("buzzer_ms", 300, minval=0, maxval=5000),
         registers=_registers(sec.sub("registers")),
         readers=tuple(_reader(s, rig_id, i) for i, s in enumerate(sec.subs("readers"))))

@@ -20,7 +20,10 @@ class Step:
     reading: str | bytes
     expect: str  # reason code, or OK / OK+WARNING
     note: str
-    before: str = ""  # an action on the simulators first: city_down, city_up
+    # an action on the simulators first: city_down, city_up, or weigh:G (the rig's cylinder
+    # swapped for one of G grams; weigh:0 takes it off)
+    before: str = ""
+    via: str = "scanner"  # or rfid: the tags (joined by "+") held in the RFID reader's field
 
 
 def steps() -> list[Step]:
@@ -59,7 +62,20 @@ def steps() -> list[Step]:
         Step("rig-01", q(c["offline_uncached"]), "CITY_UNAVAILABLE", "city down, never cached"),
         Step("rig-01", q(c["by_table"]), "OK", "city back; tare/target from the type table",
              before="city_up"),
+        Step("rig-01", q(c["valid_partner"]), "MASS_MISMATCH",
+             "6.5 kg on the scale, record tare 15.2 kg: another cylinder wears this tag",
+             before="weigh:6500"),
+        Step("rig-01", q(c["valid_partner"]), "CYLINDER_FULL", "29.8 kg: already full",
+             before="weigh:29800"),
+        Step("rig-01", q(c["valid_partner"]), "NO_CYLINDER",
+             "scanned with the scale empty; nobody put a cylinder down", before="weigh:0"),
+        Step("rig-01", f"{cylinders['rfid']['rfid_uid']}+{NEIGHBOUR_UID}", "AMBIGUOUS_TAGS",
+             "RFID field: this cylinder's tag and a neighbour's", before="weigh:15200",
+             via="rfid"),
     ]
+
+
+NEIGHBOUR_UID = "E2801160600002084C1A2B99"
 
 
 def width(text: str) -> int:
@@ -89,12 +105,50 @@ def outcome(d: dict) -> str:
     return "OK" + (f"+{d['warnings']}" if d["warnings"] else "")
 
 
-def play(station, step: Step, n: int) -> tuple[str, bool]:
+def prepare(station, step: Step) -> None:
+    """The step's action on the simulators, before its reading."""
+    from simulators.harness import wait_for
+
     if step.before == "city_down":
         station.city.set_faults(status=503)
     elif step.before == "city_up":
         station.city.clear_faults()
-    d = station.scan(step.rig, step.reading)
+    elif step.before.startswith("weigh:"):
+        station.remove(step.rig)
+        if int(step.before[6:]):
+            station.place(step.rig, int(step.before[6:]))
+            wait_for(lambda: station.live(step.rig).get("present"), 5, "the cylinder seen")
+
+
+def rfid_scan(station, rig: str, tags: list[str]) -> dict:
+    """Hold tags in the rig's RFID field until the daemon decides on all of them; the last
+    decision (the one the rig shows)."""
+    from simulators.harness import wait_for
+
+    since, rfid = station.last_id(), station.rfids[rig]
+    for tag in tags:
+        rfid.enter(tag)
+    try:
+        wait_for(lambda: len(station.rows("SELECT id FROM decisions WHERE id > ? AND rig = ?",
+                                          since, rig)) >= len(tags), 10, "the RFID decisions")
+    finally:
+        rfid.leave()
+    last = station.rows("SELECT * FROM decisions WHERE id > ? AND rig = ? ORDER BY id DESC "
+                        "LIMIT 1", since, rig)[0]
+    wait_for(lambda: station.shows(rig, bool(last["permit"])), 5, f"{rig} to show the verdict")
+    return last
+
+
+def reading_at(station, step: Step) -> dict:
+    """Play a step's reading at its rig (after its action) and return the decision."""
+    prepare(station, step)
+    if step.via == "rfid":
+        return rfid_scan(station, step.rig, step.reading.split("+"))
+    return station.scan(step.rig, step.reading)
+
+
+def play(station, step: Step, n: int) -> tuple[str, bool]:
+    d = reading_at(station, step)
     got = outcome(d)
     permit = station.coils(step.rig)["permit"]
     ok = got == step.expect and permit == bool(d["permit"])
@@ -111,9 +165,9 @@ def setup_station(workdir: Path):
     from simulators.dataset import demo_cylinders
     from simulators.harness import OPERATORS, RigSpec, SimStation
 
-    rigs = (RigSpec("rig-01", 1), RigSpec("rig-02", 2), RigSpec("rig-03", 3))
-    station = SimStation(workdir, rigs, deadline_s=1.0,
-                         rig_options={"start_delay_s": None})
+    rigs = (RigSpec("rig-01", 1, rfid=True), RigSpec("rig-02", 2), RigSpec("rig-03", 3))
+    station = SimStation(workdir, rigs, deadline_s=1.0, rig_options={"start_delay_s": None},
+                         rig_keys={"hold_reading_s": 1.5})
     station.start()
     try:
         for rig in rigs:

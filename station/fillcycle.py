@@ -40,6 +40,8 @@ class FillContext:
     override_by: str | None = None
     override_reason: str | None = None
     accepted_at: float = 0.0  # monotonic
+    judged_g: int | None = None  # the stable gross (g) the verdict weighed the cylinder at
+    swap_g: int = 500  # a change of the gross beyond this (g) without gas is another cylinder
     prefill_g: int | None = None
     pre_check: str = "ok"
     permitted_at: float | None = None  # wall clock (epoch seconds) from here on
@@ -111,10 +113,11 @@ class Closed:
 
 @dataclass(frozen=True)
 class Refused:
-    """The pre-fill check refused the cylinder."""
+    """The pre-fill check refused the cylinder: `reason` is a reason code (texts.REASONS)."""
 
     ctx: FillContext
     why: str
+    reason: str = "RESIDUAL_HIGH"
 
 
 Action = Grant | Withdraw | Lamps | Opened | Started | Closed | Refused
@@ -188,11 +191,15 @@ class FillCycle:
 
     def _accepted(self, st: RigStatus, mono: float, wall: float, removed: bool) -> list[Action]:
         ctx = self._ctx()
-        if mono - ctx.accepted_at > self.limits.permit_timeout_s:
-            self.reset()
+        if removed or mono - ctx.accepted_at > self.limits.permit_timeout_s:
+            self.reset()  # the verdict was for the cylinder that stood there: void with it
             return [Lamps(False, False)]
         if not (st.cylinder_present and st.stable and st.healthy) or self.filled_on_scale:
             return []  # (a just-filled cylinder must leave the scale before the next permit)
+        if ctx.judged_g is not None and abs(st.gross_g - ctx.judged_g) > ctx.swap_g:
+            self.phase = "ended"
+            return [Refused(ctx, f"gross {st.gross_g / 1000:.2f} kg at the permit, "
+                            f"{ctx.judged_g / 1000:.2f} kg at the verdict", "MASS_MISMATCH")]
         ctx.prefill_g = st.gross_g
         residual = st.gross_g - ctx.tare_g
         limit = self.limits.max_residual_g
@@ -216,6 +223,12 @@ class FillCycle:
             ctx.end_reason = "cylinder removed" if removed else "permit unused: expired"
             self.reset()
             return [Withdraw(ctx.end_reason), Closed(ctx, cancelled=True), Lamps(False, False)]
+        if self._swapped(st):  # lighter than the cylinder weighed: another one stands there
+            ctx.end_reason = (f"gross fell to {st.gross_g / 1000:.2f} kg from "
+                              f"{(ctx.prefill_g or 0) / 1000:.2f} kg: cylinder swapped")
+            self.phase = "ended"
+            return [Withdraw(ctx.end_reason), Closed(ctx, cancelled=True),
+                    Refused(ctx, ctx.end_reason, "MASS_MISMATCH")]
         if not st.healthy or not st.permit:  # ESTOP, fault or watchdog before the valve opened
             ctx.end_reason = end_reason(st)
             self.phase = "ended"
@@ -227,6 +240,12 @@ class FillCycle:
         first = not ctx.extra.get("started_recorded")
         ctx.extra["started_recorded"] = True
         return first
+
+    def _swapped(self, st: RigStatus) -> bool:
+        """The gross fell by more than the swap tolerance while the permit was held."""
+        ctx = self._ctx()
+        return st.cylinder_present and st.stable and not torn(st) and \
+            ctx.prefill_g is not None and ctx.prefill_g - st.gross_g > ctx.swap_g
 
     def _filled_unseen(self, st: RigStatus) -> bool:
         """Mass went in, or the controller latched FILL_DONE, though no sample saw the valve."""

@@ -66,6 +66,11 @@ class RigCondition:
     fault: str = ""  # English detail when not healthy
     clock_problem: str = ""  # why the clock is not trusted (clockwatch.py); empty: trusted
     operator: str | None = None
+    # The stable gross mass on the scale (g) when the reading was bound to the cylinder; None:
+    # no cylinder standing stable (refused NO_CYLINDER). `weigh=False` only for what-if checks
+    # away from a rig (`station check`), which judge the record without a cylinder.
+    scale_g: int | None = None
+    weigh: bool = True
 
 
 @dataclass(frozen=True)

@@ -30,11 +30,13 @@ from .fillcycle import (
     Refused,
     Started,
     Withdraw,
+    torn,
 )
 from .logfmt import kv
 from .lookup import Answer, LookupService, tag_key
 from .model import Decision, Reading, RigCondition, Verdict
-from .rules import Policy, fill_plan, judge, screen
+from .onscale import CONTINUOUS, Scale
+from .rules import Policy, fill_plan, judge, mass_rule, screen, stamped_tare, tare_tolerance_g
 from .store import Store
 from .texts import ACCEPTED, reason_text
 
@@ -50,7 +52,9 @@ class RigState:
     connected: bool | None = None  # None: not tried yet
     fault: str = "not connected yet"
     status: RigStatus | None = None
-    last_tag: tuple[str, float] = ("", 0.0)
+    # a scanner's last reading (discrete readers): key, when, the placement it was made on
+    last_tag: tuple[str, float, tuple[int, bool]] = ("", 0.0, (0, False))
+    scale: Scale = field(default_factory=Scale)  # placements, held readings, tag sightings
     refusal: tuple[float, Reading, Answer | None, int] | None = None  # for an override
     shown: dict | None = None  # the last verdict, as the operator screen shows it
     published: dict | None = None
@@ -176,6 +180,7 @@ class RigLoop:
     async def observe(self, status: RigStatus) -> None:
         """One status sample through the fill cycle (called with the lock held)."""
         self.state.status, self.state.fault = status, status.fault_text()
+        self.state.scale.sample(status.cylinder_present, time.monotonic())
         if status.permit and not self.cycle.holds_permit:
             await self._withdraw("permit set that the daemon does not hold")
         await self.execute(self.cycle.step(status, time.monotonic(), time.time()))
@@ -198,9 +203,23 @@ class RigLoop:
             elif isinstance(action, Started):
                 self._started(action.ctx)
             elif isinstance(action, Refused):
-                self._event("pre_check_refused", action.why)
-                log.warning(kv("pre_check_refused", rig=self.cfg.id, why=action.why))
+                self._pre_fill_refused(action)
                 await self._lamps(Lamps(False, True, buzzer=True))
+
+    def _pre_fill_refused(self, refused: Refused) -> None:
+        """The cylinder failed a check at the scale after its verdict: a refusal decision."""
+        self._event("pre_check_refused", f"{refused.reason}: {refused.why}")
+        log.warning(kv("pre_check_refused", rig=self.cfg.id, reason=refused.reason,
+                       why=refused.why))
+        reading = refused.ctx.extra.get("reading")
+        if reading is None:
+            return
+        verdict = Verdict(permit=False, reason=refused.reason, detail=refused.why,
+                          cylinder_id=refused.ctx.cylinder_id)
+        try:
+            self._record(reading, verdict, None, time.monotonic())
+        except StoreError as err:
+            log.error(kv("store_error", rig=self.cfg.id, error=str(err)))
 
     async def _grant(self, grant: Grant) -> None:
         try:
@@ -324,12 +343,15 @@ class RigLoop:
     async def shutdown(self) -> None:
         """Withdraw the permit and put the lamps out; a running fill is recorded interrupted.
         Called on SIGTERM before exiting."""
-        try:
-            async with self.lock:
-                await self.controller.withdraw_permit()
-                await self.controller.set_lamps(False, False)
-        except RigFault as err:
-            log.warning(kv("shutdown_withdraw_failed", rig=self.cfg.id, error=str(err)))
+        for attempt in (1, 2):  # (a transaction cut short by the tasks' cancellation: again)
+            try:
+                async with self.lock:
+                    await self.controller.withdraw_permit()
+                    await self.controller.set_lamps(False, False)
+                break
+            except RigFault as err:
+                log.warning(kv("shutdown_withdraw_failed", rig=self.cfg.id, attempt=attempt,
+                               error=str(err)))
         ctx = self.cycle.ctx
         if ctx is not None and self.cycle.phase in ("filling", "settling"):
             ctx.ended_at, ctx.end_reason = time.time(), "station stopped during the fill"
@@ -355,9 +377,13 @@ class RigLoop:
 
     async def _decide(self) -> None:
         while True:
-            line = await self.queue.get()
+            wait = self.cfg.poll_ms / 1000 if self.state.scale.held else None
             try:
-                await self.handle(line)
+                line = await asyncio.wait_for(self.queue.get(), wait)
+            except TimeoutError:
+                line = None
+            try:
+                await (self.handle(line) if line is not None else self._held())
             except RigFault as err:
                 log.error(kv("rig_write_failed", rig=self.cfg.id, error=str(err)))
             except Exception as err:  # noqa: BLE001 - a bad reading must never end the rig loop
@@ -412,21 +438,49 @@ class RigLoop:
             except asyncio.QueueFull:
                 log.warning(kv("reading_dropped", rig=self.cfg.id, reader=line.reader_id))
 
-    def _duplicate(self, reading: Reading, at: float) -> bool:
+    def reader_kind(self, reader_id: str) -> str:
+        """scanner, rfid or camera (the configured kind); 'manual' for typed entries."""
+        cfg = next((r for r in self.cfg.readers if r.id == reader_id), None)
+        return cfg.kind if cfg is not None else "manual"
+
+    def _repeat(self, reading: Reading, line: Line, kind: str) -> bool:
+        """A reading already handled: a scanner's double read (the rig's last reading within
+        the window), or a continuous reader's tag seen again for the same cylinder (onscale)."""
         key = reading.value or reading.raw
-        last, last_at = self.state.last_tag
         window = next((r.dedup_s for r in self.cfg.readers if r.id == reading.reader), 3.0)
-        self.state.last_tag = (key, at)
-        repeat = key == last and at - last_at < window
-        if repeat:  # a scanner's double read, or a person re-scanning at once: one event
+        if kind in CONTINUOUS:
+            repeat = self.state.scale.repeat(line.reader_id, key, line.at, window,
+                                             badge=reading.kind == "badge")
+        else:  # the same code again at once, onto the same cylinder (or the same empty scale)
+            last, last_at, last_placement = self.state.last_tag
+            placement = self.state.scale.epoch()
+            self.state.last_tag = (key, line.at, placement)
+            repeat = key == last and line.at - last_at < window and placement == last_placement
+        if repeat:
             log.debug(kv("reading_repeat", rig=self.cfg.id, reader=reading.reader,
                          within_s=window))
         return repeat
 
+    def _ambiguous(self, reading: Reading, line: Line, kind: str) -> Reading:
+        """Two or more cylinder codes in view at once (a camera's frame, an RFID field): refused
+        as AMBIGUOUS_TAGS, whichever of them was reported first."""
+        others = [o.decode("utf-8", "replace")[:60] for o in line.others]
+        if kind in CONTINUOUS and reading.kind != "invalid":
+            window = next((r.dedup_s for r in self.cfg.readers if r.id == line.reader_id), 3.0)
+            others += self.state.scale.others_in_view(line.reader_id, reading.value, line.at,
+                                                      window)
+        if not others or reading.kind == "badge":
+            return reading
+        return Reading(raw=reading.raw, kind="invalid", refusal="AMBIGUOUS_TAGS",
+                       detail=f"{len(others) + 1} codes in view: also {', '.join(others)[:200]}",
+                       reader=reading.reader)
+
     async def handle(self, line: Line) -> Verdict | None:
         reading = self.to_reading(line)
-        if self._duplicate(reading, line.at):
+        kind, key = self.reader_kind(line.reader_id), reading.value or reading.raw
+        if self._repeat(reading, line, kind):
             return None
+        reading = self._ambiguous(reading, line, kind)
         if reading.kind == "badge":
             await self._badge(reading, line)
             return None
@@ -442,12 +496,87 @@ class RigLoop:
         if self.cycle.phase in ("filling", "settling"):
             self._busy(reading)
             return None
+        scale = self.state.scale
+        scale.held = None  # a new reading replaces one waiting for its cylinder
+        if kind in CONTINUOUS and scale.read_while_empty(line.at) and \
+                reading.refusal not in ("TAG_UNREADABLE", "TAG_FOREIGN"):
+            log.info(kv("reading_void", rig=self.cfg.id, reader=line.reader_id,
+                        reading=reading.raw[:200], why="read while the scale was empty"))
+            return None
+        if kind in CONTINUOUS:
+            scale.bound(line.reader_id, key, line.at)
+        scale_g = self._stable_gross()
+        if scale_g is None and reading.kind != "invalid" and screen(
+                reading, self.condition(before_city=True, weigh=False),
+                self.store.blocklist()) is None:
+            return await self._hold(line, reading, kind)
+        return await self._decide_for_cylinder(reading, line, scale_g)
+
+    async def _decide_for_cylinder(self, reading: Reading, line: Line,
+                                   scale_g: int | None) -> Verdict:
+        """Judge a reading for the cylinder standing on the scale (weighing `scale_g` grams),
+        record the decision, then tell the rig."""
         self._hold_no_records()
-        answer, verdict = await self._judge(reading)
+        placement = self.state.scale.placement
+        answer, verdict = await self._judge(reading, scale_g)
+        if verdict.permit and (self.state.scale.placement != placement
+                               or not self.state.scale.on_scale):
+            verdict = Verdict(permit=False, reason="NO_CYLINDER", cylinder_id=verdict.cylinder_id,
+                              detail="the cylinder left the scale while it was judged")
+        if line.box is not None:
+            verdict = replace(verdict, detail=f"{verdict.detail}; code at x,y,w,h "
+                              f"{','.join(map(str, line.box))}".lstrip("; "))
         decision = self._record(reading, verdict, answer, line.at)
-        await self._apply(decision, answer)
+        await self._apply(decision, answer, scale_g=scale_g)
         self._log(decision, answer, line.at)
         return verdict
+
+    def _stable_gross(self) -> int | None:
+        """The gross (g) of a cylinder standing stable on the scale in the latest sample."""
+        st = self.state.status
+        if st is None or not self.state.connected or not st.cylinder_present or not st.stable \
+                or torn(st):
+            return None
+        return st.gross_g
+
+    async def _hold(self, line: Line, reading: Reading, kind: str) -> None:
+        """No cylinder standing stable: the reading waits for it, or is void at once."""
+        held = self.state.scale.hold(line, reading, kind, self.cfg.hold_reading_s)
+        if held is None:
+            await self._void(line, reading, kind, "no cylinder on the scale")
+            return
+        log.info(kv("reading_held", rig=self.cfg.id, reader=line.reader_id,
+                    reading=reading.raw[:200], until_s=round(held.until - line.at, 1)))
+
+    async def _held(self) -> None:
+        """Judge the held reading once its cylinder stands stable; void it when it cannot."""
+        scale = self.state.scale
+        held = scale.held
+        if held is None:
+            return
+        if self.cycle.phase in ("filling", "settling"):
+            scale.held = None
+            return
+        what = scale.held_state(self._stable_gross() is not None, time.monotonic())
+        if what == "wait":
+            return
+        scale.held = None
+        if what == "judge":
+            await self._decide_for_cylinder(held.reading, held.line, self._stable_gross())
+        else:
+            await self._void(held.line, held.reading, held.kind, what.removeprefix("void: "))
+
+    async def _void(self, line: Line, reading: Reading, kind: str, why: str) -> None:
+        """A reading no cylinder can be judged for: a scanner's (deliberate) one is refused
+        NO_CYLINDER and recorded; an RFID or camera sighting is only logged."""
+        log.info(kv("reading_void", rig=self.cfg.id, reader=line.reader_id,
+                    reading=reading.raw[:200], why=why))
+        if kind in CONTINUOUS:
+            return
+        verdict = Verdict(permit=False, reason="NO_CYLINDER", detail=why)
+        decision = self._record(reading, verdict, None, line.at)
+        await self._apply(decision, None)
+        self._log(decision, None, line.at)
 
     def _record(self, reading: Reading, verdict: Verdict, answer: Answer | None,
                 t0: float, operator: str | None = None) -> Decision:
@@ -493,10 +622,10 @@ class RigLoop:
         except RigFault as err:
             self._link(False, str(err))
 
-    async def _judge(self, reading: Reading) -> tuple[Answer | None, Verdict]:
+    async def _judge(self, reading: Reading, scale_g: int | None) -> tuple[Answer | None, Verdict]:
         blocklist = self.store.blocklist()
         # (a clock not yet compared with the city is judged after asking it: its Date decides)
-        early = screen(reading, self.condition(before_city=True), blocklist)
+        early = screen(reading, self.condition(before_city=True, scale_g=scale_g), blocklist)
         if early is not None:
             return None, early
         answer = await self.lookups.lookup(reading)
@@ -505,20 +634,24 @@ class RigLoop:
         last = self.store.last_fill_at(cid) if isinstance(cid, str) else None
         last_at = datetime.fromtimestamp(last, UTC) if last else None
         # The rig may have failed while the city was asked: judge on the state now.
-        return answer, judge(reading, self.condition(), answer.lookup, self.policy, blocklist,
-                             datetime.now(UTC), last_at)
+        return answer, judge(reading, self.condition(scale_g=scale_g), answer.lookup,
+                             self.policy, blocklist, datetime.now(UTC), last_at)
 
-    def condition(self, before_city: bool = False) -> RigCondition:
+    def condition(self, before_city: bool = False, scale_g: int | None = None,
+                  weigh: bool = True) -> RigCondition:
+        """The rig as the rules see it; `scale_g` is the stable gross the reading is judged
+        against (bound when the reading was), `weigh=False` to screen without a cylinder."""
         st = self.state
         healthy = bool(st.connected and st.status is not None and st.status.healthy)
         return RigCondition(rig_id=self.cfg.id, medium=self.cfg.medium, healthy=healthy,
                             fault="" if healthy else st.fault or "rig not connected",
                             clock_problem=self.clock.problem(before_city) or "",
-                            operator=self.operator)
+                            operator=self.operator, scale_g=scale_g, weigh=weigh)
 
     async def _apply(self, decision: Decision, answer: Answer | None,
-                     override: tuple[str, str] | None = None) -> None:
-        """A refusal shows red at once; an accepted cylinder shows green and enters the cycle."""
+                     override: tuple[str, str] | None = None, scale_g: int | None = None) -> None:
+        """A refusal shows red at once; an accepted cylinder shows green and enters the cycle,
+        bound to the gross `scale_g` (g) it was weighed at."""
         verdict = decision.verdict
         if not verdict.permit:
             await self._show_refusal()
@@ -526,6 +659,8 @@ class RigLoop:
         record = answer.lookup.record if answer else None
         record = record if isinstance(record, dict) else {}
         ctx = fills_context(decision, record, verdict, override, self.cfg.medium)
+        ctx.judged_g, ctx.extra["reading"] = scale_g, decision.reading
+        ctx.swap_g = tare_tolerance_g(verdict.tare_g, stamped_tare(record), self.station.rules)
         async with self.lock:
             self.cycle.accept(ctx)
             if self.state.status is not None:  # on the scale already: the permit follows now
@@ -561,7 +696,8 @@ class RigLoop:
         record = answer.lookup.record if answer and isinstance(answer.lookup.record, dict) else {}
         plan = fill_plan({"medium_code": self.cfg.medium, **record},
                          self.station.rules.cylinder_types)
-        why = self._override_blocked(reading, answer, plan)
+        scale_g = self._stable_gross()
+        why = self._override_blocked(reading, answer, plan, scale_g)
         if why:
             log.warning(kv("override_refused", rig=self.cfg.id, supervisor=supervisor, why=why))
             self._event("override_refused", why)
@@ -572,18 +708,24 @@ class RigLoop:
         decision = self._record(reading, verdict, answer, line.at)
         log.warning(kv("override", rig=self.cfg.id, supervisor=supervisor, decision=refused_id,
                        reason=reason))
-        await self._apply(decision, answer, override=(supervisor, reason))
+        await self._apply(decision, answer, override=(supervisor, reason), scale_g=scale_g)
         self._log(decision, answer, line.at)
 
     def _override_blocked(self, reading: Reading, answer: Answer | None,
-                          plan: tuple[int, int] | None) -> str:
-        """Why an override may not go ahead: the rig, the operator, or any rule other than the
-        overridden one failing on what the station knows (the cached record, however old)."""
-        cond = self.condition()
+                          plan: tuple[int, int] | None, scale_g: int | None) -> str:
+        """Why an override may not go ahead: the rig, the operator, the cylinder on the scale
+        (its mass against the plan), or any rule other than the overridden one failing on what
+        the station knows (the cached record, however old)."""
+        cond = self.condition(scale_g=scale_g)
         if not cond.healthy or cond.clock_problem or not cond.operator:
             return "rig not healthy, clock not trusted, or no operator"
         if plan is None:
             return "no fill target"
+        record = answer.lookup.record if answer else None
+        stamped = isinstance(record, dict) and stamped_tare(record)
+        wrong = mass_rule(scale_g, plan, stamped, self.station.rules)
+        if wrong is not None:
+            return f"{wrong.reason}: {wrong.detail}"
         lookup = answer.lookup if answer else None
         if lookup is not None and lookup.record is not None:
             waived = replace(self.policy, rules=replace(self.policy.rules,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import calendar
 import re
 from collections.abc import Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -113,6 +113,8 @@ def screen(reading: Reading, rig: RigCondition, blocklist: Collection[str]) -> V
         return refuse(reading.refusal, reading.detail)
     if reading.value in blocklist:
         return refuse("BLOCKLISTED", "tag on the block list")
+    if rig.weigh and rig.scale_g is None:
+        return refuse("NO_CYLINDER", "no cylinder standing stable on the scale")
     return None
 
 
@@ -200,8 +202,46 @@ def judge(reading: Reading, rig: RigCondition, lookup: Lookup, policy: Policy,
     if plan is None:
         return refuse("BAD_RECORD", "no tare/target: record has none and no cylinder type fits",
                       cyl.id)
+    if rig.weigh:
+        wrong = mass_rule(rig.scale_g, plan, stamped_tare(usable), policy.rules)
+        if wrong is not None:
+            return replace(wrong, cylinder_id=cyl.id)
     return Verdict(permit=True, cylinder_id=cyl.id, tare_g=plan[0], target_g=plan[1],
                    warnings=_warnings(cyl, policy, now, last_fill_at))
+
+
+def stamped_tare(rec: dict[str, Any]) -> bool:
+    """Whether the tare comes from the record (its stamped tare_kg), not the type table."""
+    return _positive(rec.get("tare_kg")) is not None
+
+
+def tare_tolerance_g(tare_g: int, stamped: bool, rules: RulesConfig) -> int:
+    """How far below its tare (g) a cylinder may weigh: a % of the tare, at least the floor.
+
+    Defaults (5 %, 15 % for a type table's nominal tare, 0.3 kg floor) in README's
+    "The cylinder on the scale"."""
+    pct = rules.tare_tolerance_pct if stamped else rules.nominal_tare_tolerance_pct
+    return max(round(tare_g * pct / 100), round(rules.tare_tolerance_min_kg * 1000))
+
+
+def mass_rule(scale_g: int | None, plan: tuple[int, int], stamped: bool,
+              rules: RulesConfig) -> Verdict | None:
+    """Rules 16–17: the stable gross (g) against the plan's (tare_g, target_g).
+
+    Below tare − tolerance: MASS_MISMATCH (another cylinder's tag, another size); above
+    tare + target: CYLINDER_FULL. None when the mass fits. Pure.
+    """
+    tare_g, target_g = plan
+    if scale_g is None:
+        return refuse("NO_CYLINDER", "no cylinder standing stable on the scale")
+    low, high = tare_g - tare_tolerance_g(tare_g, stamped, rules), tare_g + target_g
+    masses = (f"gross {scale_g / 1000:.2f} kg, {'record' if stamped else 'type table'} tare "
+              f"{tare_g / 1000:.2f} kg, window {low / 1000:.2f}–{high / 1000:.2f} kg")
+    if scale_g < low:
+        return refuse("MASS_MISMATCH", masses)
+    if scale_g > high:
+        return refuse("CYLINDER_FULL", masses)
+    return None
 
 
 def _positive(value: Any) -> float | None:

@@ -15,6 +15,10 @@ REASONS: dict[str, Text] = {
     "NO_OPERATOR": Text("未登录充装人员", "no operator logged in at this rig"),
     "TAG_UNREADABLE": Text("标签无法识读", "tag unreadable"),
     "TAG_FOREIGN": Text("非本市追溯标签", "not a city traceability tag (foreign or forged)"),
+    "AMBIGUOUS_TAGS": Text("识别到多个标签，请只留本瓶标签",
+                           "more than one cylinder tag in view: which cylinder is it?"),
+    "NO_CYLINDER": Text("秤上无气瓶，请先放稳气瓶再扫码",
+                        "no cylinder placed on the scale for this reading"),
     "BLOCKLISTED": Text("本站禁充气瓶", "cylinder on this station's block list"),
     "CITY_UNAVAILABLE": Text("追溯系统不可用且无有效缓存",
                              "city system unavailable and no usable cached record"),
@@ -27,6 +31,9 @@ REASONS: dict[str, Text] = {
     "WRONG_MEDIUM": Text("充装介质不符", "medium differs from the rig's medium"),
     "INSPECTION_OVERDUE": Text("超期未检", "periodic inspection overdue"),
     "SERVICE_LIFE_EXCEEDED": Text("超过设计使用年限", "design service life exceeded"),
+    "MASS_MISMATCH": Text("实瓶重量与档案不符", "cylinder lighter than its record's tare "
+                          "(another cylinder's tag, or another size)"),
+    "CYLINDER_FULL": Text("瓶内已满，禁止充装", "cylinder already at or above tare + target"),
 }
 
 WARNINGS: dict[str, Text] = {
@@ -43,6 +50,11 @@ FAULTS: dict[str, Text] = {
                         "station store unwritable: no fill until it can record"),
 }
 
+# Refusals of the pre-fill check in the fill cycle (the residual rule, interlock-rules.md).
+PRE_FILL: dict[str, Text] = {
+    "RESIDUAL_HIGH": Text("瓶内残液超量，禁止充装", "too much residual gas in the cylinder"),
+}
+
 # Operator events at the rig (badge log-in/out).
 OPERATOR_LOGIN = Text("充装人员已登录", "operator logged in")
 OPERATOR_LOGOUT = Text("充装人员已退出", "operator logged out")
@@ -50,4 +62,5 @@ OPERATOR_LOGOUT = Text("充装人员已退出", "operator logged out")
 
 def reason_text(code: str) -> Text:
     """The wording of a reason or warning code; an unknown code is shown as itself."""
-    return REASONS.get(code) or WARNINGS.get(code) or FAULTS.get(code) or Text(code, code)
+    return (REASONS.get(code) or WARNINGS.get(code) or FAULTS.get(code) or PRE_FILL.get(code)
+            or Text(code, code))

@@ -163,7 +163,9 @@ def start(workdir: Path, settings: Settings, kind: str = "") -> CampaignStation:
     st = CampaignStation(workdir, settings, **options).start()
     try:
         st.badge(RIG, OPERATORS[0][1])
-        for code in st.codes:  # judged by the city with no cylinder on the scale: cached
+        st.scale.start_delay_s = None  # nobody presses start: each permit is left unused
+        st.place(RIG, EMPTY_G)
+        for code in st.codes:  # judged by the city, each permit left unused: cached
             d = st.scan(RIG, qr_url(code), settle=False)
             assert d["permit"] == 1 and d["source"] == "city", d
         assert st.scan(RIG, qr_url(st.refused_code), settle=False)["permit"] == 0  # idle again

@@ -18,7 +18,8 @@ from station.today import station_today
 
 ROOT = Path(__file__).resolve().parents[2]
 POLICY = Policy(frozenset({STATION_UNIT, PARTNER_UNIT}), RulesConfig())
-RIG = RigCondition(rig_id="rig-01", medium="G13", healthy=True, operator="张三")
+RIG = RigCondition(rig_id="rig-01", medium="G13", healthy=True, operator="张三",
+                   scale_g=15200)  # an empty cylinder of the demo's stamped tare
 # Instants where the host's UTC date is a day (and a month) behind Shanghai's, and their twins.
 EDGES = [
     datetime(2026, 11, 30, 15, 59, 59, tzinfo=UTC),  # still 30 Nov in Shanghai

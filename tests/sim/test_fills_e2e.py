@@ -105,13 +105,18 @@ def test_unused_permit_expires(station):
     assert station.rows("SELECT count(*) AS n FROM outbox")[0]["n"] == 0  # not a fill
 
 
-def test_permit_waits_for_the_cylinder(station):
+def test_a_scan_before_the_cylinder_is_put_down_is_judged_once_it_stands(station):
     station.remove("rig-01")
-    d = station.scan("rig-01", VALID)
-    assert d["permit"] == 1 and not station.coils("rig-01")["permit"]  # green, no permit yet
+    since = station.last_id()
+    station.scanners["rig-01"].send(VALID)
+    wait_for(lambda: "event=reading_held" in station.log_path.read_text(encoding="utf-8"), 5,
+             "the reading held for the cylinder")
+    assert station.last_id() == since  # nothing to weigh yet: no verdict
     station.place("rig-01")
+    d = station.wait_decision("rig-01", since)
+    assert d["permit"] == 1 and "CYL-000001" == d["cylinder_id"]
     f = station.wait_fill("rig-01", d["id"])
-    assert f["post_check"] == "ok"
+    assert f["post_check"] == "ok" and f["prefill_g"] == TARE_G
 
 
 def station_cli(st, *args):
@@ -139,6 +144,22 @@ def test_supervisor_override_of_city_unavailable_is_recorded_and_resolved(statio
     station_cli(station, "sync", "--now")
     wait_for(lambda: station.city.fillings, 10, "the override fill at the city")
     assert station.city.fillings[0]["id"] == CYL["offline_uncached"]["id"]  # resolved by tag
+
+
+def test_override_never_fills_a_cylinder_that_does_not_weigh_like_its_type(station):
+    uncached = qr_url(CYL["offline_uncached"]["info_code"])
+    station.city.set_faults(status=503)
+    station.place("rig-01", 6500)  # far lighter than the type table's 15.0 kg LPG tare
+    refused = station.scan("rig-01", uncached)
+    assert refused["reason"] == "CITY_UNAVAILABLE"
+    supervisor = next(b for _, b, role in OPERATORS if role == "supervisor")
+    mark = station.log_path.read_text(encoding="utf-8").count("event=override_refused")
+    station.scanners["rig-01"].send(supervisor)
+    wait_for(lambda: station.log_path.read_text(encoding="utf-8").count(
+        "event=override_refused") > mark, 5, "the override refused")
+    assert "MASS_MISMATCH" in station.log_path.read_text(encoding="utf-8").split(
+        "event=override_refused")[-1].splitlines()[0]
+    assert station.last_id() == refused["id"] and not station.coils("rig-01")["permit"]
 
 
 def test_override_is_refused_for_a_scrapped_cylinder(station):

@@ -11,7 +11,7 @@ import pytest
 
 from simulators.dataset import demo_cylinders, qr_url
 from simulators.harness import OPERATORS, RigSpec, SimStation, wait_for
-from station.demo import setup_station, steps
+from station.demo import reading_at, setup_station, steps
 from station.today import station_today
 
 BADGE = OPERATORS[0][1]
@@ -40,11 +40,7 @@ def station(tmp_path):
 def test_every_reason_code_refuses_and_the_valid_cylinder_is_permitted(demo_station):
     seen = set()
     for step in steps():
-        if step.before == "city_down":
-            demo_station.city.set_faults(status=503)
-        elif step.before == "city_up":
-            demo_station.city.clear_faults()
-        d = demo_station.scan(step.rig, step.reading)
+        d = reading_at(demo_station, step)
         coils = demo_station.coils(step.rig)
         got = d["reason"] or "OK" + (f"+{d['warnings']}" if d["warnings"] else "")
         assert got == step.expect, (step.note, d)
@@ -174,6 +170,7 @@ def test_clock_earlier_than_the_newest_record_refuses_until_the_city_vouches(tmp
     st.start()
     try:
         st.badge("rig-01", BADGE)
+        st.place("rig-01")
         st.city.set_faults(reset=True)  # no answer, so no Date to compare our clock with
         d = st.scan("rig-01", qr_url(CYL["valid"]["info_code"]))
         assert d["reason"] == "RIG_FAULT" and "earlier than the newest record" in d["detail"]

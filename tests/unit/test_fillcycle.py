@@ -171,9 +171,43 @@ def test_a_just_filled_cylinder_gets_no_second_permit_until_it_leaves_the_scale(
     cycle.accept(ctx(record_id="r2", accepted_at=11.0))
     full = replace(ON_SCALE, gross_g=29700)
     assert cycle.step(full, 12, 0) == [] and cycle.phase == "accepted"
-    cycle.step(IDLE, 13, 0)  # taken off
-    actions = cycle.step(ON_SCALE, 14, 0)  # the new, empty cylinder
-    assert any(isinstance(a, Grant) for a in actions)
+    cycle.step(IDLE, 13, 0)  # taken off: the verdict was for the cylinder that stood there
+    assert cycle.phase == "idle"
+    actions = cycle.step(ON_SCALE, 14, 0)  # the next cylinder needs a reading of its own
+    assert not any(isinstance(a, Grant) for a in actions)
+
+
+def test_a_verdict_is_void_when_its_cylinder_leaves_before_the_permit():
+    cycle = FillCycle(LIMITS)
+    cycle.accept(ctx(accepted_at=0.0, judged_g=15200))
+    cycle.step(replace(ON_SCALE, stable=False), 1, 0)  # weighed, then wobbling
+    assert cycle.step(IDLE, 2, 0) == [Lamps(False, False)] and cycle.phase == "idle"
+    assert not any(isinstance(a, Grant) for a in cycle.step(ON_SCALE, 3, 0))
+
+
+def test_a_cylinder_swapped_between_verdict_and_permit_is_refused():
+    cycle = FillCycle(LIMITS)
+    cycle.accept(ctx(accepted_at=0.0, judged_g=15200, swap_g=760))
+    actions = cycle.step(replace(ON_SCALE, gross_g=6500), 1, 0)
+    assert [a.reason for a in actions if isinstance(a, Refused)] == ["MASS_MISMATCH"]
+    assert not any(isinstance(a, Grant) for a in actions)
+
+
+def test_the_swap_tolerance_edge_still_permits():
+    cycle = FillCycle(LIMITS)
+    cycle.accept(ctx(accepted_at=0.0, judged_g=15200, swap_g=760))
+    assert any(isinstance(a, Grant) for a in cycle.step(replace(ON_SCALE, gross_g=14440), 1, 0))
+
+
+def test_a_cylinder_lighter_while_the_permit_is_held_loses_it():
+    cycle = FillCycle(LIMITS)
+    cycle.accept(ctx(accepted_at=0.0, judged_g=15200, swap_g=760))
+    cycle.step(ON_SCALE, 1, 0)
+    assert cycle.phase == "permitted"
+    actions = cycle.step(replace(PERMITTED, gross_g=14300), 2, 0)  # 0.9 kg lighter
+    assert any(isinstance(a, Withdraw) for a in actions)
+    assert closed(actions)[0].cancelled
+    assert [a.reason for a in actions if isinstance(a, Refused)] == ["MASS_MISMATCH"]
 
 
 def test_the_daemon_withdraws_when_the_controller_fails_to_cut_off():

@@ -148,7 +148,7 @@ def test_a_new_permit_clears_the_fill_done_latch():
     assert (snap["fill_done"], snap["fill_permit"], snap["permit_grants"]) == (False, True, 2)
 
 
-def test_removing_the_cylinder_closes_the_valve_but_keeps_the_permit():
+def test_removing_the_cylinder_closes_the_valve_and_cancels_the_permit():
     rig = ready_rig(0.0)
     grant(rig, 0.0)
     rig.press_start(now=0.0)
@@ -157,7 +157,7 @@ def test_removing_the_cylinder_closes_the_valve_but_keeps_the_permit():
     assert (snap["valve_open"], snap["cylinder_present"], snap["fill_permit"]) == (
         False,
         False,
-        True,
+        False,
     )
     assert snap["gross_g"] == 0
     rig.press_start(now=1.1)  # nothing to fill

@@ -17,7 +17,14 @@ POLICY = Policy(frozenset({UNIT, PARTNER}), RulesConfig())
 NOW = datetime(2026, 11, 25, 10, 0, tzinfo=LOCAL_TZ)
 READING = Reading(raw="https://qr.example/c/X1", kind="qr_url", value="X1", reader="s1")
 PRODUCT_NO = Reading(raw="118230000001", kind="product_no", value="118230000001", reader="kb")
-RIG = RigCondition(rig_id="rig-01", medium="G13", healthy=True, operator="张三")
+# An empty 35.5 L LPG cylinder stands on the scale: RECORD has no tare_kg, so the type table's
+# nominal 15.0 kg tare (window 15 %: 12.75 kg) and 14.5 kg target apply.
+RIG = RigCondition(rig_id="rig-01", medium="G13", healthy=True, operator="张三", scale_g=15000)
+STAMPED = {"tare_kg": 15.2, "fill_capacity_kg": 14.5}  # window 5 %: 14.44–29.70 kg
+
+
+def weighing(grams):
+    return replace(RIG, scale_g=grams)
 
 RECORD = {
     "id": "CYL-1", "user_unit_name": UNIT, "region_code": "500112", "variety": "2320",
@@ -141,6 +148,35 @@ CASES = [
      found(), (), NOW, "TAG_UNREADABLE", ()),
     ("rule order: scrapped before foreign unit", RIG, READING,
      found(status="报废", user_unit_name="别家"), (), NOW, "SCRAPPED", ()),
+    # The cylinder on the scale weighs like its record (rules 16–17).
+    ("no cylinder on the scale", weighing(None), READING, found(), (), NOW, "NO_CYLINDER", ()),
+    ("reading refusal before no cylinder", weighing(None),
+     Reading(raw="\x00", kind="invalid", refusal="TAG_UNREADABLE"), found(), (), NOW,
+     "TAG_UNREADABLE", ()),
+    ("two tags in view", RIG, Reading(raw="A", kind="invalid", refusal="AMBIGUOUS_TAGS"),
+     found(), (), NOW, "AMBIGUOUS_TAGS", ()),
+    ("6.5 kg wearing a 15.2 kg record's tag", weighing(6500), READING, found(**STAMPED), (), NOW,
+     "MASS_MISMATCH", ()),
+    ("stamped tare, 1 g under the 5 % window", weighing(14439), READING, found(**STAMPED), (),
+     NOW, "MASS_MISMATCH", ()),
+    ("stamped tare, at the window's low edge", weighing(14440), READING, found(**STAMPED), (),
+     NOW, "OK", ()),
+    ("stamped tare, exactly the tare", weighing(15200), READING, found(**STAMPED), (), NOW,
+     "OK", ()),
+    ("full: at tare + target", weighing(29700), READING, found(**STAMPED), (), NOW, "OK", ()),
+    ("full: 1 g above tare + target", weighing(29701), READING, found(**STAMPED), (), NOW,
+     "CYLINDER_FULL", ()),
+    ("type table tare, 15 % window edge", weighing(12750), READING, found(), (), NOW, "OK", ()),
+    ("type table tare, 1 g under 15 %", weighing(12749), READING, found(), (), NOW,
+     "MASS_MISMATCH", ()),
+    ("small tare: the 0.3 kg floor", weighing(4700), READING,
+     found(tare_kg=5.0, fill_capacity_kg=5.0), (), NOW, "OK", ()),
+    ("small tare: under the floor", weighing(4699), READING,
+     found(tare_kg=5.0, fill_capacity_kg=5.0), (), NOW, "MASS_MISMATCH", ()),
+    ("mass checked after the record rules", weighing(6500), READING,
+     found(status="报废", **STAMPED), (), NOW, "SCRAPPED", ()),
+    ("what-if check without a cylinder", replace(RIG, scale_g=None, weigh=False), READING,
+     found(**STAMPED), (), NOW, "OK", ()),
     ("rule order: overdue before life", RIG, READING,
      found(next_inspection_date="2020-01", manufacture_date="1990-01"), (), NOW,
      "INSPECTION_OVERDUE", ()),
@@ -175,6 +211,12 @@ def test_strict_offline_mode_refuses_any_cache():
     strict = Policy(POLICY.units, RulesConfig(offline_max_age_h=0))
     lookup = Lookup("unavailable", record=rec(), source="cache", age_s=1)
     assert judge(READING, RIG, lookup, strict, set(), NOW).reason == "CITY_UNAVAILABLE"
+
+
+def test_a_mass_refusal_records_both_masses():
+    v = judge(READING, weighing(6500), found(**STAMPED), POLICY, set(), NOW)
+    assert "gross 6.50 kg" in v.detail and "tare 15.20 kg" in v.detail
+    assert v.cylinder_id == "CYL-1"
 
 
 def test_screen_passes_a_good_reading_to_the_city():

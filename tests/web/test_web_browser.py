@@ -100,6 +100,7 @@ def test_operator_screen_turns_red_with_the_reason_within_a_second_of_a_refused_
     page.wait_for_function("() => document.body.dataset.mode && document.body.dataset.mode "
                            "!== 'offline'", polling=20, timeout=5000)
     before = body_data(page, "decision")
+    station.place("rig-01", TARE_G)  # the scrapped cylinder stands on the scale
     t0 = time.perf_counter()
     station.scanners["rig-01"].send(qr_url(CYL["scrapped"]["info_code"]))
     page.wait_for_function(
@@ -117,6 +118,7 @@ def test_operator_screen_turns_red_with_the_reason_within_a_second_of_a_refused_
     assert r > 150 and g < 60 and b < 60, (r, g, b)  # red (#c0211b, give or take colour management)
     [d] = station.rows("SELECT * FROM decisions WHERE id = ?", int(body_data(page, "decision")))
     assert d["reason"] == "SCRAPPED" and d["permit"] == 0
+    take_off(station)
 
 
 def test_operator_screen_shows_the_mass_climbing_during_a_fill(station, context, tmp_path,
