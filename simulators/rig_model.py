@@ -48,12 +48,17 @@ class RigModel:
         flow_g_per_s: float = 2000.0,
         watchdog_ms: int = 3000,
         overshoot_g: int = 0,
+        latch_clear_s: float = 0.0,
         now: float | None = None,
     ) -> None:
         self.map = registers or RegisterMap()
         self.start_delay_s = start_delay_s
         self.flow_g_per_s = flow_g_per_s
         self.overshoot_g = int(overshoot_g)
+        # FILL_DONE stays latched this long after the permit rises (rig-modbus.md: a real
+        # controller clears it on its next scan cycle, up to a few hundred ms later)
+        self.latch_clear_s = latch_clear_s
+        self._latch_clear_at: float | None = None
         self._lock = threading.RLock()
         self._t = _clock(now)
         self.coils = dict.fromkeys(COIL_NAMES, False)
@@ -122,6 +127,8 @@ class RigModel:
             events.append((self._hb_changed_at + self.watchdog_s, self._trip_watchdog))
         if self._start_at is not None:
             events.append((self._start_at, self._auto_start))
+        if self._latch_clear_at is not None:
+            events.append((self._latch_clear_at, self._clear_latch))
         if self.inputs["valve_open"]:
             missing = self.tare_g + self.target_net_g - self._gross
             if missing <= 0:
@@ -172,6 +179,18 @@ class RigModel:
             self.inputs["valve_open"] = True
             self.valve_openings += 1
 
+    def _clear_latch(self, at: float) -> None:
+        self._latch_clear_at = None
+        if self.coils["fill_permit"]:
+            self.inputs["fill_done"] = False
+
+    def clamp_head(self, grams: int, now: float | None = None) -> None:
+        """The filling head clamped onto the valve: its weight on the scale, the valve shut."""
+        with self._lock:
+            self.advance(now)
+            if self.inputs["cylinder_present"]:
+                self._gross += grams
+
     def _close_valve(self, at: float) -> None:
         if self.inputs["valve_open"]:
             self.inputs["valve_open"] = False
@@ -194,7 +213,10 @@ class RigModel:
             self._close_valve(at)
         elif not self.coils["fill_permit"] and not self._permit_refused(at):
             self.coils["fill_permit"] = True
-            self.inputs["fill_done"] = False
+            if self.latch_clear_s > 0 and self.inputs["fill_done"]:
+                self._latch_clear_at = at + self.latch_clear_s
+            else:
+                self.inputs["fill_done"] = False
             self.permit_grants += 1
             self.granted_at = at
             self._arm_start(at)

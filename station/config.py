@@ -174,6 +174,7 @@ class FillConfig:
     max_residual_kg: float = 0.5  # pre-fill: more gas than this left in the cylinder is noted
     refuse_residual: bool = False  # … and refused when true
     settle_timeout_s: float = 10.0  # wait this long for a stable scale after the valve closed
+    start_gain_kg: float = 1.0  # a gain above this, valve never seen open: a fill all the same
 
 
 @dataclass(frozen=True)
@@ -419,7 +420,8 @@ def _fill(sec: Section) -> FillConfig:
         tolerance_kg=sec.get_float("tolerance_kg", 0.5, minval=0.01, maxval=100),
         max_residual_kg=sec.get_float("max_residual_kg", 0.5, minval=0, maxval=1000),
         refuse_residual=sec.get_bool("refuse_residual", False),
-        settle_timeout_s=sec.get_float("settle_timeout_s", 10.0, minval=0.5, maxval=120))
+        settle_timeout_s=sec.get_float("settle_timeout_s", 10.0, minval=0.5, maxval=120),
+        start_gain_kg=sec.get_float("start_gain_kg", 1.0, minval=0.2, maxval=100))
     sec.done()
     return cfg
 

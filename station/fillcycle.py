@@ -68,6 +68,9 @@ class Limits:
     max_residual_g: int | None = None  # None: no residual check
     refuse_residual: bool = False
     settle_timeout_s: float = 10.0
+    # A gain above this (g) with the valve never seen open is a fill the samples missed; below
+    # it, weight put on with the valve shut (a clamped filling head weighs ~150 g).
+    start_gain_g: int = 1000
 
 
 # Actions for the rig loop.
@@ -214,6 +217,8 @@ class FillCycle:
 
     def _permitted(self, st: RigStatus, mono: float, wall: float, removed: bool) -> list[Action]:
         ctx = self._ctx()
+        if not st.fill_done:
+            ctx.extra["latch_low"] = True  # the previous cylinder's FILL_DONE has cleared
         if st.valve_open or self._filled_unseen(st):
             ctx.started_at = wall  # (the valve may have opened and closed between two samples)
             self.phase = "filling"
@@ -248,11 +253,14 @@ class FillCycle:
             ctx.prefill_g is not None and ctx.prefill_g - st.gross_g > ctx.swap_g
 
     def _filled_unseen(self, st: RigStatus) -> bool:
-        """Mass went in, or the controller latched FILL_DONE, though no sample saw the valve."""
+        """Mass went in, or the controller latched FILL_DONE for this permit, though no sample
+        saw the valve open. A FILL_DONE not yet seen low since the permit may be the previous
+        cylinder's latch (rig-modbus.md: it can read 1 for a few hundred ms after the permit
+        write): it counts only with a gain beyond what a clamped filling head explains."""
         ctx = self._ctx()
         gained = st.cylinder_present and ctx.prefill_g is not None and \
-            st.gross_g - ctx.prefill_g > MASS_NOISE_G
-        return st.fill_done or gained
+            st.gross_g - ctx.prefill_g > self.limits.start_gain_g
+        return gained or (st.fill_done and bool(ctx.extra.get("latch_low")))
 
     def _filling(self, st: RigStatus, mono: float, wall: float, removed: bool) -> list[Action]:
         ctx = self._ctx()

@@ -66,7 +66,8 @@ def limits_for(rig: RigConfig, station: StationConfig) -> Limits:
     f = station.fill
     return Limits(permit_timeout_s=rig.permit_timeout_s, tolerance_g=round(f.tolerance_kg * 1000),
                   max_residual_g=round(f.max_residual_kg * 1000) if f.max_residual_kg else None,
-                  refuse_residual=f.refuse_residual, settle_timeout_s=f.settle_timeout_s)
+                  refuse_residual=f.refuse_residual, settle_timeout_s=f.settle_timeout_s,
+                  start_gain_g=round(f.start_gain_kg * 1000))
 
 
 class RigLoop:
@@ -681,8 +682,14 @@ class RigLoop:
             return
         refusal = self.state.refusal
         window = self.station.override.window_s
-        if op.role == "supervisor" and refusal and time.monotonic() - refusal[0] <= window:
-            await self._override(op.name, refusal, line)
+        if op.role == "supervisor":  # an override attempt or nothing: never a log-in
+            if refusal and time.monotonic() - refusal[0] <= window:
+                await self._override(op.name, refusal, line)
+                return
+            why = f"a supervisor's badge overrides a refusal within {window:g} s; no " \
+                  "overridable refusal is waiting (shifts change by an operator's own badge)"
+            log.info(kv("badge_ignored", rig=self.cfg.id, holder=op.name, why=why))
+            self._event("badge_ignored", why)
             return
         event = "logout" if self.operator == op.name else "login"
         self.store.operator_event(self.cfg.id, op.name, event, via=f"badge:{reading.reader}")

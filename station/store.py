@@ -264,9 +264,10 @@ class Store:
         return next(iter(rows[0].values())) if rows else None
 
     def last_fill_at(self, cylinder_id: str) -> float | None:
-        """When this cylinder was last permitted here (filled or not): the refill warning."""
+        """When this cylinder was last filled here (a fill running or recorded; a cancelled,
+        unused permit is no fill): the refill warning."""
         at = self.value("SELECT max(coalesce(started_at, permitted_at)) FROM fills "
-                        "WHERE cylinder_id = ?", (cylinder_id,))
+                        "WHERE cylinder_id = ? AND state != 'cancelled'", (cylinder_id,))
         return None if at is None else float(at)
 
     # --- manual entries (typed at a terminal for a rig) ---------------------------------

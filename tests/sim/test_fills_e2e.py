@@ -57,6 +57,40 @@ def test_normal_fill_is_recorded_and_delivered_once(station):
     wait_for(lambda: not any(station.coils("rig-01").values()), 3, "lamps out after removal")
 
 
+def test_the_previous_cylinders_latch_never_ends_the_next_fill(station):
+    """FILL_DONE clears 0, 10, 100 and 250 ms after the permit write (rig-modbus.md): every
+    fill is one whole fill, none a 0.00 kg underfill."""
+    model = station.rig_sim.rig(1)
+    model.start_delay_s = 0.4  # the start button after the slowest latch has cleared
+    for n, latch_s in enumerate((0.0, 0.01, 0.1, 0.25)):
+        model.latch_clear_s = latch_s
+        cylinder = ("valid", "valid_partner", "due_soon", "special_23t0")[n]
+        _, f = fill(station, qr_url(CYL[cylinder]["info_code"]))
+        assert (f["post_check"], f["end_reason"]) == ("ok", "done"), (latch_s, f)
+        assert abs(f["net_g"] - TARGET_G) <= 500 and f["started_at"] is not None
+        station.remove("rig-01")
+    assert model.snapshot()["valve_openings"] == 4
+    wait_for(lambda: len(station.city.fillings) == 4, 10, "four records at the city")
+
+
+def test_a_clamped_filling_head_is_no_fill_and_the_fill_after_it_is_whole(station):
+    model = station.rig_sim.rig(1)
+    model.start_delay_s = None  # the operator clamps the head on, then presses start
+    station.place("rig-01")
+    d = station.scan("rig-01", VALID)
+    wait_for(lambda: station.coils("rig-01")["permit"], 5, "the permit")
+    model.clamp_head(150)
+    since = station.last_id("rig_events")
+    wait_for(lambda: station.live("rig-01").get("gross_g") == TARE_G + 150, 5,
+             "the daemon to weigh the clamped head")
+    assert station.coils("rig-01")["permit"]
+    assert station.rows("SELECT * FROM rig_events WHERE id > ? AND event = 'permit_withdrawn'",
+                        since) == []
+    model.press_start()
+    f = station.wait_fill("rig-01", d["id"])
+    assert f["state"] == "closed" and f["end_reason"] == "done" and f["post_check"] == "ok"
+
+
 @pytest.mark.parametrize("overshoot,check,red", [(800, "overfill", True),
                                                   (-800, "underfill", False)])
 def test_overfill_and_underfill(station, overshoot, check, red):
@@ -167,8 +201,30 @@ def test_override_is_refused_for_a_scrapped_cylinder(station):
     refused = station.scan("rig-01", qr_url(CYL["scrapped"]["info_code"]))
     assert refused["reason"] == "SCRAPPED"
     supervisor = next(b for _, b, role in OPERATORS if role == "supervisor")
-    station.badge("rig-01", supervisor)  # a plain log-in, not an override
+    since = station.last_id("rig_events")
+    station.scanners["rig-01"].send(supervisor)  # an override attempt, or nothing
+    ignored = wait_for(lambda: station.rows("SELECT * FROM rig_events WHERE id > ? AND "
+                                            "event = 'badge_ignored'", since), 5, "the badge")
+    assert "overridable refusal" in ignored[0]["detail"]
     assert station.last_id() == refused["id"] and not station.coils("rig-01")["permit"]
+    # never a log-in: the operator on shift stays, and the next fill is theirs
+    assert [e["operator"] for e in station.rows("SELECT * FROM operator_events")] == ["张三"]
+    _, f = fill(station, qr_url(CYL["valid"]["info_code"]), TARE_G)
+    assert f["operator"] == "张三"
+
+
+def test_the_refill_warning_counts_fills_not_unused_permits(station):
+    fill(station)
+    station.remove("rig-01")
+    station.place("rig-01")
+    assert station.scan("rig-01", VALID)["warnings"] == "RECENT_REFILL"
+    station.rig_sim.rig(1).start_delay_s = None  # nobody presses start: permits go unused
+    partner = qr_url(CYL["valid_partner"]["info_code"])
+    assert station.scan("rig-01", partner)["permit"] == 1
+    station.remove("rig-01")
+    station.place("rig-01")
+    d = station.scan("rig-01", partner)
+    assert d["permit"] == 1 and d["warnings"] is None
 
 
 def test_operator_cli_and_records_filters(station):

@@ -221,3 +221,32 @@ def test_the_valve_seen_open_is_recorded_once():
 
     _, actions = run([(ON_SCALE, 1), (FILLING, 2), (replace(FILLING, gross_g=21000), 3)])
     assert sum(isinstance(a, Started) for a in actions) == 1
+
+
+def test_the_previous_cylinders_latch_does_not_end_the_next_fill():
+    """FILL_DONE may still read 1 for a few hundred ms after the permit write (rig-modbus.md)."""
+    stale = replace(PERMITTED, fill_done=True)
+    cycle, actions = run([(ON_SCALE, 1), (stale, 1.1), (stale, 1.2)])
+    assert cycle.phase == "permitted" and not closed(actions)
+    actions = cycle.step(PERMITTED, 1.3, 0) + cycle.step(FILLING, 2, 0)
+    assert cycle.phase == "filling" and not closed(actions)
+
+
+def test_a_latch_seen_low_then_high_is_a_fill_the_samples_missed():
+    cycle, _ = run([(ON_SCALE, 1), (PERMITTED, 1.1)])
+    cycle.step(replace(DONE, permit=False), 1.3, 0)  # valve opened and closed unseen
+    assert cycle.phase in ("filling", "settling", "ended")
+
+
+def test_a_clamped_filling_head_is_not_a_fill():
+    head = replace(PERMITTED, gross_g=15200 + 150)
+    cycle, actions = run([(ON_SCALE, 1), (head, 2), (head, 3)])
+    assert cycle.phase == "permitted" and not any(isinstance(a, Withdraw) for a in actions)
+    assert not closed(actions)
+
+
+def test_a_gain_beyond_a_filling_head_is_a_fill_though_no_sample_saw_the_valve():
+    gained = replace(PERMITTED, gross_g=15200 + 1500)
+    _, actions = run([(ON_SCALE, 1), (gained, 2)])
+    [record] = closed(actions)
+    assert not record.cancelled and record.ctx.post_check == "interrupted"
