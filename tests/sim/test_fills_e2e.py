@@ -162,6 +162,9 @@ def test_operator_cli_and_records_filters(station):
     assert rows[0]["post_check"] == "ok" and rows[0]["operator"] == "李四"
     none = station_cli(station, "records", "--operator", "张三", "--json")
     assert json.loads(none.stdout) == []
+    typed = station_cli(station, "records", "--operator", " 李四\u3000", "--cylinder",
+                        "cyl－000002", "--json")  # as typed: blanks, an IME hyphen, lower case
+    assert [r["record_id"] for r in json.loads(typed.stdout)] == [f["record_id"]]
     wait_for(lambda: station.city.fillings, 5, "delivery")
     outbox = station_cli(station, "outbox")
     assert "delivered 1" in outbox.stdout
