@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -141,10 +142,18 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    """The daemon: the store's lock first (one daemon per store), then every device."""
     cfg = config_mod.load(args.config)
     logfmt.setup(args.log_level)
-    from .daemon import serve
+    from .daemon import AlreadyRunning, serve, take_lock
 
+    try:
+        take_lock(cfg.store)  # held until this process ends: the kernel releases it
+    except AlreadyRunning as err:
+        logging.getLogger("station.daemon").error(logfmt.kv(
+            "already_running", pid=err.pid, lock=err.lock_path, action="exit, nothing changed"))
+        print(f"station: {err}", file=sys.stderr)
+        return EXIT_CONFIG
     return asyncio.run(serve(cfg))
 
 

@@ -353,3 +353,33 @@ def test_a_bom_or_eci_escape_before_a_scanned_url_is_stripped(demo_station):
                          (b"]Q2\\000026\xef\xbb\xbf", "valid")):
         d = demo_station.scan("rig-01", prefix + qr_url(CYL[name]["info_code"]).encode())
         assert d["permit"] == 1 and d["cylinder_id"] == CYL[name]["id"], (prefix, d)
+
+
+# --- issue 10, step 6: one daemon per store ---------------------------------------------------
+def test_a_second_daemon_on_the_same_store_exits_2_and_changes_nothing(station):
+    d = station.scan("rig-01", qr_url(CYL["valid"]["info_code"]))
+    [live] = wait_for(lambda: station.rows("SELECT * FROM fills WHERE state = 'open'"), 5,
+                      "the open fill row of the permit")
+    assert d["permit"] == 1 and station.coils("rig-01")["permit"]
+    first = station.daemon.pid
+    before = {t: station.last_id(t) for t in ("decisions", "rig_events", "operator_events")}
+    grants = station.model("rig-01").snapshot()["permit_grants"]
+    second = subprocess.run([sys.executable, "-m", "station", "run", "--config",
+                             str(station.config_path)], capture_output=True, text=True,
+                            timeout=30, cwd=station.workdir)
+    assert second.returncode == 2, second.stderr
+    assert f"already running (pid {first})" in second.stderr
+    assert "rig_connected" not in second.stderr and "station_ready" not in second.stderr
+    # The first daemon's live fill is untouched: no interrupted record, the permit still set.
+    assert station.rows("SELECT * FROM fills") == [live]
+    assert {t: station.last_id(t) for t in before} == before
+    assert station.coils("rig-01")["permit"] and station.daemon.poll() is None
+    assert station.model("rig-01").snapshot()["permit_grants"] == grants
+    # Killed with -9, the first one's lock goes with it: a new daemon starts and recovers.
+    station.stop_daemon(signal.SIGKILL)
+    station.start_daemon()
+    [fill] = wait_for(lambda: station.rows("SELECT * FROM fills WHERE state != 'open'"), 10,
+                      "the fill recorded as interrupted by the new daemon")
+    assert fill["record_id"] == live["record_id"] and fill["post_check"] == "interrupted"
+    assert (station.workdir / "station.db.lock").read_text().strip() == str(station.daemon.pid)
+
