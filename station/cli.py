@@ -274,8 +274,11 @@ def cmd_bind(args: argparse.Namespace) -> int:
     cfg = config_mod.load(args.config)
     if args.rig not in {r.id for r in cfg.rigs}:
         raise StationError(f"no rig {args.rig!r} in the configuration")
-    return bind(cfg, args.rig, args.cylinder, photos=args.photo, camera=args.camera,
-                tag=args.tag, timeout_s=args.timeout)
+    from .keys import typed_key
+
+    tag = typed_key(args.tag, "tag") if args.tag else args.tag  # as typed: normalised once
+    return bind(cfg, args.rig, typed_key(args.cylinder, "code"), photos=args.photo,
+                camera=args.camera, tag=tag, timeout_s=args.timeout)
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
