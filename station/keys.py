@@ -14,7 +14,7 @@ FIELDS = ("code", "tag", "name")
 BOM = "\ufeff"
 # Dashes a Chinese input method or a word processor puts where an ASCII hyphen was meant; NFKC
 # already maps the full-width hyphen-minus (U+FF0D) and the small one (U+FE63).
-_DASHES = str.maketrans({ch: "-" for ch in "\u2010\u2011\u2012\u2013\u2014\u2015\u2212\u30fc"})
+_DASHES = str.maketrans({ch: "-" for ch in "\u2010\u2011\u2012\u2013\u2014\u2015\u2212"})
 
 
 class KeyRefused(StationError):
@@ -30,10 +30,11 @@ def typed_key(text: str, field: str = "code") -> str:
 
     In order: Unicode NFKC (full-width ASCII such as `ＣＹＬ－０００１` and the ideographic
     space become ASCII), a leading BOM (U+FEFF) dropped, surrounding whitespace trimmed; then
-    for a `code`, the dashes U+2010–U+2015, U+2212 and U+30FC become `-` and letters are
-    upper-cased (ids and information codes are case-free: `cyl-000002` is `CYL-000002`). A `tag`
-    that contains `://` is a URL and keeps its case; any other `tag` is treated as a `code`.
-    A `name` keeps its case. Nothing is validated here (see `block_key`); the result may be
+    for a `code`, the dashes U+2010–U+2015 and U+2212 become `-` and letters are
+    upper-cased (ids and information codes are case-free: `cyl-000002` is `CYL-000002`), NFKC
+    again after that (so that it is idempotent for every character). A `tag` that contains
+    `://` is a URL and keeps its case; any other `tag` is treated as a `code`. A `name` keeps
+    its case. Nothing is validated here (see `block_key`); the result may be
     empty. Raises ValueError for an unknown field.
     """
     if field not in FIELDS:
@@ -43,7 +44,7 @@ def typed_key(text: str, field: str = "code") -> str:
         text = text[1:].strip()
     if field == "name" or (field == "tag" and "://" in text):
         return text
-    return text.translate(_DASHES).upper()
+    return unicodedata.normalize("NFKC", text.translate(_DASHES).upper())  # (ΐ: upper, NFKC)
 
 
 def block_key(text: str, hosts: tuple[str, ...] = (), allow_http: bool = False) -> str:

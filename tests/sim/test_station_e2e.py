@@ -292,14 +292,13 @@ def test_block_list_keys_are_normalised_to_what_a_reading_gives(demo_station):
     assert demo_station.scan("rig-01", qr_url(CYL["valid_partner"]["info_code"]))["permit"]
 
 
-@pytest.mark.parametrize("key,why", [
-    ("张三的瓶子", "other than ASCII"), ("CYL 000001", "ASCII letters"),
-    ("https://qr.cqtzsb.example/c/../../admin", "not a city QR code URL"),
-])
-def test_a_block_key_that_can_never_match_is_refused_and_not_stored(demo_station, key, why):
+def test_a_block_key_that_can_never_match_is_refused_and_not_stored(demo_station):
     before = station_cli(demo_station, "blocklist", "list").stdout
-    out = station_cli(demo_station, "blocklist", "add", key, "--reason", "测试")
-    assert out.returncode == 2 and "can never match a reading" in out.stderr and why in out.stderr
+    for key, why in (("张三的瓶子", "other than ASCII"), ("CYL 000001", "ASCII letters"),
+                     ("https://qr.cqtzsb.example/c/../../admin", "not a city QR code URL")):
+        out = station_cli(demo_station, "blocklist", "add", key, "--reason", "测试")
+        assert out.returncode == 2 and "can never match a reading" in out.stderr, out
+        assert why in out.stderr, out.stderr
     assert station_cli(demo_station, "blocklist", "list").stdout == before
 
 

@@ -1,6 +1,8 @@
 """What people type is normalised once (issue 10, step 5): keys.typed_key and keys.block_key."""
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from station.keys import KeyRefused, block_key, typed_key, unmatchable
 
@@ -54,3 +56,15 @@ def test_a_key_no_reading_can_give_is_refused_with_the_reason(typed, why):
         block_key(typed, HOSTS)
     assert why in str(err.value) and err.value.why in str(err.value)
     assert unmatchable(typed)
+
+
+@given(st.text(max_size=80), st.sampled_from(["code", "tag", "name"]))
+def test_typed_key_is_idempotent_and_a_block_key_is_plain_ascii(text, field):
+    key = typed_key(text, field)
+    assert typed_key(key, field) == key and key == key.strip()
+    try:
+        blocked = block_key(text, HOSTS)
+    except KeyRefused as err:
+        assert err.why
+    else:
+        assert blocked.isascii() and 0 < len(blocked) <= 50 and block_key(blocked) == blocked
