@@ -129,7 +129,12 @@ def _manager_parsers(sub: argparse._SubParsersAction) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    from .keys import typed_key
+
     args = _parser().parse_args(argv)
+    for name in ("rig", "name"):  # a rig id or operator name as typed: NFKC, trimmed
+        if isinstance(getattr(args, name, None), str):
+            setattr(args, name, typed_key(getattr(args, name), "name"))
     try:
         code = COMMANDS[args.command](args)
     except ConfigError as err:

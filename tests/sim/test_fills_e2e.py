@@ -153,7 +153,8 @@ def test_override_is_refused_for_a_scrapped_cylinder(station):
 def test_operator_cli_and_records_filters(station):
     assert station_cli(station, "operator", "logout", "--rig", "rig-01", "张三").returncode == 0
     assert station.scan("rig-01", VALID)["reason"] == "NO_OPERATOR"
-    assert station_cli(station, "operator", "login", "--rig", "rig-01", "李四").returncode == 0
+    assert station_cli(station, "operator", "login", "--rig", "ｒｉｇ-01 ", "李四\u3000"
+                       ).returncode == 0  # as typed: full-width letters, trailing blanks
     _, f = fill(station, qr_url(CYL["valid_partner"]["info_code"]))
     assert f["operator"] == "李四"
     out = station_cli(station, "records", "--operator", "李四", "--csv")
