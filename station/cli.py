@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -128,7 +129,12 @@ def _manager_parsers(sub: argparse._SubParsersAction) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    from .keys import typed_key
+
     args = _parser().parse_args(argv)
+    for name in ("rig", "name"):  # a rig id or operator name as typed: NFKC, trimmed
+        if isinstance(getattr(args, name, None), str):
+            setattr(args, name, typed_key(getattr(args, name), "name"))
     try:
         code = COMMANDS[args.command](args)
     except ConfigError as err:
@@ -141,10 +147,18 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    """The daemon: the store's lock first (one daemon per store), then every device."""
     cfg = config_mod.load(args.config)
     logfmt.setup(args.log_level)
-    from .daemon import serve
+    from .daemon import AlreadyRunning, serve, take_lock
 
+    try:
+        take_lock(cfg.store)  # held until this process ends: the kernel releases it
+    except AlreadyRunning as err:
+        logging.getLogger("station.daemon").error(logfmt.kv(
+            "already_running", pid=err.pid, lock=err.lock_path, action="exit, nothing changed"))
+        print(f"station: {err}", file=sys.stderr)
+        return EXIT_CONFIG
     return asyncio.run(serve(cfg))
 
 
@@ -158,7 +172,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
     cfg = config_mod.load(args.config)
     rig = cfg.rig(args.rig) if args.rig else cfg.rigs[0]
-    reading = parse_scan(args.tag.strip(), cfg.qr_hosts, cfg.qr_allow_http, "cli")
+    reading = parse_scan(args.tag, cfg.qr_hosts, cfg.qr_allow_http, "cli", typed=True)
     store = Store(cfg.store)
     city = CityClient(cfg.city, cfg.unit_code)
     with ThreadPoolExecutor(1) as pool:
@@ -189,21 +203,31 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_blocklist(args: argparse.Namespace) -> int:
+    """add/remove/list the block list; a key is normalised as a reading would give it
+    (keys.block_key) and one that can never match a reading is refused (exit 2)."""
+    from .keys import KeyRefused, block_key, unmatchable
     from .store import Store
 
     cfg = config_mod.load(args.config)
     store = Store(cfg.store)
     if args.action == "list":
-        for key, reason in sorted(store.blocklist().items()):
-            print(f"{key}\t{reason}")
+        for row in store.blocklist_rows():
+            why = unmatchable(row["key"])
+            print(f"{row['key']}\t{row['reason']}" + (f"\t(never matches: {why})" if why else ""))
         return EXIT_OK
     if not args.key:
         raise StationError(f"blocklist {args.action} needs the cylinder id or tag")
     if args.action == "add":
         if not args.reason:
             raise StationError("blocklist add needs --reason")
-        store.block(args.key, args.reason, args.by)
-        print(f"blocked {args.key}: {args.reason}")
+        try:
+            key = block_key(args.key, cfg.qr_hosts, cfg.qr_allow_http)
+        except KeyRefused as err:
+            print(f"station: not blocked: {err}", file=sys.stderr)
+            return EXIT_CONFIG
+        store.block(key, args.reason, args.by)
+        typed = "" if key == args.key else f" (typed as {logfmt.escape(args.key)!r})"
+        print(f"blocked {key}{typed}: {args.reason}")
         return EXIT_OK
     found = store.unblock(args.key)
     print(f"unblocked {args.key}" if found else f"{args.key} was not on the block list")
@@ -229,19 +253,23 @@ def cmd_decisions(args: argparse.Namespace) -> int:
 
 
 def cmd_enter(args: argparse.Namespace) -> int:
+    """Queue a typed code for a rig's daemon; normalised (keys.typed_key) and shape-checked."""
+    from .keys import typed_key
     from .reading import TRACEABLE_NO, parse_scan
     from .store import Store
 
     cfg = config_mod.load(args.config)
     if args.rig not in {r.id for r in cfg.rigs}:
         raise StationError(f"no rig {args.rig!r} in the configuration")
-    code = args.code.strip()
-    reading = parse_scan(code, cfg.qr_hosts, cfg.qr_allow_http, "manual")
-    if reading.refusal or (code.isdigit() and not TRACEABLE_NO.fullmatch(code)):
+    code = typed_key(args.code, "tag")
+    reading = parse_scan(code, cfg.qr_hosts, cfg.qr_allow_http, "manual", typed=True)
+    if reading.refusal or (code.isascii() and code.isdigit() and not TRACEABLE_NO.fullmatch(code)):
         why = reading.detail or "a number must have 12 digits (3 maker, 2 year, 7 serial)"
-        raise StationError(f"{code!r} is not a code the station can look up: {why}")
+        raise StationError(f"{logfmt.escape(code)!r} is not a code the station can look up: "
+                           f"{why}")
     entry = Store(cfg.store).enter_manually(args.rig, code, via="cli")
-    print(f"entry {entry} for {args.rig}: {code} ({reading.kind}); the daemon judges it now")
+    kind = {"id_or_code": "cylinder id or information code"}.get(reading.kind, reading.kind)
+    print(f"entry {entry} for {args.rig}: {code} ({kind}); the daemon judges it now")
     return EXIT_OK
 
 
@@ -251,8 +279,11 @@ def cmd_bind(args: argparse.Namespace) -> int:
     cfg = config_mod.load(args.config)
     if args.rig not in {r.id for r in cfg.rigs}:
         raise StationError(f"no rig {args.rig!r} in the configuration")
-    return bind(cfg, args.rig, args.cylinder, photos=args.photo, camera=args.camera,
-                tag=args.tag, timeout_s=args.timeout)
+    from .keys import typed_key
+
+    tag = typed_key(args.tag, "tag") if args.tag else args.tag  # as typed: normalised once
+    return bind(cfg, args.rig, typed_key(args.cylinder, "code"), photos=args.photo,
+                camera=args.camera, tag=tag, timeout_s=args.timeout)
 
 
 def cmd_verify(args: argparse.Namespace) -> int:

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import errno
+import fcntl
 import logging
+import os
 import signal
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -14,7 +17,7 @@ from drivers.registry import make_reader
 from .city import CityClient
 from .clockwatch import ClockWatch
 from .config import StationConfig
-from .errors import StoreError
+from .errors import StationError, StoreError
 from .liveness import Progress, Watched, hung_rigs
 from .logfmt import kv
 from .lookup import LookupService
@@ -24,6 +27,57 @@ from .store import Store
 from .sync import SyncWorker
 
 log = logging.getLogger("station.daemon")
+
+
+class AlreadyRunning(StationError):
+    """Another `station run` holds the store's lock; `pid` is its process id (0: unknown)."""
+
+    def __init__(self, lock_path: str, pid: int):
+        self.lock_path, self.pid = lock_path, pid
+        super().__init__(f"already running (pid {pid or 'unknown'}): {lock_path} is locked; "
+                         "this one changed nothing")
+
+
+def lock_path(store: str) -> str:
+    """The daemon's lock file: beside the store, `<store>.lock` (symlinks resolved)."""
+    return os.path.realpath(store) + ".lock"
+
+
+def take_lock(store: str) -> int:
+    """One daemon per store (issue 10, step 6): an exclusive, non-blocking flock(2) on
+    `lock_path(store)`, created if missing, which then holds this process's pid.
+
+    Returns the open descriptor: keep it open for the life of the process; the kernel releases
+    the lock when the process ends, however it ends (kill -9 too), so a stale file never blocks
+    a start. Raises AlreadyRunning (with the holder's pid as written in the file) when another
+    process holds it, StoreError when the file cannot be created. Nothing else is touched
+    first: no store, serial port, Modbus link or city. Readers of the store (station doctor,
+    check, web) do not take it.
+    """
+    path = lock_path(store)
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o640)
+    except OSError as err:
+        try:  # a folder or file made read-only after the first start: flock needs no write
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            raise StoreError(f"cannot create the lock file {path}: {err.strerror or err}"
+                             ) from err
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as err:
+        text = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+        os.close(fd)
+        if err.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
+            raise StoreError(f"cannot lock {path}: {err.strerror or err}") from err
+        raise AlreadyRunning(path, int(text) if text.isdigit() else 0) from None
+    try:  # the pid is for people; a full disk must not stop the start (it refuses fills)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
+    except OSError as err:
+        log.warning(kv("lock_pid_not_written", lock=path, error=err.strerror or str(err)))
+    return fd
 
 
 def build(cfg: StationConfig, store: Store, executor: ThreadPoolExecutor,

@@ -22,6 +22,7 @@ from . import config as config_mod
 from .config import ReaderConfig, RigConfig, StationConfig
 from .errors import CityError, ConfigError, RigFault
 from .fills import local
+from .logfmt import escape
 
 RIG_TIMEOUT_S = 1.0  # per Modbus exchange; a healthy controller answers in milliseconds
 BUSY = (errno.EAGAIN, errno.EWOULDBLOCK, errno.EBUSY)
@@ -49,6 +50,7 @@ def run(config_path: str, env: Mapping[str, str] | None = None) -> list[Check]:
     checks.append(check_city(cfg))
     checks.append(check_clock(cfg))
     checks.append(check_disk(cfg))
+    checks.append(check_blocklist(cfg.store))
     return checks
 
 
@@ -138,6 +140,32 @@ def check_chain(path: str, *, store_ok: bool = True) -> Check:
     if top is None:
         return Check("chain", "PASS", "no records yet")
     return Check("chain", "PASS", f"{entries} entries verified in {took}; head {head_text(top)}")
+
+
+def check_blocklist(path: str) -> Check:
+    """WARN for block-list rows that can never match a reading (keys.unmatchable: typed before
+    keys were checked, e.g. a name or a URL); rows that merely were not normalised (`cyl-000002`)
+    match through their normalised form and pass. Issue 10, step 5."""
+    from .keys import unmatchable
+
+    store = Path(path)
+    if not store.exists():
+        return Check("blocklist", "PASS", "no store yet: no block list")
+    try:
+        conn = sqlite3.connect(f"file:{store}?mode=ro", uri=True, timeout=5)
+        try:
+            keys = [k for (k,) in conn.execute("SELECT key FROM blocklist").fetchall()]
+        finally:
+            conn.close()
+    except sqlite3.Error as err:
+        return Check("blocklist", "WARN", f"not read: {err}")
+    bad = [(k, why) for k in keys if (why := unmatchable(k))]
+    if not bad:
+        return Check("blocklist", "PASS", f"{len(keys)} key(s), each can match a reading")
+    shown = "; ".join(f"{escape(k)!r}: {why}" for k, why in bad[:3])
+    more = f" (and {len(bad) - 3} more: station blocklist list)" if len(bad) > 3 else ""
+    return Check("blocklist", "WARN", f"{len(bad)} of {len(keys)} key(s) can never match a "
+                 f"reading, remove them with station blocklist remove: {shown}{more}")
 
 
 def head_text(top: chain.Newest) -> str:

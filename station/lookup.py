@@ -3,21 +3,40 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from .model import Lookup, Reading
+from .reading import TYPED_KIND
 from .store import Store
 
 TAG_KEYS = {"qr_url": "info_code", "info_code": "info_code", "product_no": "product_no",
-            "rfid_uid": "rfid_uid"}
+            "rfid_uid": "rfid_uid", TYPED_KIND: "id"}
+# Outcomes after which a typed key is asked about as the next kind of key (an id unknown to
+# the city may be an information code).
+_TRY_NEXT = ("not_found", "invalid")
+_MIN_ASK_S = 0.05  # less left of the deadline than this: not worth a second question
 
 
 def tag_key(reading: Reading) -> str:
-    """The cache key of a reading: the kind of city query and its value."""
+    """The cache key of a reading: the kind of city query and its value (`id:` for a typed
+    cylinder id or information code, which no reader's reading ever gives)."""
     return f"{TAG_KEYS[reading.kind]}:{reading.value}"
+
+
+def city_conditions(reading: Reading) -> list[dict[str, str]]:
+    """The city queries for a reading, asked in order until one is not `not_found`/`invalid`.
+
+    A typed `id_or_code` (station.reading.parse_scan) is asked as a cylinder id first, then as
+    an information code (city-api.md §2: `{"id": …}` and `{"info_code": …}`); every other
+    reading is its one query (`Reading.query`).
+    """
+    if reading.kind == TYPED_KIND:
+        return [{"id": reading.value}, {"info_code": reading.value}]
+    return [reading.query()]
 
 
 @dataclass(frozen=True)
@@ -70,11 +89,26 @@ class LookupService:
                       (time.monotonic() - start) * 1000)
 
     async def _ask(self, reading: Reading) -> Any:
+        """The city's reply to the reading's queries, all within one decision deadline."""
+        end = time.monotonic() + self.deadline_s
+        first = None
+        for condition in city_conditions(reading):
+            left = end - time.monotonic()
+            if first is not None and left < _MIN_ASK_S:
+                return None  # the deadline is spent: as if the city had not answered
+            reply = await self._ask_one(condition, left)
+            outcome = getattr(reply, "outcome", "transient")
+            if outcome not in _TRY_NEXT:
+                return reply
+            if first is None or (outcome == "not_found" and first.outcome != "not_found"):
+                first = reply  # a definitive "unknown" wins over "invalid as this kind of key"
+        return first
+
+    async def _ask_one(self, condition: dict[str, str], deadline_s: float) -> Any:
         loop = asyncio.get_running_loop()
-        call = loop.run_in_executor(self.executor, self.city.query, reading.query(),
-                                    self.deadline_s)
+        call = loop.run_in_executor(self.executor, self.city.query, condition, deadline_s)
         try:
-            return await asyncio.wait_for(call, self.deadline_s + 0.5)
+            return await asyncio.wait_for(call, deadline_s + 0.5)
         except TimeoutError:
             return None
 
@@ -94,9 +128,19 @@ class LookupService:
             return Answer(Lookup("not_found", source="city", message=message), forget_tag=True)
         if outcome in ("refused", "invalid"):
             return Answer(Lookup(outcome, source="city", message=message))
-        cached = self.store.cached(tag_key(reading))
+        cached = self._cached(reading)
         if cached is None:
             return Answer(Lookup("unavailable", source="none", message=message))
         record, fetched_at = cached
         return Answer(Lookup("unavailable", record=record, source="cache",
                              age_s=time.time() - fetched_at, message=message))
+
+    def _cached(self, reading: Reading) -> tuple[dict[str, Any], float] | None:
+        """The cached record for a reading; a typed key by cylinder id, then information code."""
+        if reading.kind != TYPED_KIND:
+            return self.store.cached(tag_key(reading))
+        rows = self.store.query("SELECT record, fetched_at FROM cylinders WHERE id = ?",
+                                (reading.value,))
+        if rows:
+            return json.loads(rows[0]["record"]), float(rows[0]["fetched_at"])
+        return self.store.cached(f"info_code:{reading.value}")

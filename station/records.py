@@ -12,6 +12,7 @@ from typing import Any
 from .config import StationConfig
 from .errors import StationError
 from .fills import local
+from .keys import typed_key
 from .store import Store
 
 COLUMNS = ("record_id", "fill_date", "started", "ended", "rig", "operator", "cylinder_id",
@@ -27,16 +28,23 @@ FILL_ORDER = "coalesce(f.started_at, f.permitted_at)"
 
 def fill_where(f: Any) -> tuple[str, list[Any]]:
     """The WHERE clause for the managers' filters (CLI arguments or the web page's filter:
-    date_from, date_to, rig, operator, cylinder, check, sync, override)."""
+    date_from, date_to, rig, operator, cylinder, check, sync, override).
+
+    Typed keys are normalised by keys.typed_key: rig and operator as names (NFKC, trimmed),
+    the cylinder as a code (also upper-cased), matched as typed or normalised.
+    """
     where, params = ["f.state != 'open'"], []
+    rig = typed_key(f.rig, "name") if f.rig else f.rig
+    operator = typed_key(f.operator, "name") if f.operator else f.operator
     for column, value in (("f.fill_date >=", f.date_from), ("f.fill_date <=", f.date_to),
-                          ("f.rig =", f.rig), ("f.operator =", f.operator)):
+                          ("f.rig =", rig), ("f.operator =", operator)):
         if value:
             where.append(f"{column} ?")
             params.append(value)
     if f.cylinder:
-        where.append("(f.cylinder_id = ? OR f.info_code = ? OR f.tag = ?)")
-        params += [f.cylinder] * 3
+        forms = [typed_key(f.cylinder, "name"), typed_key(f.cylinder, "code")]
+        where.append("(f.cylinder_id IN (?, ?) OR f.info_code IN (?, ?) OR f.tag IN (?, ?))")
+        params += forms * 3
     if f.check:
         where.append("f.post_check LIKE ?")
         params.append(f.check + "%")

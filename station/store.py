@@ -15,6 +15,7 @@ import sqlite_utils
 
 from . import chain
 from .errors import StoreError
+from .keys import typed_key
 from .logfmt import escape
 from .model import Decision
 from .today import LOCAL_TZ
@@ -329,16 +330,37 @@ class Store:
 
     # --- block list ---------------------------------------------------------------------
     def blocklist(self) -> dict[str, str]:
-        return {r["key"]: r["reason"] for r in self.query("SELECT key, reason FROM blocklist")}
+        """Key → reason for the rules: every row as stored and, for a row typed before keys were
+        normalised (`cyl-000002`, `CYL－000014`, a trailing space), its normalised form too, so
+        that such a row blocks what it was meant to (keys.typed_key)."""
+        out: dict[str, str] = {}
+        for r in self.blocklist_rows():
+            out[r["key"]] = r["reason"]
+            out.setdefault(typed_key(r["key"], "code"), r["reason"])
+        return out
+
+    def blocklist_rows(self) -> list[dict[str, Any]]:
+        """The rows as stored (key, reason, added_at, added_by), oldest first."""
+        return self.query("SELECT key, reason, added_at, added_by FROM blocklist "
+                          "ORDER BY added_at, key")
 
     def block(self, key: str, reason: str, by: str = "") -> None:
+        """Store a key as given: callers pass `keys.block_key(typed)` (normalised, checked)."""
         with self.transaction() as conn:
             conn.execute("INSERT OR REPLACE INTO blocklist VALUES (?, ?, ?, ?)",
                          (key, reason, time.time(), by or None))
 
     def unblock(self, key: str) -> bool:
+        """Remove the row stored as `key` exactly, or else every row whose normalised form is
+        the normalised `key` (a row typed as `cyl-000002` goes with `CYL-000002`)."""
         with self.transaction() as conn:
-            return conn.execute("DELETE FROM blocklist WHERE key = ?", (key,)).rowcount > 0
+            if conn.execute("DELETE FROM blocklist WHERE key = ?", (key,)).rowcount:
+                return True
+            wanted = typed_key(key, "code")
+            same = [k for (k,) in conn.execute("SELECT key FROM blocklist").fetchall()
+                    if typed_key(k, "code") == wanted]
+            conn.executemany("DELETE FROM blocklist WHERE key = ?", [(k,) for k in same])
+            return bool(same)
 
     # --- operators and rig events -------------------------------------------------------
     def operator_event(self, rig: str, operator: str, event: str, via: str) -> None:

@@ -15,6 +15,7 @@ from urllib.parse import urlencode
 
 from ..config import StationConfig
 from ..errors import StoreError
+from ..keys import KeyRefused, block_key
 from ..logfmt import kv
 from ..records import COLUMNS, outbox_summary
 from ..store import Store
@@ -302,6 +303,11 @@ class WebApp:
         key, why = req.form.get("key", "").strip()[:200], req.form.get("reason", "").strip()[:200]
         if not key or not why:
             return redirect("/blocklist?msg=block_needs")
+        try:  # normalised as a reading would give it; refused when no reading ever could
+            key = block_key(key, self.cfg.qr_hosts, self.cfg.qr_allow_http)
+        except KeyRefused as err:
+            log.info(kv("web_block_refused", key=key, why=err.why, user=session.user))
+            return redirect("/blocklist?msg=block_invalid")
         with self.writer() as store:
             store.block(key, why, session.user)
         log.info(kv("web_blocked", key=key, reason=why, user=session.user))

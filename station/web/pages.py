@@ -29,7 +29,8 @@ class Viewer:
 MESSAGES = {"handled": ("handled_ok", False), "handled_gone": ("handled_gone", True),
             "blocked": ("blocked_ok", False), "unblocked": ("unblocked_ok", False),
             "unblock_gone": ("unblock_gone", True), "block_needs": ("block_needs", True),
-            "retried": ("retried_ok", False), "retry_gone": ("retry_gone", True)}
+            "retried": ("retried_ok", False), "retry_gone": ("retry_gone", True),
+            "block_invalid": ("block_invalid", True)}
 
 
 def message(v: Viewer, key: str) -> str:

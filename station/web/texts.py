@@ -167,6 +167,12 @@ T: dict[str, Text] = {
     # index
     "index_title": Text("充装站", "Filling station"),
     "manager_pages": Text("管理页面（需登录）", "Manager pages (log-in)"),
+    # block list: a key no reading could ever give (station.keys.block_key)
+    "block_invalid": Text("未加入：该编号不可能与任何标签匹配（应为气瓶档案ID、信息化编码、"
+                          "12位镂空码或RFID编号）",
+                          "not added: no reading could ever match this key (it must be a "
+                          "cylinder id, information code, 12-digit traceable number or RFID "
+                          "UID)"),
 }
 
 

@@ -41,7 +41,8 @@ def waiting(st):
 
 
 def test_a_new_qr_label_read_at_the_rig_is_bound(station, tmp_path):
-    proc = bind(station, "--cylinder", "CYL-000013", "--photo", str(photo(tmp_path)))
+    # The cylinder id as typed with an IME (full-width hyphen, lower case): normalised once.
+    proc = bind(station, "--cylinder", " cyl－000013", "--photo", str(photo(tmp_path)))
     wait_for(lambda: waiting(station), 20, "the bind request")
     decisions = station.last_id()
     station.scanners["rig-01"].send(NEW_QR)

@@ -58,10 +58,11 @@ def test_healthy_station_with_its_daemon_running(tmp_path):
         st.stop()
     assert run.returncode == 0, run.stdout + run.stderr
     lines = run.stdout.splitlines()
-    assert [line.split()[0] for line in lines] == ["PASS"] * 10, run.stdout
+    assert [line.split()[0] for line in lines] == ["PASS"] * 11, run.stdout
     names = [line[6:30].strip() for line in lines]
     assert names == ["config", "store", "chain", "rig rig-01", "rig rig-02",
-                     "reader rig-01-reader1", "reader rig-02-reader1", "city", "clock", "disk"]
+                     "reader rig-01-reader1", "reader rig-02-reader1", "city", "clock", "disk",
+                     "blocklist"]
     assert "in use (daemon running?)" in lines[5] and "integrity ok" in lines[1]
     assert "token obtained" in lines[7]
 

@@ -230,7 +230,8 @@ def test_the_refill_warning_counts_fills_not_unused_permits(station):
 def test_operator_cli_and_records_filters(station):
     assert station_cli(station, "operator", "logout", "--rig", "rig-01", "张三").returncode == 0
     assert station.scan("rig-01", VALID)["reason"] == "NO_OPERATOR"
-    assert station_cli(station, "operator", "login", "--rig", "rig-01", "李四").returncode == 0
+    assert station_cli(station, "operator", "login", "--rig", "ｒｉｇ-01 ", "李四\u3000"
+                       ).returncode == 0  # as typed: full-width letters, trailing blanks
     _, f = fill(station, qr_url(CYL["valid_partner"]["info_code"]))
     assert f["operator"] == "李四"
     out = station_cli(station, "records", "--operator", "李四", "--csv")
@@ -239,6 +240,9 @@ def test_operator_cli_and_records_filters(station):
     assert rows[0]["post_check"] == "ok" and rows[0]["operator"] == "李四"
     none = station_cli(station, "records", "--operator", "张三", "--json")
     assert json.loads(none.stdout) == []
+    typed = station_cli(station, "records", "--operator", " 李四\u3000", "--cylinder",
+                        "cyl－000002", "--json")  # as typed: blanks, an IME hyphen, lower case
+    assert [r["record_id"] for r in json.loads(typed.stdout)] == [f["record_id"]]
     wait_for(lambda: station.city.fillings, 5, "delivery")
     outbox = station_cli(station, "outbox")
     assert "delivered 1" in outbox.stdout

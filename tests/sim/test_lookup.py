@@ -67,3 +67,38 @@ def test_not_found_wins_over_the_cache(city_sim, city_data, tmp_path):
     assert answer.lookup.outcome == "not_found" and answer.forget_tag
     remember(store, answer)
     assert store.cached(tag_key(READING)) is None
+
+
+def typed(value):
+    return Reading(raw=value, kind="id_or_code", value=value, reader="manual:cli")
+
+
+def test_a_typed_key_is_asked_as_a_cylinder_id_then_as_an_information_code(city_sim, city_data,
+                                                                           tmp_path):
+    store = Store(str(tmp_path / "s.db"))
+    lookups = service(city_sim, city_data, store)
+    queries = lambda: city_sim.requests.get("/api/v1/cylinders/query", 0)  # noqa: E731
+    asked = queries()
+    by_id = asyncio.run(lookups.lookup(typed("C001")))  # an id: found by id, one question
+    assert by_id.lookup.outcome == "found" and by_id.lookup.record["id"] == "C001"
+    assert queries() == asked + 1
+    by_code = asyncio.run(lookups.lookup(typed("ICC001")))  # no such id: then the info code
+    assert by_code.lookup.outcome == "found" and by_code.lookup.record["id"] == "C001"
+    assert queries() == asked + 3
+    unknown = asyncio.run(lookups.lookup(typed("ZZ9")))
+    assert unknown.lookup.outcome == "not_found" and queries() == asked + 5
+    foreign = asyncio.run(lookups.lookup(typed("C003")))  # another unit's: 403 ends the search
+    assert foreign.lookup.outcome == "refused" and queries() == asked + 6
+
+
+def test_a_typed_id_falls_back_to_the_cache_by_id_when_the_city_is_down(city_sim, city_data,
+                                                                        tmp_path):
+    store = Store(str(tmp_path / "s.db"))
+    lookups = service(city_sim, city_data, store)
+    remember(store, asyncio.run(lookups.lookup(READING)))  # cached as info code ICC001
+    city_sim.set_faults(status=503)
+    for key in ("C001", "ICC001"):
+        down = asyncio.run(lookups.lookup(typed(key)))
+        assert down.lookup.outcome == "unavailable" and down.lookup.source == "cache"
+        assert down.lookup.record["id"] == "C001"
+    assert asyncio.run(lookups.lookup(typed("C002"))).lookup.record is None  # never cached

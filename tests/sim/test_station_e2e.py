@@ -2,6 +2,7 @@
 
 import json
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -215,6 +216,13 @@ def test_manual_entry_at_a_terminal_is_judged_and_recorded_as_manual(station):
     bad = subprocess.run(cmd + ["12345"], capture_output=True, text=True, timeout=30)
     assert bad.returncode == 1 and "12 digits" in bad.stderr
     assert station.last_id() == d["id"]  # nothing was judged for the bad entry
+    # A typed cylinder id (as an IME types it) is looked up as an id, not as an information
+    # code: it used to be recorded as NOT_REGISTERED (疑似黑气瓶), a false accusation.
+    typed = subprocess.run(cmd + ["cyl－000002 "], capture_output=True, text=True, timeout=30)
+    assert typed.returncode == 0 and "CYL-000002 (cylinder id or information code)" in typed.stdout
+    d = station.wait_decision("rig-01", d["id"])
+    assert (d["permit"], d["kind"], d["cylinder_id"]) == (1, "id_or_code", "CYL-000002"), d
+    assert d["reader"] == "manual:cli" and d["source"] == "city"
 
 
 HOSTILE = [
@@ -256,3 +264,118 @@ def test_live_state_for_screens_follows_the_verdict_and_the_mass(station):
     assert shown["verdict"]["code"] == "SCRAPPED" and shown["verdict"]["zh"] == "气瓶已报废"
     assert shown["operator"] == "张三" and shown["connected"] and shown["present"]
     assert shown["gross_g"] == 15200
+
+
+# --- issue 10, step 5: what people type is normalised once; readings keep their shape --------
+def station_cli(st, command, *args):
+    """`station COMMAND --config … ARGS` as a technician runs it."""
+    return subprocess.run([sys.executable, "-m", "station", command, "--config",
+                           str(st.config_path), *args], capture_output=True, text=True,
+                          timeout=30)
+
+
+def test_block_list_keys_are_normalised_to_what_a_reading_gives(demo_station):
+    typed = {"cyl-000002": "valid_partner", "CYL－000014": "special_23t0",  # IME hyphen
+             "CYL-000015 ": "by_table"}
+    try:
+        for key, name in typed.items():
+            out = station_cli(demo_station, "blocklist", "add", key, "--reason", "测试")
+            assert out.returncode == 0 and f"blocked {CYL[name]['id']} " in out.stdout, out
+            d = demo_station.scan("rig-01", qr_url(CYL[name]["info_code"]))
+            assert d["reason"] == "BLOCKLISTED" and d["cylinder_id"] == CYL[name]["id"], d
+    finally:
+        for name in typed.values():
+            station_cli(demo_station, "blocklist", "remove", CYL[name]["id"])
+    assert demo_station.scan("rig-01", qr_url(CYL["valid_partner"]["info_code"]))["permit"]
+
+
+def test_a_block_key_that_can_never_match_is_refused_and_not_stored(demo_station):
+    before = station_cli(demo_station, "blocklist", "list").stdout
+    for key, why in (("张三的瓶子", "other than ASCII"), ("CYL 000001", "ASCII letters"),
+                     ("https://qr.cqtzsb.example/c/../../admin", "not a city QR code URL")):
+        out = station_cli(demo_station, "blocklist", "add", key, "--reason", "测试")
+        assert out.returncode == 2 and "can never match a reading" in out.stderr, out
+        assert why in out.stderr, out.stderr
+    assert station_cli(demo_station, "blocklist", "list").stdout == before
+
+
+def test_block_rows_typed_before_normalisation_block_or_are_reported(demo_station):
+    from station import doctor
+
+    with sqlite3.connect(demo_station.store_path) as conn:  # as an older version stored them
+        conn.executemany("INSERT INTO blocklist VALUES (?, '旧记录', 0, NULL)",
+                         [("cyl-000017 ",), ("张三的瓶子",)])
+    conn.close()
+    try:
+        d = demo_station.scan("rig-01", qr_url(CYL["life_last_month"]["info_code"]))
+        assert d["reason"] == "BLOCKLISTED"
+        listed = station_cli(demo_station, "blocklist", "list").stdout
+        assert "张三的瓶子\t旧记录\t(never matches:" in listed
+        assert "cyl-000017 \t旧记录\n" in listed
+        check = doctor.check_blocklist(str(demo_station.store_path))
+        assert check.status == "WARN" and "'张三的瓶子'" in check.detail
+        assert "cyl-000017" not in check.detail
+    finally:
+        assert station_cli(demo_station, "blocklist", "remove", "CYL-000017").returncode == 0
+        assert station_cli(demo_station, "blocklist", "remove", "张三的瓶子").returncode == 0
+    assert doctor.check_blocklist(str(demo_station.store_path)).status == "PASS"
+
+
+@pytest.mark.parametrize("typed", ["CYL-000001", " cyl－000001\u3000"])
+def test_station_check_looks_a_typed_cylinder_id_up_as_an_id(demo_station, typed):
+    out = station_cli(demo_station, "check", typed)  # was NOT_REGISTERED: a false accusation
+    assert out.returncode == 0 and "PERMIT" in out.stdout and "cylinder=CYL-000001" in out.stdout
+    assert "(id_or_code)" in out.stdout
+
+
+def test_a_scanned_cylinder_id_stays_an_information_code(demo_station):
+    d = demo_station.scan("rig-01", CYL["valid"]["id"])  # a scanner's reading: as it says
+    assert d["kind"] == "info_code" and d["reason"] == "NOT_REGISTERED"
+
+
+@pytest.mark.parametrize("payload,reason", [
+    ("https://qr.cqtzsb.example/c/../../admin", "TAG_FOREIGN"),
+    ("https://qr.cqtzsb.example/c/./500112CQ0000000001", "TAG_FOREIGN"),
+    ("５００１２３４５６７８９", "TAG_UNREADABLE"),
+])
+def test_dot_segments_and_full_width_digits_never_reach_the_city(demo_station, payload, reason):
+    before = dict(demo_station.city.requests)
+    d = demo_station.scan("rig-01", payload)
+    assert d["reason"] == reason and demo_station.city.requests == before
+
+
+def test_a_bom_or_eci_escape_before_a_scanned_url_is_stripped(demo_station):
+    for prefix, name in ((b"\xef\xbb\xbf", "valid"), (b"\\000026", "valid_partner"),
+                         (b"]Q2\\000026\xef\xbb\xbf", "valid")):
+        d = demo_station.scan("rig-01", prefix + qr_url(CYL[name]["info_code"]).encode())
+        assert d["permit"] == 1 and d["cylinder_id"] == CYL[name]["id"], (prefix, d)
+
+
+# --- issue 10, step 6: one daemon per store ---------------------------------------------------
+def test_a_second_daemon_on_the_same_store_exits_2_and_changes_nothing(station):
+    d = station.scan("rig-01", qr_url(CYL["valid"]["info_code"]))
+    [live] = wait_for(lambda: station.rows("SELECT * FROM fills WHERE state = 'open'"), 5,
+                      "the open fill row of the permit")
+    assert d["permit"] == 1 and station.coils("rig-01")["permit"]
+    first = station.daemon.pid
+    before = {t: station.last_id(t) for t in ("decisions", "rig_events", "operator_events")}
+    grants = station.model("rig-01").snapshot()["permit_grants"]
+    second = subprocess.run([sys.executable, "-m", "station", "run", "--config",
+                             str(station.config_path)], capture_output=True, text=True,
+                            timeout=30, cwd=station.workdir)
+    assert second.returncode == 2, second.stderr
+    assert f"already running (pid {first})" in second.stderr
+    assert "rig_connected" not in second.stderr and "station_ready" not in second.stderr
+    # The first daemon's live fill is untouched: no interrupted record, the permit still set.
+    assert station.rows("SELECT * FROM fills") == [live]
+    assert {t: station.last_id(t) for t in before} == before
+    assert station.coils("rig-01")["permit"] and station.daemon.poll() is None
+    assert station.model("rig-01").snapshot()["permit_grants"] == grants
+    # Killed with -9, the first one's lock goes with it: a new daemon starts and recovers.
+    station.stop_daemon(signal.SIGKILL)
+    station.start_daemon()
+    [fill] = wait_for(lambda: station.rows("SELECT * FROM fills WHERE state != 'open'"), 10,
+                      "the fill recorded as interrupted by the new daemon")
+    assert fill["record_id"] == live["record_id"] and fill["post_check"] == "interrupted"
+    assert (station.workdir / "station.db.lock").read_text().strip() == str(station.daemon.pid)
+

@@ -129,3 +129,79 @@ def test_qr_urls_are_accepted_only_in_the_contracts_form(p):
     assert (verdict == "ok") == legit, (url, verdict, value)
     if verdict == "ok":
         assert value == code
+
+
+# --- issue 10, step 5: the shapes the contract means, and the marks generators add ----------
+@pytest.mark.parametrize("url", [
+    f"https://{HOST}/c/../../admin",  # the issue's example: was accepted and `admin` queried
+    f"https://{HOST}/c/../500112A1",
+    f"https://{HOST}/c/./500112A1",
+    f"https://{HOST}//500112A1",
+    f"https://{HOST}/%2e%2e/500112A1",
+    f"https://{HOST}/c%2f../500112A1",
+    f"https://{HOST}/../q?code=500112A1",
+])
+def test_dot_empty_or_encoded_path_segments_are_foreign(url):
+    assert parse_qr_url(url, HOSTS, False)[0] == "foreign"
+    assert scan(url).refusal == "TAG_FOREIGN"
+
+
+@pytest.mark.parametrize("url", [
+    f"https://{HOST}/c/500112A1", f"https://{HOST}/q?code=500112A1",
+    f"https://{HOST}/?code=500112A1", f"https://{HOST}?code=500112A1",
+    f"https://{HOST}/v1.0/c/500112A1", f"https://{HOST}/500112A1",
+])
+def test_the_contracts_url_shapes_stay_accepted(url):
+    assert parse_qr_url(url, HOSTS, False) == ("ok", "500112A1")
+
+
+@pytest.mark.parametrize("text", [
+    "５００１２３４５６７８９",  # full-width digits: `\d` matched them
+    "500１23456789", "٥٠٠١٢٣٤٥٦٧٨٩",  # one full-width digit; Arabic-Indic digits
+])
+def test_traceable_numbers_are_ascii_digits_only(text):
+    r = scan(text)
+    assert r.kind == "invalid" and r.refusal == "TAG_UNREADABLE"
+
+
+def test_every_pattern_spells_out_ascii():
+    import re
+
+    from station import reading
+
+    for name in dir(reading):
+        pattern = getattr(reading, name)
+        if isinstance(pattern, re.Pattern):
+            assert "\\d" not in pattern.pattern and "\\w" not in pattern.pattern, name
+
+
+@pytest.mark.parametrize("framed", [
+    "\ufeffhttps://qr.cqtzsb.example/c/500112A1",
+    "\\000026https://qr.cqtzsb.example/c/500112A1",
+    "]Q2\\000026https://qr.cqtzsb.example/c/500112A1",
+    "]Q1\ufeffhttps://qr.cqtzsb.example/c/500112A1",
+    "\\000026\ufeffhttps://qr.cqtzsb.example/c/500112A1",
+])
+def test_a_leading_bom_or_eci_escape_is_stripped_for_every_reader(framed):
+    assert strip_framing(framed) == "https://qr.cqtzsb.example/c/500112A1"
+    assert scan(strip_framing(framed)).value == "500112A1"
+    assert scan(framed.removeprefix("]Q1").removeprefix("]Q2")).value == "500112A1"
+
+
+def test_bom_before_an_rfid_uid_or_a_bare_code():
+    assert parse_rfid(strip_framing("\ufeffe2801160600002084c1a2b3c")).value == \
+        "E2801160600002084C1A2B3C"
+    assert parse_rfid("\ufeffE2801160600002084C1A2B3C").value == "E2801160600002084C1A2B3C"
+    assert scan("\ufeff500112A1B2C3D4E5F6").value == "500112A1B2C3D4E5F6"
+    assert strip_framing("A\ufeff") == "A\ufeff"  # only at the start: elsewhere it is refused
+    assert scan("A\ufeff").refusal == "TAG_UNREADABLE"
+
+
+def test_a_reader_s_code_is_an_info_code_a_typed_one_is_id_or_code():
+    assert scan("CYL-000001").kind == "info_code"  # a scanner's reading stays as it is
+    typed = parse_scan(" cyl－000001 ", HOSTS, False, "manual:cli")
+    assert (typed.kind, typed.value) == ("id_or_code", "CYL-000001")
+    assert parse_scan("５００１２３４５６７８９", HOSTS, False, "manual:cli").value == "500123456789"
+    assert parse_scan("500123456789", HOSTS, False, "cli", typed=True).kind == "product_no"
+    assert parse_scan("https://QR.CQTZSB.EXAMPLE/c/ab1", HOSTS, False,
+                      typed=True).value == "ab1"  # a typed URL keeps its case

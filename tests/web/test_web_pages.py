@@ -497,3 +497,18 @@ def test_station_web_tells_systemd_it_is_ready_and_alive(site, tmp_path):
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
+
+
+def test_a_block_key_is_normalised_and_one_that_can_never_match_is_refused(site):
+    client, store_path, _ = site
+    client.login()
+    form = {"csrf": csrf_of(client.get("/blocklist")[2]), "reason": "钢印不清"}
+    assert client.post("/blocklist/add", form | {"key": "张三的瓶子"}) == (
+        303, "/blocklist?msg=block_invalid")
+    assert "该编号不可能与任何标签匹配" in client.get("/blocklist?msg=block_invalid")[2]
+    assert client.post("/blocklist/add", form | {"key": " cyl－000002"}) == (
+        303, "/blocklist?msg=blocked")
+    store = Store(str(store_path), readonly=True)
+    assert "CYL-000002" in [r["key"] for r in store.blocklist_rows()]
+    assert "张三的瓶子" not in store.blocklist()
+    store.close()
