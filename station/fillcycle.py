@@ -265,6 +265,10 @@ class FillCycle:
     def _filling(self, st: RigStatus, mono: float, wall: float, removed: bool) -> list[Action]:
         ctx = self._ctx()
         if st.cylinder_present and not torn(st):
+            last = ctx.extra.get("last_sample")  # (mono, gross): the flow between two samples
+            if last is not None and mono > last[0] and st.valve_open:
+                ctx.extra["flow_g_per_s"] = (st.gross_g - last[1]) / (mono - last[0])
+            ctx.extra["last_sample"] = (mono, st.gross_g)
             ctx.last_gross_g = st.gross_g
         if st.valve_open and (removed or not st.healthy):
             return [Withdraw(end_reason(st))]  # the controller closes too; make sure
@@ -283,6 +287,11 @@ class FillCycle:
         if st.cylinder_present and not st.stable and waited < self.limits.settle_timeout_s:
             return []
         ctx.gross_g = st.gross_g if st.cylinder_present else ctx.last_gross_g
+        if ctx.end_reason == "cylinder removed":  # the scale's last word, not a content
+            flow = ctx.extra.get("flow_g_per_s")
+            ctx.end_reason += (f"; mass last seen before the removal ({(ctx.net_g or 0) / 1000:.2f}"
+                               " kg net" + (f", filling at {flow / 1000:.1f} kg/s" if flow else "")
+                               + "): the content is that or more")
         ctx.post_check = post_check(ctx, self.limits)
         self.filled_on_scale = st.cylinder_present
         if st.cylinder_present and not st.stable:

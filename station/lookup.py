@@ -60,6 +60,7 @@ class Answer:
     city_record: dict[str, Any] | None = None  # a fresh city record to cache
     forget_tag: bool = False  # the city said the tag is unknown: drop its cache entry
     elapsed_ms: float = 0.0
+    remember: tuple[str, str] | None = None  # a definitive city refusal of the tag, to keep
 
 
 class LookupService:
@@ -86,7 +87,7 @@ class LookupService:
                 self.city_down_until = time.monotonic() + self.recheck_s
         answer = self._interpret(reading, reply)
         return Answer(answer.lookup, answer.city_record, answer.forget_tag,
-                      (time.monotonic() - start) * 1000)
+                      (time.monotonic() - start) * 1000, answer.remember)
 
     async def _ask(self, reading: Reading) -> Any:
         """The city's reply to the reading's queries, all within one decision deadline."""
@@ -125,9 +126,20 @@ class LookupService:
                 return Answer(Lookup("not_found", source="city"), forget_tag=True)
             return Answer(Lookup("ambiguous", source="city", message=f"{len(items)} cylinders"))
         if outcome == "not_found":
-            return Answer(Lookup("not_found", source="city", message=message), forget_tag=True)
-        if outcome in ("refused", "invalid"):
+            return Answer(Lookup("not_found", source="city", message=message), forget_tag=True,
+                          remember=("not_found", message))
+        if outcome == "refused":
+            return Answer(Lookup(outcome, source="city", message=message),
+                          remember=("refused", message))
+        if outcome == "invalid":
             return Answer(Lookup(outcome, source="city", message=message))
+        remembered = self.store.city_refusal(tag_key(reading))
+        if remembered is not None:  # what the city refused stays refused through an outage
+            was, said, at = remembered
+            kind = "not_found" if was == "not_found" else "refused"
+            return Answer(Lookup(kind, source="cache", age_s=time.time() - at,
+                                 message=f"the city's answer of {time.time() - at:.0f} s ago, "
+                                         f"remembered: {said}".strip(": ")))
         cached = self._cached(reading)
         if cached is None:
             return Answer(Lookup("unavailable", source="none", message=message))

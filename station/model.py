@@ -6,7 +6,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-ReadingKind = Literal["qr_url", "info_code", "product_no", "rfid_uid", "badge", "invalid"]
+# id_or_code: typed at a terminal, asked as a cylinder id first, then as an information code
+ReadingKind = Literal["qr_url", "info_code", "product_no", "rfid_uid", "badge", "invalid",
+                      "id_or_code"]
 
 
 @dataclass(frozen=True)

@@ -154,7 +154,7 @@ def parse_scan(text: str, hosts: tuple[str, ...], allow_http: bool, reader: str 
         return Reading(raw=text, kind="product_no", value=text, reader=reader)
     if INFO_CODE.fullmatch(text):
         kind = TYPED_KIND if typed else "info_code"
-        return Reading(raw=text, kind=kind, value=text, reader=reader)  # type: ignore[arg-type]
+        return Reading(raw=text, kind=kind, value=text, reader=reader)
     return _unreadable(text, "not a QR URL, information code or traceable number", reader)
 
 

@@ -30,6 +30,7 @@ from .fillcycle import (
     Refused,
     Started,
     Withdraw,
+    post_check,
     torn,
 )
 from .logfmt import kv
@@ -334,6 +335,11 @@ class RigLoop:
             ctx.ended_at, ctx.end_reason = time.time(), "station restarted during the fill"
             ctx.gross_g = status.gross_g if present else None
             ctx.post_check = "interrupted"
+            if status.fill_done and gained is not None and \
+                    gained > self.cycle.limits.start_gain_g:  # the controller cut off at target
+                ctx.end_reason = "done"  # (the latch is this fill's: gas went in since its row)
+                ctx.post_check = post_check(ctx, self.cycle.limits) + \
+                    ("" if status.stable else " (scale not stable)")
             # Unused only when provably so: valve never seen open and the cylinder still on the
             # scale without a gain. A cylinder gone since cannot tell: recorded (over-report).
             unused = row["started_at"] is None and gained is not None and gained < MASS_NOISE_G
@@ -589,7 +595,8 @@ class RigLoop:
                             operator=operator or self.operator)
         decision_id = self.store.record_decision(  # durable before the rig hears of it
             decision, answer.city_record if answer else None,
-            tag_key(reading) if answer else None, bool(answer and answer.forget_tag))
+            tag_key(reading) if answer else None, bool(answer and answer.forget_tag),
+            answer.remember if answer else None)
         self.state.refusal = None
         if not verdict.permit and verdict.reason in self.station.override.reasons:
             self.state.refusal = (time.monotonic(), reading, answer, decision_id)
@@ -734,14 +741,12 @@ class RigLoop:
         if wrong is not None:
             return f"{wrong.reason}: {wrong.detail}"
         lookup = answer.lookup if answer else None
-        if lookup is not None and lookup.record is not None:
-            waived = replace(self.policy, rules=replace(self.policy.rules,
-                                                        offline_max_age_h=24 * 365 * 100))
-            verdict = judge(reading, cond, lookup, waived, self.store.blocklist(),
-                            datetime.now(UTC))
-            if not verdict.permit:
-                return f"the cached record fails {verdict.reason}"
-        return ""
+        if lookup is None or lookup.record is None:
+            return "no cached city record: an override needs one that passes every other rule"
+        waived = replace(self.policy, rules=replace(self.policy.rules,
+                                                    offline_max_age_h=24 * 365 * 100))
+        verdict = judge(reading, cond, lookup, waived, self.store.blocklist(), datetime.now(UTC))
+        return "" if verdict.permit else f"the cached record fails {verdict.reason}"
 
     def _log(self, d: Decision, answer: Answer | None, t0: float) -> None:
         v = d.verdict

@@ -83,6 +83,10 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX chain_ref ON chain(kind, ref);
     -- then: chain every record the store already holds (see _chain_existing)
     """,
+    """
+    CREATE TABLE IF NOT EXISTS city_refusals (key TEXT PRIMARY KEY, outcome TEXT NOT NULL, message TEXT,
+        at REAL NOT NULL);
+    """,
 )
 
 FILL_COLUMNS = ("record_id", "decision_id", "rig", "state", "cylinder_id", "info_code", "tag",
@@ -156,8 +160,12 @@ class Store:
 
     # --- decisions and the cylinder cache ---------------------------------------------
     def record_decision(self, d: Decision, city_record: dict[str, Any] | None = None,
-                        tag_key: str | None = None, forget_tag: bool = False) -> int:
-        """Commit a decision durably (with the cache update it implies) before anyone sees it."""
+                        tag_key: str | None = None, forget_tag: bool = False,
+                        refusal: tuple[str, str] | None = None) -> int:
+        """Commit a decision durably (with the cache update it implies) before anyone sees it.
+
+        `refusal`: the city's definitive (outcome, message) for `tag_key` (not_found, refused),
+        remembered until the city gives a record for that tag."""
         at = d.at.timestamp()
         v = d.verdict
         row = {
@@ -171,9 +179,14 @@ class Store:
         with self.transaction() as conn:
             if city_record is not None and isinstance(city_record.get("id"), str):
                 self._cache(conn, city_record, at, tag_key)
+                if tag_key:
+                    conn.execute("DELETE FROM city_refusals WHERE key = ?", (tag_key,))
             elif forget_tag and tag_key:  # every key of that cylinder: the city says unknown
                 conn.execute("DELETE FROM tag_index WHERE cylinder_id IN (SELECT cylinder_id "
                              "FROM tag_index WHERE key = ?) OR key = ?", (tag_key, tag_key))
+            if refusal is not None and tag_key:
+                conn.execute("INSERT OR REPLACE INTO city_refusals (key, outcome, message, at) "
+                             "VALUES (?, ?, ?, ?)", (tag_key, refusal[0], refusal[1][:500], at))
             cur = conn.execute(
                 f"INSERT INTO decisions ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
                 tuple(row.values()))
@@ -200,6 +213,13 @@ class Store:
         rows = self.query("SELECT c.record, c.fetched_at FROM tag_index t JOIN cylinders c "
                           "ON c.id = t.cylinder_id WHERE t.key = ?", (tag_key,))
         return (json.loads(rows[0]["record"]), float(rows[0]["fetched_at"])) if rows else None
+
+    def city_refusal(self, tag_key: str) -> tuple[str, str, float] | None:
+        """The city's remembered definitive refusal of a tag: (outcome, message, epoch s)."""
+        rows = self.query("SELECT outcome, message, at FROM city_refusals WHERE key = ?",
+                          (tag_key,))
+        return (rows[0]["outcome"], rows[0]["message"] or "", float(rows[0]["at"])) \
+            if rows else None
 
     def last_permit_at(self, cylinder_id: str) -> float | None:
         at = self.value("SELECT max(at) FROM decisions WHERE cylinder_id = ? AND permit = 1",

@@ -36,9 +36,11 @@ class Result:
     problems: list[str] = field(default_factory=list)
 
 
-def start(workdir: Path) -> SimStation:
+def start(workdir: Path, latch_clear_s: float = 0.0) -> SimStation:
+    """`latch_clear_s`: the controller clears FILL_DONE this long after the permit write."""
     st = SimStation(workdir, (RigSpec("rig-01", 1),), watchdog_ms=WATCHDOG_MS, deadline_s=0.5,
-                    rig_options={"start_delay_s": 0.05, "flow_g_per_s": 30000},
+                    rig_options={"start_delay_s": 0.05, "flow_g_per_s": 30000,
+                                 "latch_clear_s": latch_clear_s},
                     rig_keys={"permit_timeout_s": 5},
                     extra_config="[sync]\nrate_per_s = 0\nbackoff_cap_s = 1\n"
                                  "submit_timeout_s = 1\n").start()
@@ -87,6 +89,9 @@ def finish(st: SimStation, result: Result) -> Result:
         check("permit left set")
     if result.fills_closed < result.valve_openings:
         check(f"{result.valve_openings} valve openings but {result.fills_closed} fill records")
+    if result.fills_closed > result.valve_openings:
+        check(f"{result.fills_closed - result.valve_openings} fill record(s) without a valve "
+              "opening")
     if set(outbox) != closed:
         check("a closed fill without its outbox entry, or an entry without its fill")
     if any(r["state"] != "delivered" for r in outbox.values()):
@@ -103,11 +108,11 @@ def finish(st: SimStation, result: Result) -> Result:
     return result
 
 
-def campaign(workdir: Path, trials: int, seed: int) -> Result:
+def campaign(workdir: Path, trials: int, seed: int, latch_clear_s: float = 0.0) -> Result:
     rng = random.Random(seed)
     cyl = demo_cylinders(station_today())
     codes = [cyl[k]["info_code"] for k in ("valid", "valid_partner", "special_23t0", "by_table")]
-    st = start(workdir)
+    st = start(workdir, latch_clear_s)
     result = Result()
     try:
         for _ in range(trials):

@@ -1,4 +1,5 @@
-"""The long kill -9 campaign: python tests/faults/run_kill9.py [TRIALS] [SEED]; prints a table."""
+"""The long kill -9 campaign: python tests/faults/run_kill9.py [TRIALS] [SEED] [LATCH_MS];
+prints a table. LATCH_MS: the controller clears FILL_DONE this long after the permit write."""
 
 import statistics
 import sys
@@ -13,10 +14,12 @@ from kill9 import campaign  # noqa: E402
 def main() -> None:
     trials = int(sys.argv[1]) if len(sys.argv) > 1 else 200
     seed = int(sys.argv[2]) if len(sys.argv) > 2 else int(time.time())
+    latch_ms = float(sys.argv[3]) if len(sys.argv) > 3 else 0.0
     started = time.monotonic()
-    r = campaign(Path(tempfile.mkdtemp(prefix="kill9-")), trials, seed)
+    r = campaign(Path(tempfile.mkdtemp(prefix="kill9-")), trials, seed, latch_ms / 1000)
     drops = sorted(r.permit_drop_s)
-    print(f"kill -9 campaign: {r.trials} trials, seed {seed}, {time.monotonic() - started:.0f} s")
+    print(f"kill -9 campaign: {r.trials} trials, seed {seed}, FILL_DONE cleared {latch_ms:g} ms "
+          f"after the permit, {time.monotonic() - started:.0f} s")
     print("| what | value |\n|---|---|")
     for name, value in (
             ("valve openings at the rig", r.valve_openings),

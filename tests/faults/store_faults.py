@@ -13,7 +13,7 @@ Two ways to make the daemon's store refuse writes, both real (no mock):
 `trial_disk_full(st, rng)` is one trial of the long campaign (tests/faults/campaign.py) and of
 tests/faults/test_store_faults.py: a scan refused while the store cannot commit, a fill whose
 closing record is held in memory and committed once the store takes it again (or, after a
-kill -9 meanwhile, recovered as interrupted from its open row), a normal fill after; it returns
+kill -9 meanwhile, recovered from its open row: completed, FILL_DONE latched), a normal fill after; it returns
 what it measured. `station_options(workdir)` gives the SimStation options a campaign needs for
 it (a tmpfs where mounting works, the log pipe otherwise); `release(st)` unmounts.
 """
@@ -275,8 +275,9 @@ def trial_disk_full(st: SimStation, rng: random.Random, *, kill: bool | None = N
     3. Another scan while it is held: refused, no permit.
     4. Either space comes back (the record is committed by itself, no restart), or - `kill`, or
        at random with KILL_P - the daemon is SIGKILLed meanwhile: the controller's watchdog drops
-       the permit, and the restarted daemon records the fill as interrupted from its open row
-       (on a full disk it is held again until space comes back).
+       the permit, and the restarted daemon records the fill from its open row as the
+       controller ended it: at target, FILL_DONE latched, so `done` with its post-check (on a
+       full disk it is held again until space comes back).
     5. A normal fill; both records delivered exactly once; valve openings = fill records;
        integrity_check and the hash chain.
     Returns the numbers measured; raises AssertionError when an invariant fails. The scale's
@@ -345,8 +346,9 @@ def _fill_held(t: Trial, kill: bool) -> dict[str, Any]:
     fill = st.wait_fill(t.rig, d["id"], timeout=30)
     if fill["state"] != "closed":
         raise AssertionError(f"the held fill ended {fill['state']}, not closed: {fill}")
-    if kill and fill["post_check"] != "interrupted":
-        raise AssertionError(f"a fill recovered at restart is {fill['post_check']}")
+    if kill and (fill["post_check"], fill["end_reason"]) != ("ok", "done"):
+        raise AssertionError(f"a fill the controller completed before the kill is recovered "
+                             f"as {fill['post_check']} ({fill['end_reason']})")
     out["post_checks"].append(fill["post_check"])
     return fill
 

@@ -122,10 +122,10 @@ def test_disk_full_refuses_holds_the_record_and_resumes_without_restart(either):
     assert "watchdog_withheld" not in log and "rig_loop_died" not in log
 
 
-def test_killed_while_a_record_is_held_it_is_recovered_as_interrupted(station):
+def test_killed_while_a_record_is_held_it_is_recovered_as_completed(station):
     out = trial_disk_full(station, random.Random(2), kill=True)
     check_trial(out, mechanism_for(station).name)
-    assert out["killed_while_held"] and out["post_checks"][0] == "interrupted"
+    assert out["killed_while_held"] and out["post_checks"][0] == "ok"  # FILL_DONE + the gain
     assert out["permit_drop_s"] is not None and out["permit_drop_s"] <= WATCHDOG_MS / 1000 + 1
 
 
@@ -245,7 +245,8 @@ def test_a_cylinder_whose_fill_row_cannot_be_committed_gets_no_permit(station):
 
 def test_stopped_while_a_record_is_held_the_next_start_records_it(station):
     """SIGTERM with the record held: one last try, then the open row stands; the next start
-    records the fill as interrupted (with the mass on the scale then) and delivers it once."""
+    records the fill as the controller ended it (FILL_DONE latched, the mass gained: done) and
+    delivers it once."""
     st = station
     fault = mechanism_for(st)
     model, d = fill_under_way(st)
@@ -261,7 +262,8 @@ def test_stopped_while_a_record_is_held_the_next_start_records_it(station):
         {"state": "open"}]
     st.start_daemon()
     f = st.wait_fill("rig-01", d["id"])
-    assert f["post_check"] == "interrupted" and f["gross_g"] == model.snapshot()["gross_g"]
+    assert (f["post_check"], f["end_reason"]) == ("ok", "done")
+    assert f["gross_g"] == model.snapshot()["gross_g"]
     wait_for(lambda: [x["record_id"] for x in st.city.fillings].count(f["record_id"]) == 1, 20,
              "the record at the city")
     assert integrity(st.store_path) == ("ok", [])

@@ -109,7 +109,7 @@ def test_removal_mid_fill_is_an_interrupted_record(station):
     wait_for(lambda: model.snapshot()["gross_g"] > TARE_G + 2000, 5, "mass climbing")
     model.remove_cylinder()
     f = station.wait_fill("rig-01", d["id"])
-    assert f["post_check"] == "interrupted" and f["end_reason"] == "cylinder removed"
+    assert f["post_check"] == "interrupted" and f["end_reason"].startswith("cylinder removed; mass last seen before the removal")
     assert 1000 < f["net_g"] < TARGET_G
     assert not station.coils("rig-01")["permit"]
     wait_for(lambda: station.city.fillings, 5, "the interrupted record at the city")
@@ -158,26 +158,66 @@ def station_cli(st, *args):
                            str(st.config_path)], capture_output=True, text=True, timeout=30)
 
 
-def test_supervisor_override_of_city_unavailable_is_recorded_and_resolved(station):
-    uncached = qr_url(CYL["offline_uncached"]["info_code"])
-    station.city.set_faults(status=503)
+def supervisor_badge(st, rig="rig-01"):
+    """The supervisor's badge at the rig; returns the id of the last rig event before it."""
+    since = st.last_id("rig_events")
+    st.scanners[rig].send(next(b for _, b, role in OPERATORS if role == "supervisor"))
+    return since
+
+
+def test_supervisor_override_of_city_unavailable_is_recorded_and_delivered(station):
+    partner = qr_url(CYL["valid_partner"]["info_code"])
     station.place("rig-01")
-    refused = station.scan("rig-01", uncached)
+    assert station.scan("rig-01", partner)["source"] == "city"  # the city's record, cached
+    station.db.execute("UPDATE cylinders SET fetched_at = fetched_at - 73 * 3600")  # 3 days on
+    station.db.commit()
+    station.city.set_faults(status=503)
+    station.remove("rig-01")
+    station.place("rig-01")
+    refused = station.scan("rig-01", partner)
     assert refused["reason"] == "CITY_UNAVAILABLE" and not station.coils("rig-01")["permit"]
-    supervisor = next(b for _, b, role in OPERATORS if role == "supervisor")
     since = station.last_id()
-    station.scanners["rig-01"].send(supervisor)
+    supervisor_badge(station)
     d = station.wait_decision("rig-01", since)
     assert d["permit"] == 1 and "override of decision" in d["detail"]
     f = station.wait_fill("rig-01", d["id"])
-    assert f["override_by"] == "王主管" and f["override_reason"] and f["cylinder_id"] is None
-    assert f["post_check"] == "ok"
+    assert f["override_by"] == "王主管" and f["override_reason"] and f["post_check"] == "ok"
+    assert f["cylinder_id"] == "CYL-000002"
     listed = json.loads(station_cli(station, "records", "--override", "--json").stdout)
     assert [r["record_id"] for r in listed] == [f["record_id"]]
     station.city.clear_faults()
     station_cli(station, "sync", "--now")
     wait_for(lambda: station.city.fillings, 10, "the override fill at the city")
-    assert station.city.fillings[0]["id"] == CYL["offline_uncached"]["id"]  # resolved by tag
+    assert station.city.fillings[0]["id"] == "CYL-000002"
+
+
+def test_no_override_without_a_cached_record(station):
+    station.city.set_faults(status=503)
+    station.place("rig-01")
+    refused = station.scan("rig-01", qr_url(CYL["offline_uncached"]["info_code"]))
+    assert refused["reason"] == "CITY_UNAVAILABLE"
+    since = supervisor_badge(station)
+    [event] = wait_for(lambda: station.rows("SELECT * FROM rig_events WHERE id > ? AND event = "
+                                            "'override_refused'", since), 5, "the refusal")
+    assert "no cached city record" in event["detail"]
+    assert station.last_id() == refused["id"] and not station.coils("rig-01")["permit"]
+
+
+def test_what_the_city_refused_stays_refused_through_an_outage(station):
+    unknown = qr_url("500112CQ9999999999")
+    station.place("rig-01")
+    assert station.scan("rig-01", unknown)["reason"] == "NOT_REGISTERED"
+    station.city.set_faults(status=503)
+    station.remove("rig-01")
+    station.place("rig-01")
+    again = station.scan("rig-01", unknown)
+    assert (again["reason"], again["source"]) == ("NOT_REGISTERED", "cache")
+    assert "remembered" in again["detail"]
+    since = supervisor_badge(station)  # never overridable: the badge does nothing
+    wait_for(lambda: station.rows("SELECT * FROM rig_events WHERE id > ? AND event = "
+                                  "'badge_ignored'", since), 5, "the badge ignored")
+    assert station.last_id() == again["id"] and not station.coils("rig-01")["permit"]
+    assert station.rig_sim.rig(1).snapshot()["valve_openings"] == 0
 
 
 def test_override_never_fills_a_cylinder_that_does_not_weigh_like_its_type(station):
@@ -267,6 +307,22 @@ def test_fill_cut_by_a_crash_is_recorded_as_interrupted_after_restart(station):
     assert f["state"] == "closed" and f["post_check"] == "interrupted"
     assert f["end_reason"] == "station restarted during the fill" and f["net_g"] > 1500
     wait_for(lambda: station.city.fillings, 5, "the interrupted fill at the city")
+
+
+def test_a_fill_completed_while_the_daemon_was_dead_is_recorded_as_it_ended(station):
+    model = station.rig_sim.rig(1)
+    model.flow_g_per_s = 40000  # 0.36 s to the target: before the 0.9 s watchdog trips
+    station.place("rig-01")
+    d = station.scan("rig-01", VALID)
+    wait_for(lambda: model.snapshot()["valve_open"], 5, "the valve open")
+    station.daemon.kill()  # SIGKILL: the controller carries on to its cut-off
+    station.daemon.wait()
+    wait_for(lambda: model.snapshot()["fill_done"], 3, "the controller's cut-off at target")
+    station.daemon = None
+    station.start_daemon()
+    f = station.wait_fill("rig-01", d["id"])
+    assert (f["state"], f["end_reason"], f["post_check"]) == ("closed", "done", "ok")
+    assert abs(f["net_g"] - TARGET_G) <= 500
 
 
 def test_override_is_refused_when_the_cached_record_fails_another_rule(tmp_path):
