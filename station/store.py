@@ -84,8 +84,8 @@ MIGRATIONS: tuple[str, ...] = (
     -- then: chain every record the store already holds (see _chain_existing)
     """,
     """
-    CREATE TABLE IF NOT EXISTS city_refusals (key TEXT PRIMARY KEY, outcome TEXT NOT NULL, message TEXT,
-        at REAL NOT NULL);
+    CREATE TABLE IF NOT EXISTS city_refusals (key TEXT PRIMARY KEY, outcome TEXT NOT NULL,
+        message TEXT, at REAL NOT NULL);
     """,
 )
 
