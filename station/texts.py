@@ -64,3 +64,44 @@ def reason_text(code: str) -> Text:
     """The wording of a reason or warning code; an unknown code is shown as itself."""
     return (REASONS.get(code) or WARNINGS.get(code) or FAULTS.get(code) or PRE_FILL.get(code)
             or Text(code, code))
+
+
+@dataclass(frozen=True)
+class ScreenText:
+    """One operator-screen state: the Chinese headline, what to do next, the English line."""
+
+    headline: str
+    todo: str
+    en: str
+
+
+# The operator screen's states (station.hmi.STATES): what it is, what to do, in English below.
+SCREENS: dict[str, ScreenText] = {
+    "daemon_gone": ScreenText("控制程序无响应", "禁止充装，请联系站长",
+                              "station daemon not responding: do not fill, call the manager"),
+    "controller_lost": ScreenText("充装设备未连接", "禁止充装，请检查控制器电源和网线",
+                                  "rig controller not connected: check its power and cable"),
+    "store_fault": ScreenText("记录存储故障", "禁止充装，请联系站长",
+                              "station store fault: no fill until it can record"),
+    "estop": ScreenText("急停已按下", "排除险情后复位急停按钮",
+                        "emergency stop pressed: release it once it is safe"),
+    "scale_overload": ScreenText("秤台超载", "请取下多余重物",
+                                 "scale overload: take the extra weight off"),
+    "scale_fault": ScreenText("秤台故障", "禁止充装，请联系维修",
+                              "scale fault: no fill, call maintenance"),
+    "filling": ScreenText("正在充装", "", "filling"),
+    "settling": ScreenText("充装结束，称重中", "请勿移动气瓶", "valve closed: weighing"),
+    "done_ok": ScreenText("充装完成", "请取下气瓶", "fill complete: take the cylinder off"),
+    "overfill": ScreenText("超装 — 请主管处理", "", "OVERFILL: call the supervisor"),
+    "underfill": ScreenText("欠装 — 请复核", "", "underfill: check the cylinder"),
+    "interrupted": ScreenText("充装中断 — 请检查气瓶", "", "fill interrupted: check the cylinder"),
+    "permitted": ScreenText("允许充装", "请按启动按钮", "fill permitted: press start"),
+    "accepted": ScreenText("允许充装", "请将气瓶放稳在秤上",
+                           "accepted: stand the cylinder still on the scale"),
+    "refused": ScreenText("禁止充装", "", "FILL REFUSED"),
+    "held": ScreenText("请将气瓶放上秤台", "",
+                       "reading held: stand its cylinder on the scale"),
+    "no_operator": ScreenText("请刷卡登录", "未登录充装人员，不能充装",
+                              "no operator logged in: scan your badge"),
+    "idle": ScreenText("请扫描气瓶标签", "", "ready: scan the cylinder's tag"),
+}
