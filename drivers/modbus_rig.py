@@ -416,3 +416,6 @@ class ModbusRig(RigController):
 
     async def set_lamps(self, green: bool, red: bool, buzzer: bool = False) -> None:
         await self._set_coils({"lamp_green": green, "lamp_red": red, "buzzer": buzzer})
+
+    async def set_buzzer(self, on: bool) -> None:
+        await self._set_coils({"buzzer": on})

@@ -84,3 +84,8 @@ class RigController(abc.ABC):
     @abc.abstractmethod
     async def set_lamps(self, green: bool, red: bool, buzzer: bool = False) -> None:
         """Set the operator lamps and the buzzer, read back."""
+
+    @abc.abstractmethod
+    async def set_buzzer(self, on: bool) -> None:
+        """Set the buzzer alone (the lamps untouched), read back: a pulse's end never
+        re-applies lamps of an older state."""

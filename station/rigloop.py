@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from drivers.reader import Line, TagReader
 from drivers.rig import RigController, RigStatus
 
-from . import fills
+from . import fills, hmi
 from . import reading as parse
 from .clockwatch import ClockWatch
 from .config import RigConfig, StationConfig
@@ -61,6 +61,9 @@ class RigState:
     published: dict | None = None
     published_at: float = 0.0
     alive_at: float = field(default_factory=time.monotonic)
+    lamps: tuple[bool, bool] | None = None  # (green, red) as the controller holds them
+    buzz_key: str = ""  # the screen key (hmi.Screen.key) the buzzer last sounded for
+    buzz_off: asyncio.TimerHandle | None = None  # the pending end of a buzzer pulse
 
 
 def limits_for(rig: RigConfig, station: StationConfig) -> Limits:
@@ -107,14 +110,26 @@ class RigLoop:
                 async with self.lock:
                     await self.controller.connect()
                     await self.controller.configure(self.cfg.watchdog_ms)  # withdraws a permit
+                    self.state.lamps = (False, False)  # (configure puts the lamps out)
                     await self._after_connect(await self.controller.read_status())
                 self._link(True)
                 backoff = 0.2
                 await self._poll()
             except RigFault as err:
                 self._link(False, str(err))
-                await asyncio.sleep(backoff)
+                await self._publish_for(backoff)  # the screen: controller lost, daemon alive
                 backoff = min(backoff * 2, 5.0)
+
+    async def _publish_for(self, seconds: float) -> None:
+        """Wait, publishing the rig's picture every second meanwhile (the daemon's own
+        liveness stays fresh on the screens while its controller is down)."""
+        end = time.monotonic() + seconds
+        while True:
+            self.publish()
+            left = end - time.monotonic()
+            if left <= 0:
+                return
+            await asyncio.sleep(min(left, 1.0))
 
     async def _after_connect(self, status: RigStatus) -> None:
         """The permit is gone after configure(): a fill that was running has ended."""
@@ -139,18 +154,37 @@ class RigLoop:
             self._take_manual_entries()
             await asyncio.sleep(self.cfg.poll_ms / 1000)
 
-    def publish(self) -> None:
-        """The rig's picture for screens, written when what a person would see changed."""
-        st, ctx = self.state.status, self.cycle.ctx
-        picture = {
+    def picture(self, operator: str | None = None) -> dict:
+        """What the operator perceives of the rig, as data (station.hmi turns it into the
+        screen and the lamps): never an old verdict, the result only of the fill just ended."""
+        st, ctx, cycle = self.state.status, self.cycle.ctx, self.cycle
+        held = self.state.scale.held
+        verdict = hmi.current_verdict(self.state.shown, self.state.scale.epoch(), cycle.phase,
+                                      ctx.decision_id if ctx else None)
+        result = None
+        if cycle.phase == "ended" and ctx is not None and ctx.post_check:
+            result = {"check": ctx.post_check.split(" ")[0], "net_g": ctx.net_g,
+                      "target_g": ctx.target_g, "record_id": ctx.record_id}
+        return {
             "connected": bool(self.state.connected), "fault": self.state.fault or None,
-            "phase": self.cycle.phase, "operator": self.operator, "verdict": self.state.shown,
+            "estop": bool(st and st.estop), "overload": bool(st and st.overload),
+            "scale_fault": bool(st and st.scale_fault), "store_fault": bool(self.unsaved),
+            "phase": cycle.phase, "operator": operator, "verdict": verdict, "result": result,
+            "held": held.reading.raw[:120] if held is not None else None,
             "permit": bool(st and st.permit), "present": bool(st and st.cylinder_present),
             "gross_g": st.gross_g if st else None,
             "net_g": st.gross_g - ctx.tare_g if st and ctx and st.cylinder_present else None,
             "target_g": ctx.target_g if ctx else None,
             "heartbeat_at": time.time() if self.state.connected else None,
         }
+
+    def publish(self) -> None:
+        """The rig's picture for screens, written when what a person would see changed."""
+        try:
+            picture = self.picture(self.operator)
+        except StoreError as err:  # the shift is unreadable: the screen still learns the rest
+            log.debug(kv("operator_unread", rig=self.cfg.id, error=str(err)))
+            picture = {**self.picture(), "store_fault": True}
         coarse = {**picture, "gross_g": (picture["gross_g"] or 0) // 50,
                   "net_g": None, "heartbeat_at": None}
         now = time.monotonic()
@@ -182,10 +216,12 @@ class RigLoop:
     async def observe(self, status: RigStatus) -> None:
         """One status sample through the fill cycle (called with the lock held)."""
         self.state.status, self.state.fault = status, status.fault_text()
+        self.state.lamps = (status.lamp_green, status.lamp_red)  # (all writes hold the lock)
         self.state.scale.sample(status.cylinder_present, time.monotonic())
         if status.permit and not self.cycle.holds_permit:
             await self._withdraw("permit set that the daemon does not hold")
         await self.execute(self.cycle.step(status, time.monotonic(), time.time()))
+        await self._show_lamps()
         self.publish()
 
     async def execute(self, actions: list[Action]) -> None:
@@ -199,14 +235,14 @@ class RigLoop:
             elif isinstance(action, Withdraw):
                 await self._withdraw(action.why)
             elif isinstance(action, Lamps):
-                await self._lamps(action)
+                await self._show_lamps()  # the lamps of the state now, not of the action
             elif isinstance(action, Closed):
                 self._close(action)
             elif isinstance(action, Started):
                 self._started(action.ctx)
             elif isinstance(action, Refused):
                 self._pre_fill_refused(action)
-                await self._lamps(Lamps(False, True, buzzer=True))
+                await self._show_lamps()
 
     def _pre_fill_refused(self, refused: Refused) -> None:
         """The cylinder failed a check at the scale after its verdict: a refusal decision."""
@@ -215,6 +251,7 @@ class RigLoop:
                        why=refused.why))
         reading = refused.ctx.extra.get("reading")
         if reading is None:
+            self._show(fault_shown(refused.reason))
             return
         verdict = Verdict(permit=False, reason=refused.reason, detail=refused.why,
                           cylinder_id=refused.ctx.cylinder_id)
@@ -233,6 +270,7 @@ class RigLoop:
             log.error(kv("permit_failed", rig=self.cfg.id, error=str(err)))
             self._event("permit_failed", str(err))
             raise
+        self.state.lamps = (True, False)  # grant_permit lights green, puts red out
         self._event("permit_granted", self.cycle.ctx.cylinder_id if self.cycle.ctx else "")
 
     def _open(self, ctx: FillContext) -> bool:
@@ -244,7 +282,7 @@ class RigLoop:
             log.error(kv("store_error", rig=self.cfg.id, error=str(err),
                          action="fill refused: it could not be recorded"))
             self.cycle.reset()
-            self.state.shown = fault_shown("STORE_FAULT")
+            self._show(fault_shown("STORE_FAULT"))
             asyncio.ensure_future(self._safe(self._show_refusal()))
             return False
 
@@ -302,18 +340,38 @@ class RigLoop:
         self._event("permit_withdrawn", why)
         log.info(kv("permit_withdrawn", rig=self.cfg.id, why=why))
 
-    async def _lamps(self, lamps: Lamps) -> None:
-        buzz = lamps.buzzer and self.cfg.buzzer_ms > 0
-        await self.controller.set_lamps(lamps.green, lamps.red, buzzer=buzz)
-        if buzz:
-            asyncio.get_running_loop().call_later(
-                self.cfg.buzzer_ms / 1000,
-                lambda: asyncio.ensure_future(self._buzzer_off(lamps)))
+    def _show(self, shown: dict) -> None:
+        """A new verdict for the operator, bound to the scale's placement it was made on."""
+        self.state.shown = {**shown, "epoch": list(self.state.scale.epoch())}
 
-    async def _buzzer_off(self, lamps: Lamps) -> None:
+    async def _show_lamps(self) -> None:
+        """The lamps of the state the operator sees (station.hmi), written when they differ
+        from what the controller holds (called with the lock held). A new buzzing state
+        pulses the buzzer; any lamp change cancels a pending end of an older pulse, and the
+        pulse ends by switching the buzzer alone, so it never re-applies older lamps."""
+        st = self.state
+        view = hmi.screen({**self.picture(), "connected": True})
+        if view.lamps is None:
+            return
+        want = (view.lamps.green, view.lamps.red)
+        buzz = view.lamps.buzz and self.cfg.buzzer_ms > 0 and view.key != st.buzz_key
+        st.buzz_key = view.key if view.lamps.buzz else ""
+        if want == st.lamps and not buzz:
+            return
+        if st.buzz_off is not None:
+            st.buzz_off.cancel()
+            st.buzz_off = None
+        await self.controller.set_lamps(*want, buzzer=buzz)
+        st.lamps = want
+        if buzz:
+            st.buzz_off = asyncio.get_running_loop().call_later(
+                self.cfg.buzzer_ms / 1000, lambda: asyncio.ensure_future(self._buzzer_off()))
+
+    async def _buzzer_off(self) -> None:
+        self.state.buzz_off = None
         try:
             async with self.lock:
-                await self.controller.set_lamps(lamps.green, lamps.red, buzzer=False)
+                await self.controller.set_buzzer(False)
         except RigFault:
             log.debug(kv("buzzer_off_failed", rig=self.cfg.id))
 
@@ -401,7 +459,7 @@ class RigLoop:
                 if self.cycle.phase in ("idle", "accepted", "ended"):
                     self.cycle.reset()
                     if store:
-                        self.state.shown = fault_shown("STORE_FAULT")
+                        self._show(fault_shown("STORE_FAULT"))
                     await self._safe(self._show_refusal())
 
     async def _safe(self, coro) -> None:
@@ -601,7 +659,7 @@ class RigLoop:
         if not verdict.permit and verdict.reason in self.station.override.reasons:
             self.state.refusal = (time.monotonic(), reading, answer, decision_id)
         record = answer.lookup.record if answer and isinstance(answer.lookup.record, dict) else {}
-        self.state.shown = shown_verdict(decision_id, verdict, record, reading)
+        self._show(shown_verdict(decision_id, verdict, record, reading))
         return replace(decision, id=decision_id)
 
     def _busy(self, reading: Reading) -> None:
@@ -674,13 +732,14 @@ class RigLoop:
             if self.state.status is not None:  # on the scale already: the permit follows now
                 await self.execute(self.cycle.step(self.state.status, time.monotonic(),
                                                    time.time()))
-            if self.cycle.phase == "accepted":  # green now; the permit once it is on the scale
-                await self._lamps(Lamps(True, False))
+            await self._show_lamps()  # accepted: green now; the permit once it is on the scale
+        self.publish()
 
     async def _show_refusal(self) -> None:
         async with self.lock:
             await self.controller.withdraw_permit()
-            await self._lamps(Lamps(False, True, buzzer=True))
+            await self._show_lamps()
+        self.publish()
 
     async def _badge(self, reading: Reading, line: Line) -> None:
         """A staff card: a supervisor's overrides a recent refusal; otherwise log in or out."""
