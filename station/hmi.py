@@ -73,9 +73,9 @@ def state_of(p: dict[str, Any], stale: bool = False, store_unreadable: bool = Fa
               "interrupted": "interrupted"}
     for state, applies in (
         ("daemon_gone", stale),
+        ("store_fault", store_unreadable),  # (the web knows nothing else of the rig then)
         ("controller_lost", not p.get("connected")),
-        ("store_fault", store_unreadable or p.get("store_fault")
-         or verdict.get("code") == "STORE_FAULT"),
+        ("store_fault", p.get("store_fault") or verdict.get("code") == "STORE_FAULT"),
         ("estop", p.get("estop")),
         ("scale_overload", p.get("overload")),
         ("scale_fault", p.get("scale_fault")),
@@ -114,7 +114,8 @@ def _detail(state: str, p: dict[str, Any]) -> tuple[str, str]:
         text = reason_text(str(verdict.get("code") or ""))
         return text.zh, text.en
     if state == "held":
-        return f"已扫码：{str(p.get('held') or '')[:60]}", ""
+        code = str(p.get("held") or "").rstrip("/").rsplit("/", 1)[-1].rsplit("=", 1)[-1]
+        return f"已扫码 {code[-20:]}，等待气瓶", ""
     return "", ""
 
 

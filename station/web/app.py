@@ -183,13 +183,19 @@ class WebApp:
             if api:
                 return Response(404, b'{"error": "no such rig"}', "application/json")
             return self.page(req, "unknown_rig", "", None, 404)
-        with self.reader() as store:
-            state = views.rig_screen(store, rig)
+        status = 200
+        try:
+            with self.reader() as store:
+                state = views.rig_screen(store, rig)
+        except StoreError as err:  # the screen says so and keeps asking: it recovers by itself
+            log.error(kv("web_store_error", path=req.path, error=str(err)))
+            state, status = {**views.rig_screen(None, rig), "error": t("store_down", "zh")}, 503
+        state["page"] = operator.PAGE_ID  # a page older than the server reloads itself
         if api:
-            return Response(200, json.dumps(state, ensure_ascii=False).encode("utf-8"),
+            return Response(status, json.dumps(state, ensure_ascii=False).encode("utf-8"),
                             "application/json; charset=utf-8")
         nonce = secrets.token_urlsafe(16)
-        return Response(200, operator.page(state, nonce).encode("utf-8"), nonce=nonce)
+        return Response(status, operator.page(state, nonce).encode("utf-8"), nonce=nonce)
 
     # --- log-in -------------------------------------------------------------------------------------
     def login_form(self, req: Request, error: str = "", status: int = 200) -> Response:

@@ -2,124 +2,142 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from typing import Any
 
 from .html import e
-from .texts import both
+from .texts import t
 
 POLL_MS = 300  # a change reaches the screen within the daemon's poll + this + one request
+LOST_MS = 3000  # no answer for this long: the screen says the connection is lost
 
+# Colours by hmi colour; sizes in viewport units so one layout holds at 1280×800, 800×1280
+# and 390×844. CJK headlines break only at their spaces (" — "), ids never mid-word.
 STYLE = """
 html,body{margin:0;height:100%}
 body{font-family:"Noto Sans CJK SC","Noto Sans SC","Source Han Sans SC","WenQuanYi Micro Hei",
- "Microsoft YaHei",sans-serif;color:#fff;background:#37474f;display:flex;flex-direction:column}
-body.mode-ok{background:#1b7f3a}body.mode-refused{background:#c0211b}
-body.mode-offline{background:#4a4f55}
-#top{display:flex;justify-content:space-between;padding:1vh 2vw;font-size:3vh;
- background:#0003}
-#verdict{text-align:center;padding:2vh 2vw 0}
-#headline{font-size:min(13vw,22vh);font-weight:900;line-height:1.05;letter-spacing:.05em}
-#headline-en{font-size:3.2vh;opacity:.9}
-#reason{text-align:center;min-height:10vh;padding:1vh 2vw}
-#reason-zh{font-size:min(7vw,10vh);font-weight:bold;line-height:1.15}
-#reason-en{font-size:2.6vh;opacity:.9}
-#warnings{text-align:center;font-size:4vh;color:#ffe082}
-#facts{display:grid;grid-template-columns:repeat(4,1fr);gap:1vh 2vw;padding:2vh 3vw;
- margin-top:auto;background:#0002}
-.fact .k{font-size:2.4vh;opacity:.85}.fact .v{font-size:4.6vh;font-weight:bold;
- overflow-wrap:anywhere}
-#progress{padding:1.5vh 3vw 3vh;background:#0002}
-#status{font-size:4vh;font-weight:bold;margin-bottom:.8vh}
-#bar{height:5vh;background:#0004;border-radius:1vh;overflow:hidden}
+ "Microsoft YaHei",sans-serif;color:#fff;background:#455a64;display:flex;flex-direction:column}
+body.c-green{background:#1b7f3a}body.c-red{background:#c0211b}body.c-amber{background:#b26a00}
+body.c-blue{background:#1554a8}body.c-grey{background:#455a64}body.c-dark{background:#263238}
+#top{display:flex;justify-content:space-between;gap:2vw;padding:1vh 2vw;font-size:min(3vh,4.5vw);
+ background:#0003;white-space:nowrap}
+#main{flex:1;display:flex;flex-direction:column;justify-content:center;align-items:center;
+ text-align:center;padding:1vh 3vw;min-height:0}
+#headline{font-size:min(11vw,16vh);font-weight:900;line-height:1.1;word-break:keep-all;
+ overflow-wrap:normal}
+#detail{font-size:min(6.5vw,8vh);font-weight:bold;line-height:1.2;margin-top:1vh;
+ word-break:keep-all}
+#massbox{width:100%;margin-top:1vh}
+#mass{font-size:min(9vw,12vh);font-weight:900;font-variant-numeric:tabular-nums;
+ white-space:nowrap}#of{font-size:.5em;font-weight:bold;opacity:.9}
+#bar{height:min(6vh,8vw);background:#0005;border-radius:1vh;overflow:hidden;margin:1vh 0}
 #fill{height:100%;width:0;background:#fff;transition:width .25s linear}
-#mass{font-size:4.5vh;font-variant-numeric:tabular-nums;margin-top:.6vh}
-#barbox.hidden{display:none}
-#conn{position:fixed;left:0;right:0;bottom:0;background:#000c;text-align:center;
- font-size:3vh;padding:1vh}
-#conn.hidden{display:none}
+body[data-state=filling] #headline,body[data-state=settling] #headline{font-size:min(7vw,9vh)}
+body[data-state=filling] #mass,body[data-state=settling] #mass{font-size:min(16vw,22vh)}
+#en{font-size:min(2.4vh,3.6vw);opacity:.85;margin-top:1vh}
+#warnings{font-size:min(4vh,5vw);color:#ffe082;margin-top:1vh}
+#facts{display:flex;flex-wrap:wrap;justify-content:space-around;gap:1vh 4vw;padding:1.5vh 3vw;
+ background:#0002}
+.fact .k{font-size:min(2.4vh,3.6vw);opacity:.85}
+.fact .v{font-size:min(4.6vh,6vw);font-weight:bold;white-space:nowrap}
+.hidden{display:none!important}
+#conn{position:fixed;left:0;right:0;bottom:0;background:#000d;text-align:center;
+ font-size:min(4vh,5vw);padding:1.5vh}
 """
 
 SCRIPT = """
 (function(){
 "use strict";
 const initial = JSON.parse(document.getElementById("initial").textContent);
-const T = initial.texts, url = "/api/rig/" + encodeURIComponent(initial.state.rig);
+const url = "/api/rig/" + encodeURIComponent(initial.state.rig), PAGE = initial.state.page;
 const $ = (id) => document.getElementById(id);
-let lastOk = Date.now();
+let lastOk = Date.now(), wakeLock = null;
 function set(id, text){ const el = $(id); text = text == null ? "" : String(text);
   if (el.textContent !== text) el.textContent = text; }
 function kg(g){ return g == null ? "-" : (g / 1000).toFixed(2); }
 function render(s){
-  document.body.className = "mode-" + s.mode;
+  document.body.className = "c-" + s.colour;
   const d = document.body.dataset;
-  d.mode = s.mode; d.decision = s.decision_id == null ? "" : s.decision_id;
-  d.net = s.net_g == null ? "" : s.net_g; d.phase = s.phase;
-  set("headline", s.headline.zh); set("headline-en", s.headline.en);
-  set("reason-zh", s.reason ? s.reason.zh : ""); set("reason-en", s.reason ? s.reason.en : "");
-  set("warnings", (s.warnings || []).map((w) => w.zh + " / " + w.en).join("  ·  "));
+  d.state = s.state; d.mode = s.mode; d.phase = s.phase;
+  d.decision = s.decision_id == null ? "" : s.decision_id;
+  d.net = s.net_g == null ? "" : s.net_g;
+  set("headline", s.headline.zh); set("detail", s.detail); set("en", s.headline.en);
+  set("warnings", (s.warnings || []).map((w) => w.zh).join("  ·  "));
   set("cylinder", s.cylinder_id || "-"); set("medium", s.medium || "-");
   set("next-inspection", s.next_inspection || "-");
-  set("operator", s.operator || T.no_operator.zh + " / " + T.no_operator.en);
-  set("fault", s.connected && s.fault ? T.fault.zh + ": " + s.fault : "");
-  const show = s.target_g > 0 && s.net_g != null && !s.stale;
-  $("barbox").className = show ? "" : "hidden";
+  set("operator", s.operator || initial.texts.no_operator);
+  const show = s.target_g > 0 && s.net_g != null;
+  $("massbox").className = show ? "" : "hidden";
   if (show) {
     const pct = Math.max(0, Math.min(100, 100 * s.net_g / s.target_g));
     $("fill").style.width = pct.toFixed(1) + "%";
-    set("mass", kg(s.net_g) + " / " + kg(s.target_g) + " kg");
+    set("net", kg(s.net_g)); set("of", " / " + kg(s.target_g) + " kg");
   }
-  set("status", s.status ? s.status.zh + " / " + s.status.en : "");
+  $("facts").className = s.cylinder_id ? "" : "hidden";
+}
+async function wake(){  /* keep the tablet's screen on where the browser allows it */
+  try {
+    if (!wakeLock && "wakeLock" in navigator && document.visibilityState === "visible") {
+      wakeLock = await navigator.wakeLock.request("screen");
+      document.body.dataset.wake = "on";
+      wakeLock.addEventListener("release", () => { wakeLock = null; });
+    }
+  } catch (err) { document.body.dataset.wake = "refused"; }
 }
 async function tick(){
   const ctl = new AbortController(), timer = setTimeout(() => ctl.abort(), 2000);
   try {
     const r = await fetch(url, {cache: "no-store", signal: ctl.signal});
-    if (r.ok) { render(await r.json()); lastOk = Date.now(); }
-  } catch (err) { /* shown below when it lasts */ }
+    const s = await r.json();  /* a 503 carries the screen too (the store unreadable) */
+    if (s.page && s.page !== PAGE) { location.reload(); return; }  /* a newer server */
+    if (s.state) { render(s); lastOk = Date.now(); }
+  } catch (err) { /* a web restart, a network blip: shown below when it lasts */ }
   clearTimeout(timer);
-  const lost = Date.now() - lastOk > 3000;
+  const lost = Date.now() - lastOk > LOST_MS;
   $("conn").className = lost ? "" : "hidden";
-  if (lost) { document.body.className = "mode-offline"; document.body.dataset.mode = "offline"; }
+  if (lost) { document.body.className = "c-dark"; document.body.dataset.mode = "offline";
+    document.body.dataset.state = "web_gone"; }
   setTimeout(tick, POLL_MS);
 }
+document.addEventListener("visibilitychange", wake);
 render(initial.state);
+wake();
 setTimeout(tick, POLL_MS);
 })();
 """
 
-TEXT_KEYS = ("no_operator", "fault", "connection_lost")
-
+PAGE_ID = hashlib.sha256((STYLE + SCRIPT).encode("utf-8")).hexdigest()[:12]
 
 def page(state: dict[str, Any], nonce: str) -> str:
-    """The whole screen; the first picture is rendered by the same script that updates it."""
-    data = json.dumps({"state": state, "texts": {k: both(k) for k in TEXT_KEYS}},
+    """The whole screen; the first picture is rendered by the same script that updates it.
+    Chinese only, but for the small English line (#en) under the headline."""
+    data = json.dumps({"state": state, "texts": {"no_operator": t("no_operator", "zh")}},
                       ensure_ascii=False)
     data = data.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
-    lost = both("connection_lost")
 
     def fact(key: str, ident: str) -> str:
-        k = both(key)
-        return (f'<div class="fact"><div class="k">{e(k["zh"])} {e(k["en"])}</div>'
+        return (f'<div class="fact"><div class="k">{e(t(key, "zh"))}</div>'
                 f'<div class="v" id="{ident}">-</div></div>')
 
-    title = both("screen_title")
+    title = t("screen_title", "zh")
+    script = SCRIPT.replace("LOST_MS", str(LOST_MS)).replace("POLL_MS", str(POLL_MS))
     return (
         f'<!doctype html><html lang="zh-CN"><head><meta charset="utf-8">'
         f'<meta name="viewport" content="width=device-width,initial-scale=1">'
-        f'<title>{e(state["rig"])} · {e(title["zh"])}</title>'
+        f'<title>{e(state["rig"])} · {e(title)}</title>'
         f'<style nonce="{nonce}">{STYLE}</style></head>'
-        f'<body class="mode-{e(state["mode"])}" data-mode="{e(state["mode"])}">'
-        f'<div id="top"><span>{e(title["zh"])} {e(state["rig"])}</span>'
-        f'<span id="fault"></span></div>'
-        f'<div id="verdict"><div id="headline"></div><div id="headline-en"></div></div>'
-        f'<div id="reason"><div id="reason-zh"></div><div id="reason-en"></div></div>'
-        f'<div id="warnings"></div>'
+        f'<body class="c-{e(state["colour"])}" data-state="{e(state["state"])}">'
+        f'<div id="top"><span>{e(title)} {e(state["rig"])}</span>'
+        f'<span>{e(t("operator", "zh"))}：<b id="operator"></b></span></div>'
+        f'<div id="main"><div id="headline"></div><div id="detail"></div>'
+        f'<div id="massbox" class="hidden"><div id="mass"><span id="net"></span>'
+        f'<span id="of"></span></div>'
+        f'<div id="bar"><div id="fill"></div></div></div>'
+        f'<div id="en" lang="en"></div><div id="warnings"></div></div>'
         f'<div id="facts">{fact("cylinder", "cylinder")}{fact("medium", "medium")}'
-        f'{fact("next_inspection", "next-inspection")}{fact("operator", "operator")}</div>'
-        f'<div id="progress"><div id="status"></div><div id="barbox" class="hidden">'
-        f'<div id="bar"><div id="fill"></div></div><div id="mass"></div></div></div>'
-        f'<div id="conn" class="hidden">{e(lost["zh"])} / {e(lost["en"])}</div>'
+        f'{fact("next_inspection", "next-inspection")}</div>'
+        f'<div id="conn" class="hidden">{e(t("connection_lost", "zh"))}</div>'
         f'<script type="application/json" id="initial">{data}</script>'
-        f'<script nonce="{nonce}">{SCRIPT.replace("POLL_MS", str(POLL_MS))}</script>'
+        f'<script nonce="{nonce}">{script}</script>'
         f'</body></html>')

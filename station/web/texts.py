@@ -2,36 +2,22 @@
 
 from __future__ import annotations
 
-from ..texts import ACCEPTED, Text, reason_text
+from ..texts import Text, reason_text
 
 LANGS = ("zh", "en")
 
 T: dict[str, Text] = {
     # operator screen
     "screen_title": Text("充装工位", "Filling rig"),
-    "refused": Text("禁止充装", "FILL REFUSED"),
-    "permitted": ACCEPTED,
-    "waiting": Text("请扫描气瓶标签", "scan the cylinder's tag"),
-    "no_live": Text("控制程序无响应", "station daemon not responding"),
-    "no_live_why": Text("请勿充装，联系站长", "do not fill; call the station manager"),
-    "rig_offline": Text("充装设备未连接", "rig controller not connected"),
     "unknown_rig": Text("没有这个充装工位", "no such rig"),
     "cylinder": Text("气瓶编号", "cylinder"),
     "medium": Text("充装介质", "medium"),
     "next_inspection": Text("下次检验", "next inspection"),
     "operator": Text("充装人员", "operator"),
     "no_operator": Text("未登录", "nobody logged in"),
-    "progress": Text("充装进度", "fill progress"),
-    "result_ok": Text("充装完成", "fill complete"),
-    "result_overfill": Text("超装！请处理", "OVERFILL: take action"),
-    "result_underfill": Text("欠装", "underfill"),
-    "result_interrupted": Text("充装中断", "fill interrupted"),
-    "phase_filling": Text("正在充装", "filling"),
-    "phase_settling": Text("称重中", "weighing"),
-    "phase_permitted": Text("等待开始充装", "ready: press start"),
-    "phase_accepted": Text("请将气瓶放上秤台", "stand the cylinder on the scale"),
     "fault": Text("设备故障", "rig fault"),
-    "connection_lost": Text("与服务器的连接中断", "lost the connection to the server"),
+    "connection_lost": Text("与服务器的连接中断，正在重连",
+                            "lost the connection to the server: retrying"),
     # manager pages: frame
     "site": Text("充装站管理", "Station management"),
     "nav_records": Text("充装记录", "Fill records"),

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from .. import chain
+from .. import chain, hmi
 from ..codes import MEDIA
 from ..errors import StoreError
 from ..fills import local
@@ -29,64 +29,45 @@ ERROR_EVENTS = ("rig_lost", "permit_failed", "pre_check_refused", "override_refu
 
 
 # --- the operator screen ---------------------------------------------------------------------
-def rig_screen(store: Store, rig: str, now: float | None = None) -> dict[str, Any]:
-    """The operator screen's picture of one rig: mode (ok/refused/idle/offline) and its facts."""
+MODES = {"green": "ok", "red": "refused", "amber": "warn", "blue": "filling", "grey": "idle",
+         "dark": "offline"}
+
+
+def rig_screen(store: Store | None, rig: str, now: float | None = None) -> dict[str, Any]:
+    """The operator screen's picture of one rig: its state (station.hmi, the same function the
+    daemon lights the lamps from) and the facts of its current verdict. `store` None: the
+    store cannot be read (the screen says so and keeps asking)."""
     now = time.time() if now is None else now
-    rows = store.query("SELECT at, state FROM rig_live WHERE rig = ?", (rig,))
+    rows = store.query("SELECT at, state FROM rig_live WHERE rig = ?", (rig,)) if store else []
     live = json.loads(rows[0]["state"]) if rows else {}
     at = rows[0]["at"] if rows else None
+    stale = store is not None and (at is None or now - at > STALE_S)
     verdict = live.get("verdict") or {}
-    out: dict[str, Any] = {
-        "rig": rig, "at": at, "stale": at is None or now - at > STALE_S,
-        "connected": bool(live.get("connected")), "fault": live.get("fault"),
+    view = hmi.screen(live, stale=stale, store_unreadable=store is None)
+    result = live.get("result") or {}
+    net = result.get("net_g") if live.get("phase") == "ended" else live.get("net_g")
+    return {
+        "rig": rig, "at": at, "stale": stale, "connected": bool(live.get("connected")),
         "phase": live.get("phase") or "idle", "operator": live.get("operator"),
+        "state": view.state, "colour": view.colour, "mode": MODES[view.colour],
+        "headline": {"zh": view.headline, "en": view.en}, "detail": view.detail,
         "decision_id": verdict.get("decision_id"), "cylinder_id": verdict.get("cylinder_id"),
         "medium": _medium(verdict.get("medium")), "next_inspection": verdict.get("next_inspection"),
         "warnings": [texts.reason(w.get("code", "")) for w in verdict.get("warnings") or []
                      if isinstance(w, dict)],
-        "net_g": live.get("net_g"), "target_g": live.get("target_g"), "result": None,
+        "net_g": net if view.state in MASS_STATES else None,
+        "target_g": live.get("target_g") if view.state in MASS_STATES else None,
     }
-    out.update(_headline(out, verdict))
-    if out["phase"] in ("settling", "ended") and verdict.get("decision_id"):
-        out["result"] = _fill_result(store, rig, verdict["decision_id"])
-        if out["result"] and out["result"]["check"] == "overfill":
-            out["mode"] = "refused"
-    phase_key = f"phase_{out['phase']}"
-    out["status"] = out["result"] or (texts.both(phase_key) if phase_key in texts.T else None)
-    return out
 
 
-def _headline(out: dict[str, Any], verdict: dict[str, Any]) -> dict[str, Any]:
-    if out["stale"]:
-        return {"mode": "offline", "headline": texts.both("no_live"),
-                "reason": texts.both("no_live_why")}
-    if not out["connected"]:
-        return {"mode": "offline", "headline": texts.both("rig_offline"),
-                "reason": {"zh": out["fault"] or "", "en": out["fault"] or ""}}
-    if not verdict:
-        return {"mode": "idle", "headline": texts.both("waiting"), "reason": None}
-    if verdict.get("permit"):
-        return {"mode": "ok", "headline": texts.both("permitted"), "reason": None}
-    return {"mode": "refused", "headline": texts.both("refused"),
-            "reason": texts.reason(str(verdict.get("code") or ""))}
+MASS_STATES = ("filling", "settling", "done_ok", "overfill", "underfill", "interrupted",
+               "permitted")
 
 
 def _medium(code: Any) -> str | None:
     if not isinstance(code, str) or not code:
         return None
     return f"{code} {MEDIA[code]}" if code in MEDIA else code
-
-
-def _fill_result(store: Store, rig: str, decision_id: int) -> dict[str, Any] | None:
-    """The post-fill check of the rig's newest fill, when it is this verdict's."""
-    rows = store.query(f"SELECT decision_id, post_check, net_g FROM fills f WHERE rig = ? AND "
-                       f"state = 'closed' ORDER BY {FILL_ORDER} DESC LIMIT 1", (rig,))
-    if not rows or rows[0]["decision_id"] != decision_id or not rows[0]["post_check"]:
-        return None
-    check = str(rows[0]["post_check"]).split(":")[0]
-    key = f"result_{check}"
-    return {"check": check, "net_g": rows[0]["net_g"],
-            **(texts.both(key) if key in texts.T else {"zh": check, "en": check})}
 
 
 # --- records ---------------------------------------------------------------------------------

@@ -70,6 +70,7 @@ def test_overfill_says_the_kg_over_in_english_too():
 
 def test_web_store_unreadable_is_a_store_fault_screen():
     assert screen(BASE, store_unreadable=True).state == "store_fault"
+    assert screen({}, store_unreadable=True).state == "store_fault"  # nothing else known
 
 
 def test_a_new_verdict_or_result_is_a_new_key():

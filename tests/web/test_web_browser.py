@@ -93,23 +93,33 @@ def body_data(page, key: str) -> str:
 
 
 # --- the operator screen -----------------------------------------------------------------------
-def test_operator_screen_turns_red_with_the_reason_within_a_second_of_a_refused_scan(
-        station, context):
+def screen_page(context):
     page = context.new_page()
     page.goto("/rig/rig-01")
     page.wait_for_function("() => document.body.dataset.mode && document.body.dataset.mode "
                            "!== 'offline'", polling=20, timeout=5000)
+    return page
+
+
+def wait_state(page, state: str, timeout_ms: int = 3000) -> None:
+    page.wait_for_function("(s) => document.body.dataset.state === s", arg=state, polling=20,
+                           timeout=timeout_ms)
+
+
+def test_operator_screen_turns_red_with_the_reason_within_a_second_of_a_refused_scan(
+        station, context):
+    page = screen_page(context)
     before = body_data(page, "decision")
     station.place("rig-01", TARE_G)  # the scrapped cylinder stands on the scale
     t0 = time.perf_counter()
     station.scanners["rig-01"].send(qr_url(CYL["scrapped"]["info_code"]))
     page.wait_for_function(
-        "(before) => document.body.dataset.mode === 'refused' && "
+        "(before) => document.body.dataset.state === 'refused' && "
         "document.body.dataset.decision !== before", arg=before, polling=20, timeout=3000)
     elapsed = time.perf_counter() - t0
     print(f"scan → operator screen red: {elapsed * 1000:.0f} ms")
     assert elapsed < 1.0, f"the screen turned red {elapsed:.2f} s after the scan"
-    assert page.text_content("#reason-zh") == REASONS["SCRAPPED"].zh == "气瓶已报废"
+    assert page.text_content("#detail") == REASONS["SCRAPPED"].zh == "气瓶已报废"
     assert page.text_content("#headline") == "禁止充装"
     assert page.text_content("#cylinder") == CYL["scrapped"]["id"]
     assert page.text_content("#operator") == OPERATORS[0][0]
@@ -118,6 +128,9 @@ def test_operator_screen_turns_red_with_the_reason_within_a_second_of_a_refused_
     assert r > 150 and g < 60 and b < 60, (r, g, b)  # red (#c0211b, give or take colour management)
     [d] = station.rows("SELECT * FROM decisions WHERE id = ?", int(body_data(page, "decision")))
     assert d["reason"] == "SCRAPPED" and d["permit"] == 0
+    station.remove("rig-01")  # the refusal was for the cylinder that stood there: cleared
+    wait_state(page, "idle")
+    assert page.text_content("#headline") == "请扫描气瓶标签" and not page.is_visible("#facts")
     take_off(station)
 
 
@@ -125,8 +138,7 @@ def test_operator_screen_shows_the_mass_climbing_during_a_fill(station, context,
                                                                capsys):
     model = station.rig_sim.rig(1)
     model.flow_g_per_s = 4000  # 14.5 kg in ~3.6 s
-    page = context.new_page()
-    page.goto("/rig/rig-01")
+    page = screen_page(context)
     try:
         station.place("rig-01", TARE_G)
         d = station.scan("rig-01", qr_url(CYL["due_soon"]["info_code"]))
@@ -139,7 +151,8 @@ def test_operator_screen_shows_the_mass_climbing_during_a_fill(station, context,
         second_net, second_text = int(body_data(page, "net")), page.text_content("#mass")
         assert first_text != second_text and second_net > first_net
         assert first_text.endswith("/ 14.50 kg")
-        assert body_data(page, "mode") == "ok" and page.text_content("#headline") == "允许充装"
+        assert body_data(page, "state") == "filling"
+        assert page.text_content("#headline") == "正在充装"
         assert "即将到期检验" in page.text_content("#warnings")  # the due-soon warning
         width = page.evaluate("() => parseFloat(document.getElementById('fill').style.width)")
         assert 0 < width < 100
@@ -147,12 +160,81 @@ def test_operator_screen_shows_the_mass_climbing_during_a_fill(station, context,
         with capsys.disabled():
             print(f"\noperator screen screenshot: {shot} (copy: {SCREEN_COPY})")
         station.wait_fill("rig-01", d["id"])
-        page.wait_for_function("() => document.getElementById('status').textContent"
-                               ".includes('充装完成')",
-                               polling=20, timeout=3000)
+        wait_state(page, "done_ok")
+        assert page.text_content("#headline") == "充装完成"
+        station.remove("rig-01")  # the cylinder leaves: the verdict with it, never left green
+        wait_state(page, "idle")
     finally:
         model.flow_g_per_s = 20000
         take_off(station)
+
+
+def test_an_unused_permit_clears_from_the_screen_when_the_cylinder_leaves(station, context):
+    """The stale-verdict case: permitted, then taken off without a fill: not green any more."""
+    model = station.rig_sim.rig(1)
+    model.start_delay_s = None  # nobody presses start
+    page = screen_page(context)
+    try:
+        station.place("rig-01", TARE_G)
+        station.scan("rig-01", qr_url(CYL["valid"]["info_code"]))
+        wait_state(page, "permitted")
+        assert page.text_content("#detail") == "请按启动按钮"
+        station.remove("rig-01")
+        wait_state(page, "idle")
+        assert body_data(page, "mode") == "idle" and page.text_content("#cylinder") == "-"
+        station.place("rig-01", TARE_G)  # another cylinder, not scanned: still no verdict
+        wait_for(lambda: station.live("rig-01").get("present"), 3, "the daemon to see it")
+        assert body_data(page, "state") == "idle"
+    finally:
+        model.start_delay_s = 0.1
+        take_off(station)
+
+
+def test_an_overfill_screen_says_to_call_the_supervisor(station, context):
+    model = station.rig_sim.rig(1)
+    page = screen_page(context)
+    model.set_overshoot(800)
+    try:
+        station.place("rig-01", TARE_G)
+        d = station.scan("rig-01", qr_url(CYL["special_23t0"]["info_code"]))
+        station.wait_fill("rig-01", d["id"])
+        wait_state(page, "overfill")
+        assert page.text_content("#headline") == "超装 — 请主管处理"
+        assert page.text_content("#detail").startswith("超出 0.")
+        wait_for(lambda: (c := station.coils("rig-01"))["lamp_red"] and not c["lamp_green"], 2,
+                 "the red lamp with the overfill screen")
+    finally:
+        model.set_overshoot(0)
+        take_off(station)
+
+
+def test_a_lost_controller_is_its_own_screen_and_the_screen_recovers(station, context):
+    page = screen_page(context)
+    station.rig_sim.stop()
+    try:
+        wait_state(page, "controller_lost", 10000)
+        assert page.text_content("#headline") == "充装设备未连接"
+    finally:
+        station.rig_sim.restart()
+    wait_state(page, "idle", 15000)
+
+
+def test_a_screen_loaded_while_the_store_was_unreadable_recovers_by_itself(station, context,
+                                                                          web):
+    """The web server cannot open the store (moved away): the screen says store fault and
+    keeps asking; once the store is back it shows the rig again, without a hand."""
+    page = context.new_page()
+    moved = station.store_path.with_name("station.db.away")
+    station.db.close()
+    station._db = None
+    os.rename(station.store_path, moved)
+    try:
+        page.goto("/rig/rig-01")
+        wait_state(page, "store_fault")
+        assert page.text_content("#headline") == "记录存储故障"
+    finally:
+        os.rename(moved, station.store_path)
+    wait_state(page, "idle", 5000)
 
 
 def save_screenshot(page, tmp_path: Path) -> Path:
@@ -205,8 +287,11 @@ def test_manager_logs_in_filters_and_downloads_csv(station, context, web):
         page.click("#csv")
     rows = list(csv.DictReader(io.StringIO(
         Path(download.value.path()).read_text(encoding="utf-8-sig"))))
-    assert [r["record_id"] for r in rows] == [station.overfill["record_id"]]
-    assert rows[0]["post_check"] == "overfill" and rows[0]["operator"] == OPERATORS[0][0]
+    overfills = [r["record_id"] for r in station.rows(  # (the overfill screen's test adds one)
+        "SELECT record_id FROM fills WHERE post_check LIKE 'overfill%' ORDER BY rowid")]
+    assert station.overfill["record_id"] in overfills
+    assert sorted(r["record_id"] for r in rows) == sorted(overfills)
+    assert {(r["post_check"], r["operator"]) for r in rows} == {("overfill", OPERATORS[0][0])}
 
     # The whole export, fetched with the session cookie like any HTTP client would.
     all_rows = get_csv(web.url, "/records.csv", f"station_session={session['value']}")
