@@ -92,6 +92,10 @@ def _parser() -> argparse.ArgumentParser:
     web.add_argument("--log-level", default="INFO")
     web.add_argument("--hash-password", action="store_true",
                      help="print a password hash for [[web.users]] (reads the password)")
+    web.add_argument("--systemd-dropin", action="store_true",
+                     help="print the web unit's IPAddressAllow= drop-in for [web] allow")
+    web.add_argument("--check-systemd", action="store_true",
+                     help="exit 2 when the installed drop-in differs from [web] allow")
     demo = sub.add_parser("demo", help="run the station on simulators and show the verdicts")
     demo.add_argument("--interactive", action="store_true", help="type readings yourself")
     demo.add_argument("--keep", action="store_true", help="keep the demo's work folder")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import tomllib
 from dataclasses import dataclass, field
@@ -236,6 +237,7 @@ class WebConfig:
     max_failed_logins: int = 5
     lockout_minutes: float = 15.0
     users: tuple[WebUser, ...] = ()
+    allow: tuple[str, ...] = ()  # the tablets' networks (CIDR) besides loopback
 
 
 PASSWORD_HASH = r"scrypt\$\d+\$\d+\$\d+\$[A-Za-z0-9+/=]+\$[A-Za-z0-9+/=]+"
@@ -482,9 +484,28 @@ def _web(sec: Section) -> WebConfig:
         session_hours=sec.get_float("session_hours", 12.0, minval=0.05, maxval=24 * 30),
         max_failed_logins=sec.get_int("max_failed_logins", 5, minval=1, maxval=100),
         lockout_minutes=sec.get_float("lockout_minutes", 15.0, minval=0.1, maxval=24 * 60),
-        users=tuple(users))
+        users=tuple(users), allow=_networks(sec))
+    loopback = cfg.bind == "localhost" or cfg.bind.startswith("127.") or cfg.bind == "::1"
+    if not loopback and not cfg.allow:
+        raise sec.error("allow", f"bind = {cfg.bind!r} serves the LAN: list the tablets' "
+                        "networks, e.g. allow = [\"192.168.10.0/24\"] (the web unit's "
+                        "IPAddressAllow= is written from it)")
     sec.done()
     return cfg
+
+
+def _networks(sec: Section) -> tuple[str, ...]:
+    """[web] allow: networks in CIDR (or single addresses), normalised; never "any"."""
+    out = []
+    for text in sec.get_str_list("allow", [], maxlen=64, pattern=r"[0-9A-Fa-f.:/]+"):
+        try:
+            net = ipaddress.ip_network(text, strict=False)
+        except ValueError as err:
+            raise sec.error("allow", f"{text!r} is not a network: {err}") from err
+        if net.prefixlen == 0:
+            raise sec.error("allow", f"{text!r} is every address: list the station's LAN")
+        out.append(str(net))
+    return tuple(out)
 
 
 def _operator(sec: Section) -> Operator:

@@ -34,6 +34,7 @@ uninstall() {
       2>/dev/null || true
   fi
   for unit in "${UNITS[@]}"; do rm -f "$DESTDIR$UNITDIR/$unit"; done
+  rm -rf "$DESTDIR$UNITDIR/station-web.service.d/50-lan.conf"
   rm -rf "$DESTDIR$OPT"
   rm -f "$DESTDIR$BIN"
   if systemd_up; then systemctl daemon-reload; fi
@@ -82,6 +83,21 @@ install_units() {
   say "installed ${UNITS[*]} in $UNITDIR and $BIN"
 }
 
+install_lan_dropin() {
+  # The web unit's IPAddressAllow= for the tablets, from [web] allow of the configuration.
+  local dir="$DESTDIR$UNITDIR/station-web.service.d"
+  install -d -m 0755 "$dir"
+  if "$DESTDIR$OPT/.venv/bin/station" web --config "$DESTDIR$CONF/station.toml" \
+      --systemd-dropin >"$dir/50-lan.conf.new"; then
+    mv "$dir/50-lan.conf.new" "$dir/50-lan.conf"
+    say "wrote $UNITDIR/station-web.service.d/50-lan.conf from [web] allow"
+  else
+    rm -f "$dir/50-lan.conf.new"
+    say "could not read [web] of $CONF/station.toml: fix it, then run make install again"
+  fi
+  if systemd_up; then systemctl daemon-reload; fi
+}
+
 next_steps() {
   cat <<STEPS
 
@@ -102,6 +118,7 @@ case "$ACTION" in
     install_package
     install_config
     install_units
+    install_lan_dropin
     next_steps
     ;;
   uninstall) uninstall ;;

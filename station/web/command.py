@@ -9,6 +9,7 @@ import sys
 from .. import config as config_mod
 from .. import logfmt
 from ..errors import StationError
+from . import lan
 from .auth import hash_password
 
 MIN_PASSWORD = 8
@@ -20,6 +21,16 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if not args.config:
         raise StationError("web needs --config FILE (or --hash-password)")
+    if args.systemd_dropin or args.check_systemd:
+        web = lan.web_config(args.config)
+        if args.systemd_dropin:
+            print(lan.dropin_text(web), end="")
+            return 0
+        problem = lan.check_dropin(web)
+        if problem:
+            print(problem, file=sys.stderr)
+            return 2
+        return 0
     cfg = config_mod.load(args.config)
     logfmt.setup(args.log_level)
     from .server import serve

@@ -19,6 +19,7 @@ from ..logfmt import kv
 from ..notify import notify, watchdog_interval_s
 from ..store import Store
 from .app import Request, Response, WebApp
+from .lan import allowed
 
 log = logging.getLogger("station.web")
 
@@ -158,6 +159,14 @@ class WebServer(ThreadingHTTPServer):
         self.address_family = socket.AF_INET6 if ":" in bind else socket.AF_INET
         self.app = app
         super().__init__((bind, port), Handler)
+
+    def verify_request(self, request: object, client_address: object) -> bool:
+        """Loopback and [web] allow only (as the unit's IPAddressAllow=): others are closed."""
+        client = str(client_address[0]) if isinstance(client_address, tuple) else ""
+        if allowed(client, self.app.cfg.web.allow):
+            return True
+        log.warning(kv("web_refused_client", client=client, why="not in [web] allow"))
+        return False
 
     @property
     def url(self) -> str:
