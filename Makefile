@@ -30,6 +30,7 @@ bench: $(VENV)/.installed-dev
 	$(PY) bench/sync_drain.py
 	$(PY) bench/camera_decode.py
 	$(PY) bench/web_records.py
+	$(PY) bench/screen_latency.py 20
 	$(PY) bench/scale.py 12 2   # the 10-minute runs: bench/scale.py 72 10 (see bench/README.md)
 
 clean:
