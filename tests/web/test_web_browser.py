@@ -214,6 +214,10 @@ def test_a_lost_controller_is_its_own_screen_and_the_screen_recovers(station, co
     try:
         wait_state(page, "controller_lost", 10000)
         assert page.text_content("#headline") == "充装设备未连接"
+        at = lambda: station.rows("SELECT at FROM rig_live WHERE rig = 'rig-01'")[0]["at"]  # noqa: E731
+        first = at()  # the daemon keeps publishing its own liveness while its controller is down
+        wait_for(lambda: at() > first, 3, "a newer picture from the daemon")
+        assert body_data(page, "state") == "controller_lost"  # not "daemon not responding"
     finally:
         station.rig_sim.restart()
     wait_state(page, "idle", 15000)
