@@ -238,6 +238,7 @@ class WebConfig:
     lockout_minutes: float = 15.0
     users: tuple[WebUser, ...] = ()
     allow: tuple[str, ...] = ()  # the tablets' networks (CIDR) besides loopback
+    screen_sound: bool = False  # the operator screens beep on a refusal, overfill, …
 
 
 PASSWORD_HASH = r"scrypt\$\d+\$\d+\$\d+\$[A-Za-z0-9+/=]+\$[A-Za-z0-9+/=]+"
@@ -484,7 +485,8 @@ def _web(sec: Section) -> WebConfig:
         session_hours=sec.get_float("session_hours", 12.0, minval=0.05, maxval=24 * 30),
         max_failed_logins=sec.get_int("max_failed_logins", 5, minval=1, maxval=100),
         lockout_minutes=sec.get_float("lockout_minutes", 15.0, minval=0.1, maxval=24 * 60),
-        users=tuple(users), allow=_networks(sec))
+        users=tuple(users), allow=_networks(sec),
+        screen_sound=sec.get_bool("screen_sound", False))
     loopback = cfg.bind == "localhost" or cfg.bind.startswith("127.") or cfg.bind == "::1"
     if not loopback and not cfg.allow:
         raise sec.error("allow", f"bind = {cfg.bind!r} serves the LAN: list the tablets' "

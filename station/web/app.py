@@ -195,7 +195,8 @@ class WebApp:
             return Response(status, json.dumps(state, ensure_ascii=False).encode("utf-8"),
                             "application/json; charset=utf-8")
         nonce = secrets.token_urlsafe(16)
-        return Response(status, operator.page(state, nonce).encode("utf-8"), nonce=nonce)
+        page = operator.page(state, nonce, sound=self.cfg.web.screen_sound)
+        return Response(status, page.encode("utf-8"), nonce=nonce)
 
     # --- log-in -------------------------------------------------------------------------------------
     def login_form(self, req: Request, error: str = "", status: int = 200) -> Response:

@@ -52,7 +52,17 @@ SCRIPT = """
 const initial = JSON.parse(document.getElementById("initial").textContent);
 const url = "/api/rig/" + encodeURIComponent(initial.state.rig), PAGE = initial.state.page;
 const $ = (id) => document.getElementById(id);
-let lastOk = Date.now(), wakeLock = null;
+let lastOk = Date.now(), wakeLock = null, lastKey = initial.state.key, audio = null;
+function beep(){  /* [web] screen_sound: 0.3 s at 880 Hz (a kiosk must allow autoplay) */
+  try {
+    audio = audio || new AudioContext();
+    const osc = audio.createOscillator(), gain = audio.createGain();
+    osc.frequency.value = 880; gain.gain.value = 0.3;
+    osc.connect(gain).connect(audio.destination);
+    osc.start(); osc.stop(audio.currentTime + 0.3);
+  } catch (err) { /* no sound here: the lamps and the buzzer still say it */ }
+  document.body.dataset.beeps = String(Number(document.body.dataset.beeps || 0) + 1);
+}
 function set(id, text){ const el = $(id); text = text == null ? "" : String(text);
   if (el.textContent !== text) el.textContent = text; }
 function kg(g){ return g == null ? "-" : (g / 1000).toFixed(2); }
@@ -75,6 +85,7 @@ function render(s){
     set("net", kg(s.net_g)); set("of", " / " + kg(s.target_g) + " kg");
   }
   $("facts").className = s.cylinder_id ? "" : "hidden";
+  if (s.key !== lastKey) { lastKey = s.key; if (initial.sound && s.alarm) beep(); }
 }
 async function wake(){  /* keep the tablet's screen on where the browser allows it */
   try {
@@ -109,11 +120,12 @@ setTimeout(tick, POLL_MS);
 
 PAGE_ID = hashlib.sha256((STYLE + SCRIPT).encode("utf-8")).hexdigest()[:12]
 
-def page(state: dict[str, Any], nonce: str) -> str:
+def page(state: dict[str, Any], nonce: str, sound: bool = False) -> str:
     """The whole screen; the first picture is rendered by the same script that updates it.
-    Chinese only, but for the small English line (#en) under the headline."""
-    data = json.dumps({"state": state, "texts": {"no_operator": t("no_operator", "zh")}},
-                      ensure_ascii=False)
+    Chinese only, but for the small English line (#en) under the headline. `sound`: beep
+    when a new alarm (refusal, overfill, …) is shown ([web] screen_sound)."""
+    data = json.dumps({"state": state, "sound": sound,
+                       "texts": {"no_operator": t("no_operator", "zh")}}, ensure_ascii=False)
     data = data.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
     def fact(key: str, ident: str) -> str:

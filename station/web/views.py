@@ -51,6 +51,7 @@ def rig_screen(store: Store | None, rig: str, now: float | None = None) -> dict[
         "phase": live.get("phase") or "idle", "operator": live.get("operator"),
         "state": view.state, "colour": view.colour, "mode": MODES[view.colour],
         "headline": {"zh": view.headline, "en": view.en}, "detail": view.detail,
+        "key": view.key, "alarm": bool(view.lamps and view.lamps.buzz),
         "decision_id": verdict.get("decision_id"), "cylinder_id": verdict.get("cylinder_id"),
         "medium": _medium(verdict.get("medium")), "next_inspection": verdict.get("next_inspection"),
         "warnings": [texts.reason(w.get("code", "")) for w in verdict.get("warnings") or []

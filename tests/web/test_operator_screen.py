@@ -68,7 +68,7 @@ PICTURES = {  # state → (the picture's changes, how old it is in s)
 }
 
 
-def config_text(store: Path) -> str:
+def config_text(store: Path, web: str = "") -> str:
     users = "".join(f'[[web.users]]\nname = "{n}"\npassword_hash = "{h}"\n'
                     for n, h in HASHES.items())
     return (
@@ -76,20 +76,26 @@ def config_text(store: Path) -> str:
         f'store = "{store}"\n[qr]\nhosts = ["qr.cqtzsb.example"]\n'
         '[city]\nbase_url = "http://127.0.0.1:9"\napp_key = "k"\n'
         '[[rigs]]\nid = "rig-01"\nmedium = "G13"\nmodbus = "tcp://127.0.0.1:1502"\n'
-        "[web]\nport = 0\n" + users)
+        "[web]\nport = 0\n" + web + users)
+
+
+def serve(folder: Path, web: str = ""):
+    store_path = folder / "station.db"
+    if not store_path.exists():
+        Store(str(store_path)).close()
+    cfg_path = folder / "station.toml"
+    cfg_path.write_text(config_text(store_path, web), encoding="utf-8")
+    server = make_server(config.load(cfg_path, env=ENV))
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
+                     daemon=True).start()
+    return server, f"http://127.0.0.1:{server.server_address[1]}", store_path
 
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory):
     folder = tmp_path_factory.mktemp("hmi-screens")
-    store_path = folder / "station.db"
-    Store(str(store_path)).close()
-    cfg_path = folder / "station.toml"
-    cfg_path.write_text(config_text(store_path), encoding="utf-8")
-    server = make_server(config.load(cfg_path, env=ENV))
-    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
-                     daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}", store_path, folder
+    server, url, store_path = serve(folder)
+    yield url, store_path, folder
     server.shutdown()
     server.server_close()
 
@@ -188,3 +194,26 @@ def test_overfill_says_what_to_do_and_by_how_much(browser, site):
         assert r > 150 and g < 60 and b < 60, (r, g, b)
     finally:
         ctx.close()
+
+
+def test_a_new_alarm_beeps_when_the_station_switched_the_sound_on(browser, tmp_path):
+    """(Off, the default, the page never beeps: `initial.sound` is false.)"""
+    server, url, store_path = serve(tmp_path, "screen_sound = true\n")
+    ctx = browser.new_context(viewport={"width": 1280, "height": 800})
+    page = ctx.new_page()
+    try:
+        put(store_path, BASE, 0)
+        page.goto(url + "/rig/rig-01")
+        for n, verdict in enumerate((NO, {**NO, "decision_id": 43})):  # two refusals: two beeps
+            put(store_path, {**BASE, "verdict": verdict, "present": True}, 0)
+            page.wait_for_function("(d) => document.body.dataset.decision === String(d)",
+                                   arg=verdict["decision_id"], polling=20, timeout=3000)
+            assert page.evaluate("() => document.body.dataset.beeps || '0'") == str(n + 1)
+        put(store_path, {**BASE, "phase": "accepted", "verdict": OK}, 0)  # no alarm: no beep
+        page.wait_for_function("() => document.body.dataset.state === 'accepted'", polling=20,
+                               timeout=3000)
+        assert page.evaluate("() => document.body.dataset.beeps || '0'") == "2"
+    finally:
+        ctx.close()
+        server.shutdown()
+        server.server_close()
