@@ -189,7 +189,9 @@ def health(v: Viewer, rigs: list[dict[str, Any]]) -> str:
         beat = (v.t("never") if age is None
                 else f'{h["heartbeat_at"]} ({v.t("seconds_ago", s=round(age, 1))})')
         err = h["last_error"]
-        rows = [[e(v.t("connected")),
+        shows = h["screen"]["en" if v.lang == "en" else "zh"]
+        rows = [[e(v.t("screen_shows")), e(shows)],
+                [e(v.t("connected")),
                  f'<td class="{"ok" if h["connected"] else "bad"}">'
                  f'{e(v.t("yes") if h["connected"] else v.t("no"))}</td>'],
                 [e(v.t("last_heartbeat")), e(beat)],

@@ -128,6 +128,7 @@ T: dict[str, Text] = {
     "connected": Text("连接", "connected"),
     "yes": Text("是", "yes"),
     "no": Text("否", "no"),
+    "screen_shows": Text("工位屏幕显示", "operator screen shows"),
     "last_heartbeat": Text("最近心跳", "last heartbeat"),
     "seconds_ago": Text("{s} 秒前", "{s} s ago"),
     "never": Text("从未", "never"),

@@ -215,7 +215,9 @@ def health(store: Store, rigs: list[str], now: float | None = None) -> list[dict
         events = store.query("SELECT at, event, detail FROM rig_events WHERE rig = ? "
                              "ORDER BY id DESC LIMIT 8", (rig,))
         beat = state.get("heartbeat_at")
-        out.append({"rig": rig, "stale": row is None or now - row["at"] > STALE_S,
+        stale = row is None or now - row["at"] > STALE_S
+        shows = hmi.screen(state, stale=stale)
+        out.append({"rig": rig, "stale": stale, "screen": {"zh": shows.headline, "en": shows.en},
                     "connected": bool(state.get("connected")), "fault": state.get("fault"),
                     "phase": state.get("phase"), "operator": state.get("operator"),
                     "heartbeat_age_s": None if beat is None else max(0.0, now - beat),

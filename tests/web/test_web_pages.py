@@ -279,6 +279,8 @@ def test_health_shows_connection_heartbeat_and_last_error(site):
     assert "rig_lost: connection refused &lt;script&gt;" in rig1
     rig2 = page[page.index('data-rig="rig-02"'):]
     assert "无实时数据" in rig2 and "从未" in rig2
+    assert "<td>控制程序无响应</td>" in rig2  # what its operator screen shows, from station.hmi
+    assert "<td>控制程序无响应</td>" not in rig1
 
 
 def newest_chain_row(store_path: Path) -> tuple[int, str, float]:
