@@ -103,7 +103,9 @@ async function tick(){
     const s = await r.json();  /* a 503 carries the screen too (the store unreadable) */
     if (s.page && s.page !== PAGE) { location.reload(); return; }  /* a newer server */
     if (s.state) { render(s); lastOk = Date.now(); }
-  } catch (err) { /* a web restart, a network blip: shown below when it lasts */ }
+  } catch (err) {  /* a web restart, a network blip: shown below when it lasts */
+    document.body.dataset.fails = String(Number(document.body.dataset.fails || 0) + 1);
+  }
   clearTimeout(timer);
   const lost = Date.now() - lastOk > LOST_MS;
   $("conn").className = lost ? "" : "hidden";

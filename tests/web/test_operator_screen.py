@@ -12,13 +12,14 @@ import json
 import os
 import re
 import shutil
+import socket
 import sqlite3
 import threading
 import time
 from pathlib import Path
 
 import pytest
-from webtools import HASHES
+from webtools import HASHES, WebProcess
 
 from station import config
 from station.hmi import STATES
@@ -29,7 +30,6 @@ from station.web.server import make_server
 REPO = Path(__file__).resolve().parents[2]
 SHOTS = REPO / "bench" / "screens" / "hmi"
 SIZES = {"1280x800": (1280, 800), "800x1280": (800, 1280), "390x844": (390, 844)}
-ENV = {"STATION_APP_SECRET": "s3cret"}
 
 OK = {"decision_id": 41, "permit": True, "code": "OK", "cylinder_id": "CYL-000001",
       "medium": "G13", "next_inspection": "2029-05-01", "warnings": []}
@@ -74,18 +74,19 @@ def config_text(store: Path, web: str = "") -> str:
     return (
         '[station]\nunit_name = "重庆渝北燃气有限公司"\nunit_code = "91500112MA5U8XXX0X"\n'
         f'store = "{store}"\n[qr]\nhosts = ["qr.cqtzsb.example"]\n'
-        '[city]\nbase_url = "http://127.0.0.1:9"\napp_key = "k"\n'
+        '[city]\nbase_url = "http://127.0.0.1:9"\napp_key = "k"\nsecret_file = "app_secret"\n'
         '[[rigs]]\nid = "rig-01"\nmedium = "G13"\nmodbus = "tcp://127.0.0.1:1502"\n'
-        "[web]\nport = 0\n" + web + users)
+        "[web]\n" + web + users)
 
 
-def serve(folder: Path, web: str = ""):
+def serve(folder: Path, web: str = "", port: int = 0):
     store_path = folder / "station.db"
     if not store_path.exists():
         Store(str(store_path)).close()
     cfg_path = folder / "station.toml"
-    cfg_path.write_text(config_text(store_path, web), encoding="utf-8")
-    server = make_server(config.load(cfg_path, env=ENV))
+    (folder / "app_secret").write_text("s3cret\n", encoding="utf-8")
+    cfg_path.write_text(config_text(store_path, f"port = {port}\n{web}"), encoding="utf-8")
+    server = make_server(config.load(cfg_path, env={}))
     threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
                      daemon=True).start()
     return server, f"http://127.0.0.1:{server.server_address[1]}", store_path
@@ -217,3 +218,31 @@ def test_a_new_alarm_beeps_when_the_station_switched_the_sound_on(browser, tmp_p
         ctx.close()
         server.shutdown()
         server.server_close()
+
+
+def test_the_screen_recovers_by_itself_after_the_web_restarted(browser, tmp_path):
+    """station-web stopped (restarted by systemd, upgraded) and started again on its port."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server, _, store_path = serve(tmp_path, port=port)  # (writes the store and config)
+    server.shutdown()
+    server.server_close()
+    cfg_path = tmp_path / "station.toml"
+    web = WebProcess(cfg_path)
+    ctx = browser.new_context(viewport={"width": 1280, "height": 800})
+    page = ctx.new_page()
+    try:
+        put(store_path, BASE, 0)
+        page.goto(web.url + "/rig/rig-01")
+        assert web.stop() == 0
+        page.wait_for_function("() => Number(document.body.dataset.fails || 0) >= 2",
+                               polling=20, timeout=3000)
+        put(store_path, {**BASE, "verdict": NO, "present": True}, 0)
+        web = WebProcess(cfg_path)
+        page.wait_for_function("() => document.body.dataset.state === 'refused'", polling=20,
+                               timeout=3000)
+        assert page.text_content("#detail") == "气瓶已报废"
+    finally:
+        ctx.close()
+        web.stop()
