@@ -92,13 +92,16 @@ class ViewTracker:
       daemon needs sightings to keep arriving while the cylinder stands.
     - Two or more distinct codes: posted at once (no confirmation: a refusal is the safe way to
       be wrong), with the largest code as `data` and the rest in `others`; at most once every
-      `dedup_s` for the same set of codes.
+      `dedup_s` for the same set of codes. A code seen with others is not posted alone until
+      `dedup_s` after that frame: a decoder that finds one of two codes in some frames (OpenCV
+      did in 3 of 10 two-code frames) must not turn a crowded view into a clean reading.
     """
 
     def __init__(self, confirm_frames: int, dedup_s: float):
         self.confirm_frames, self.dedup_s = confirm_frames, dedup_s
         self._run: tuple[bytes | None, int] = (None, 0)  # the lone code, frames in a row
         self._posted: dict[frozenset[bytes], float] = {}  # set of codes → last posted at
+        self._crowded: dict[bytes, float] = {}  # code → last seen with other codes at
 
     def frame(self, codes: list[Code], now: float) -> Sighting | None:
         """The sighting this decoded frame makes (None: nothing to post); `now` in seconds."""
@@ -110,6 +113,7 @@ class ViewTracker:
             self._run = (None, 0)
             if not distinct:
                 return None
+            self._crowded.update((data, now) for data in distinct)
             main = max(distinct.values(), key=lambda c: (_area(c.box), c.data))
             others = tuple(sorted(d for d in distinct if d != main.data))
             return self._once(Sighting(main.data, others, main.box), now)
@@ -118,11 +122,15 @@ class ViewTracker:
         self._run = (code.data, count + 1 if last == code.data else 1)
         if self._run[1] < self.confirm_frames:
             return None
+        crowded_at = self._crowded.get(code.data)
+        if crowded_at is not None and now - crowded_at < self.dedup_s:
+            return None
         return self._once(Sighting(code.data, (), code.box), now)
 
     def _once(self, sighting: Sighting, now: float) -> Sighting | None:
         key = frozenset((sighting.data, *sighting.others))
         self._posted = {k: t for k, t in self._posted.items() if now - t < self.dedup_s}
+        self._crowded = {k: t for k, t in self._crowded.items() if now - t < self.dedup_s}
         if key in self._posted:
             return None
         self._posted[key] = now

@@ -146,7 +146,10 @@ class OpenCvDecoder:
         return self._read(gray) or self._read(inverted(gray))
 
     def _read(self, gray: np.ndarray) -> list[Code]:
-        ok, payloads, points, _straight = self._detector.detectAndDecodeBytesMulti(gray)
+        try:
+            ok, payloads, points, _straight = self._detector.detectAndDecodeBytesMulti(gray)
+        except cv2.error:  # OpenCV 5.0's multi detector asserts in kmeans on some dark frames
+            return []  # no reading from this frame (never the single detector's half answer)
         if not ok or points is None:
             return []
         return [Code(bytes(data), box_of(corners)) for data, corners in zip(payloads, points,
@@ -198,14 +201,17 @@ ENHANCEMENTS: tuple[tuple[str, Callable[[np.ndarray], np.ndarray]], ...] = (
 # Backends whose every extra pass costs tens of ms a 1280×720 frame try one enhancement per
 # empty frame, in turn (bench/camera_decode.py measures both ways).
 ALTERNATE_BY_DEFAULT = {"zxing": False, "pyzbar": True, "opencv": True}
+# OpenCV's multi-code detector took 0.8–10 s on some CLAHE'd noisy frames (sensor noise
+# lifted into thousands of finder-pattern candidates): it gets only the blurred enhancement.
+SKIP_BY_BACKEND = {"opencv": frozenset({"clahe"})}
 
 
 class Cascade:
     """Decode a frame as it is; when that yields nothing, decode enhanced versions of it.
 
     With `alternate`, an empty frame tries one enhancement (the next in turn), so a still scene
-    tries each within len(ENHANCEMENTS) frames at a bounded cost per frame; without, it tries
-    them all until one yields codes. `last_stage` names what read the last frame ("plain",
+    tries each within len(stages) frames at a bounded cost per frame; without, it tries them
+    all until one yields codes. `stages` are ENHANCEMENTS less the backend's SKIP_BY_BACKEND. `last_stage` names what read the last frame ("plain",
     an enhancement's name, or "" when nothing did). Boxes are in the frame's own pixels.
     """
 
@@ -215,6 +221,8 @@ class Cascade:
                           else alternate)
         self.last_stage = ""
         self._turn = 0
+        skip = SKIP_BY_BACKEND.get(decoder.name, frozenset())
+        self.stages = tuple(e for e in ENHANCEMENTS if e[0] not in skip)
 
     @property
     def name(self) -> str:
@@ -228,10 +236,10 @@ class Cascade:
             self.last_stage = "plain"
             return codes
         if self.alternate:
-            stages = [ENHANCEMENTS[self._turn % len(ENHANCEMENTS)]]
+            stages = [self.stages[self._turn % len(self.stages)]]
             self._turn += 1
         else:
-            stages = list(ENHANCEMENTS)
+            stages = list(self.stages)
         for stage, enhance in stages:
             codes = self.decoder.decode(enhance(gray))
             if codes:
