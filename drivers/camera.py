@@ -177,7 +177,7 @@ class CameraReader(TagReader):
         self.thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._tracker = ViewTracker(cfg.confirm_frames, cfg.dedup_s)
-        self._watch_from: float | None = None  # first frame of this run: the silence clock
+        self._watch_from: float | None = None  # first frame since the source (re)opened
         self._last: tuple[float, np.ndarray] | None = None
         self._warned: set[str] = set()
         self.decoder = Cascade(self._load_decoder(), cfg.alternate)
@@ -262,6 +262,7 @@ class CameraReader(TagReader):
             now = time.monotonic()
             if not delivered:
                 self.opened += 1
+                self._watch_from = now  # a lost source is reader_lost, not a silent camera
                 self._transition(True)
             delivered += 1
             due = max(due + period, now)
@@ -296,8 +297,6 @@ class CameraReader(TagReader):
     def _health(self, decoded: bool, now: float) -> None:
         """Warn once when frames arrive but nothing has decoded for `silent_warn_s`; say once
         when codes decode again."""
-        if self._watch_from is None:
-            self._watch_from = now
         if decoded:
             self.last_decoded_at = now
             if self.silent:
@@ -305,7 +304,8 @@ class CameraReader(TagReader):
                 log.info(kv("reader_decoding", rig=self.rig_id, reader=self.reader_id,
                             decoder=self.decoder.name))
             return
-        since = self.last_decoded_at if self.last_decoded_at is not None else self._watch_from
+        opened = self._watch_from if self._watch_from is not None else now
+        since = opened if self.last_decoded_at is None else max(self.last_decoded_at, opened)
         limit = self.cfg.silent_warn_s
         if limit and not self.silent and now - since >= limit:
             self.silent = True
