@@ -63,26 +63,31 @@ def _wait(due: float, stop: threading.Event) -> bool:
 class Capture(Protocol):
     """What LatestFrameSource reads: cv2.VideoCapture, or a fake in tests."""
 
-    def read(self) -> tuple[bool, np.ndarray | None]: ...
+    def grab(self) -> bool: ...
+
+    def retrieve(self) -> tuple[bool, np.ndarray | None]: ...
 
     def release(self) -> None: ...
 
 
 class LatestFrameSource(FrameSource):
-    """A live camera or stream: a grabber thread reads every frame as it arrives and keeps only
-    the newest, so a decoder slower than the camera never falls behind it. `next_frame` hands
-    out a frame not handed out before and at most `max_age_s` old (age counted from when the
-    frame was read off the device or network); when none comes within `max_age_s` (after the
-    first frame; the first may take up to STREAM_TIMEOUT_MS), the source is lost (ReaderError)
+    """A live camera or stream, read by a grabber thread that grabs every frame as it arrives
+    (so the device's and the network's buffers never hold old frames) and retrieves (converts)
+    only the frame grabbed after the reader asked for one: the newest, however slow the decoder,
+    at the cost of converting only the frames decoded. `next_frame` hands out a frame not handed
+    out before and at most `max_age_s` old (counted from its grab); when none comes within
+    `max_age_s` (the first frame: within STREAM_TIMEOUT_MS), the source is lost (ReaderError)
     and the reader reopens it. `release` stops and joins the grabber before letting go of the
     capture (releasing it under a read in progress is how a process crashes)."""
 
     def __init__(self, cap: Capture, name: str, max_age_s: float):
         self.cap, self.name, self.max_age_s = cap, name, max_age_s
+        self.grabbed = 0  # frames grabbed, for tests and health pages
         self._cond = threading.Condition()
+        self._wanted = False  # the reader waits for a frame: retrieve the next one grabbed
         self._frame: np.ndarray | None = None
-        self._at = 0.0  # time.monotonic() when the newest frame was read
-        self._seq = self._given = 0  # frames read, and the number of the last one handed out
+        self._at = 0.0  # time.monotonic() when the frame on hand was grabbed
+        self._seq = self._given = 0  # frames retrieved, and the number of the last handed out
         self._error: ReaderError | None = None
         self._stop = threading.Event()
         self._grabber = threading.Thread(target=self._grab, daemon=False, name=f"grab-{name}")
@@ -90,21 +95,34 @@ class LatestFrameSource(FrameSource):
 
     def _grab(self) -> None:
         while not self._stop.is_set():
-            error = None
-            try:
-                ok, frame = self.cap.read()
-            except cv2.error as err:
-                ok, frame, error = False, None, ReaderError(f"{self.name}: {err}")
-            if error is None and (not ok or frame is None):
-                error = ReaderError(f"{self.name}: no frame (device gone or stream ended)")
+            frame, error = self._grab_one()
             with self._cond:
                 if error is not None:
                     self._error = error
-                else:
-                    self._frame, self._at, self._seq = frame, time.monotonic(), self._seq + 1
+                elif frame is not None:
+                    self._frame, self._seq, self._wanted = frame, self._seq + 1, False
                 self._cond.notify_all()
             if error is not None:
                 return
+
+    def _grab_one(self) -> tuple[np.ndarray | None, ReaderError | None]:
+        """Grab a frame; retrieve it when wanted: (frame or None, error or None)."""
+        try:
+            if not self.cap.grab():
+                return None, ReaderError(f"{self.name}: no frame (device gone or stream ended)")
+            at = time.monotonic()
+            self.grabbed += 1
+            with self._cond:
+                wanted = self._wanted
+            if not wanted:
+                return None, None
+            ok, frame = self.cap.retrieve()
+        except cv2.error as err:
+            return None, ReaderError(f"{self.name}: {err}")
+        if not ok or frame is None:
+            return None, ReaderError(f"{self.name}: frame could not be retrieved")
+        self._at = at
+        return frame, None
 
     def next_frame(self, due: float, stop: threading.Event) -> np.ndarray | None:
         if not _wait(due, stop):
@@ -112,6 +130,7 @@ class LatestFrameSource(FrameSource):
         first = self._given == 0
         deadline = time.monotonic() + (STREAM_TIMEOUT_MS / 1000 if first else self.max_age_s)
         with self._cond:
+            self._wanted = True
             while not stop.is_set():
                 now = time.monotonic()
                 if self._seq > self._given and now - self._at <= self.max_age_s:

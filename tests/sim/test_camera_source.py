@@ -19,22 +19,26 @@ from station.today import station_today
 
 
 class FakeCamera:
-    """A capture producing numbered frames (pixel [0, 0] = number mod 256) every `period` s,
-    as a camera's driver does; `paused` holds the next frame back (a stalled stream)."""
+    """A capture whose frames arrive every `period` s, as a camera's driver delivers them;
+    a retrieved frame's pixel [0, 0] is its number mod 256. `resumed` cleared holds the next
+    frame back (a stalled stream), and `held` says a grab is waiting for it."""
 
     def __init__(self, period: float = 0.002):
-        self.period, self.count, self.released = period, 0, False
-        self.paused = threading.Event()
+        self.period, self.count, self.retrieved, self.released = period, 0, 0, False
         self.resumed = threading.Event()
         self.resumed.set()
-        self.held = threading.Event()  # set once a read waits on `resumed`
+        self.held = threading.Event()
 
-    def read(self) -> tuple[bool, np.ndarray]:
+    def grab(self) -> bool:
         if not self.resumed.is_set():
             self.held.set()
         self.resumed.wait()
         time.sleep(self.period)  # the camera's frame interval, not a synchronisation
         self.count += 1
+        return True
+
+    def retrieve(self) -> tuple[bool, np.ndarray]:
+        self.retrieved += 1
         return True, np.full((4, 4), self.count % 256, np.uint8)
 
     def release(self) -> None:
@@ -56,6 +60,7 @@ def test_a_live_source_hands_out_the_newest_frame_and_never_one_twice():
         assert len(set(numbers)) == len(numbers)  # never the same frame twice
         assert all(count - n <= 3 for n, count in got), got  # the newest, give or take a frame
         assert all(b - a >= 5 for a, b in zip(numbers, numbers[1:], strict=False)), numbers
+        assert cam.retrieved == len(numbers)  # only the frames handed out are converted
     finally:
         source.release()
     assert cam.released
