@@ -30,5 +30,6 @@ def test_camera_readings_are_judged_once_each(tmp_path):
         assert valid and valid[0]["permit"] == 1
         assert len(rows) == 2  # the looping recording shows each code again and again: once
         wait_for(lambda: st.coils("rig-01")["lamp_red"], 5, "the last verdict shown")
+        assert st.stop_daemon() == 0  # SIGTERM with the camera replaying: a clean exit
     finally:
         st.stop()
