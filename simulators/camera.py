@@ -371,6 +371,11 @@ class MjpegStream:
                          daemon=True).start()
         return self
 
+    def show(self, frames: list[np.ndarray]) -> None:
+        """From the next frame on, serve these instead (the scene in front of the camera)."""
+        self.jpegs = [cv2.imencode(".jpg", f, [cv2.IMWRITE_JPEG_QUALITY, 90])[1].tobytes()
+                      for f in frames]
+
     def stop(self) -> None:
         """Stop serving and close the port."""
         self._stop.set()
