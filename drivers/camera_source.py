@@ -7,20 +7,25 @@ are translated into ReaderError here.
 from __future__ import annotations
 
 import abc
+import logging
 import os
 import threading
 import time
 from pathlib import Path
+from typing import Protocol
 from urllib.parse import urlsplit, urlunsplit
 
 import cv2
 import numpy as np
 
 from station.errors import ReaderError
+from station.logfmt import kv
 
 STREAM_SCHEMES = ("rtsp", "rtsps", "rtmp", "http", "https", "udp", "tcp")
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".pgm", ".ppm", ".tif", ".tiff", ".webp"}
 STREAM_TIMEOUT_MS = 5000  # an RTSP open or read that takes longer is a lost camera
+STOP_POLL_S = 0.05  # how often a wait for a frame looks at the stop flag
+log = logging.getLogger("station.reader")
 
 
 def safe_source(source: str) -> str:
@@ -55,28 +60,96 @@ def _wait(due: float, stop: threading.Event) -> bool:
     return not (stop.wait(delay) if delay > 0 else stop.is_set())
 
 
-class LiveSource(FrameSource):
-    """A camera or stream: every frame is grabbed (the driver's buffer stays fresh), and only
-    the frames that are due are retrieved (converted) and handed out."""
+class Capture(Protocol):
+    """What LatestFrameSource reads: cv2.VideoCapture, or a fake in tests."""
 
-    def __init__(self, cap: cv2.VideoCapture, name: str):
-        self.cap, self.name = cap, name
+    def grab(self) -> bool: ...
+
+    def retrieve(self) -> tuple[bool, np.ndarray | None]: ...
+
+    def release(self) -> None: ...
+
+
+class LatestFrameSource(FrameSource):
+    """A live camera or stream, read by a grabber thread that grabs every frame as it arrives
+    (so the device's and the network's buffers never hold old frames) and retrieves (converts)
+    only the frame grabbed after the reader asked for one: the newest, however slow the decoder,
+    at the cost of converting only the frames decoded. `next_frame` hands out a frame not handed
+    out before and at most `max_age_s` old (counted from its grab); when none comes within
+    `max_age_s` (the first frame: within STREAM_TIMEOUT_MS), the source is lost (ReaderError)
+    and the reader reopens it. `release` stops and joins the grabber before letting go of the
+    capture (releasing it under a read in progress is how a process crashes)."""
+
+    def __init__(self, cap: Capture, name: str, max_age_s: float):
+        self.cap, self.name, self.max_age_s = cap, name, max_age_s
+        self.grabbed = 0  # frames grabbed, for tests and health pages
+        self._cond = threading.Condition()
+        self._wanted = False  # the reader waits for a frame: retrieve the next one grabbed
+        self._frame: np.ndarray | None = None
+        self._at = 0.0  # time.monotonic() when the frame on hand was grabbed
+        self._seq = self._given = 0  # frames retrieved, and the number of the last handed out
+        self._error: ReaderError | None = None
+        self._stop = threading.Event()
+        self._grabber = threading.Thread(target=self._grab, daemon=False, name=f"grab-{name}")
+        self._grabber.start()
+
+    def _grab(self) -> None:
+        while not self._stop.is_set():
+            frame, error = self._grab_one()
+            with self._cond:
+                if error is not None:
+                    self._error = error
+                elif frame is not None:
+                    self._frame, self._seq, self._wanted = frame, self._seq + 1, False
+                self._cond.notify_all()
+            if error is not None:
+                return
+
+    def _grab_one(self) -> tuple[np.ndarray | None, ReaderError | None]:
+        """Grab a frame; retrieve it when wanted: (frame or None, error or None)."""
+        try:
+            if not self.cap.grab():
+                return None, ReaderError(f"{self.name}: no frame (device gone or stream ended)")
+            at = time.monotonic()
+            self.grabbed += 1
+            with self._cond:
+                wanted = self._wanted
+            if not wanted:
+                return None, None
+            ok, frame = self.cap.retrieve()
+        except cv2.error as err:
+            return None, ReaderError(f"{self.name}: {err}")
+        if not ok or frame is None:
+            return None, ReaderError(f"{self.name}: frame could not be retrieved")
+        self._at = at
+        return frame, None
 
     def next_frame(self, due: float, stop: threading.Event) -> np.ndarray | None:
-        try:
+        if not _wait(due, stop):
+            return None
+        first = self._given == 0
+        deadline = time.monotonic() + (STREAM_TIMEOUT_MS / 1000 if first else self.max_age_s)
+        with self._cond:
+            self._wanted = True
             while not stop.is_set():
-                if not self.cap.grab():
-                    raise ReaderError(f"{self.name}: no frame (device gone or stream ended)")
-                if time.monotonic() >= due:
-                    ok, frame = self.cap.retrieve()
-                    if not ok or frame is None:
-                        raise ReaderError(f"{self.name}: frame could not be retrieved")
-                    return frame
-        except cv2.error as err:
-            raise ReaderError(f"{self.name}: {err}") from err
+                now = time.monotonic()
+                if self._seq > self._given and now - self._at <= self.max_age_s:
+                    self._given = self._seq
+                    return self._frame
+                if self._error is not None:
+                    raise self._error
+                if now >= deadline:
+                    raise ReaderError(f"{self.name}: no frame newer than {self.max_age_s:g} s")
+                self._cond.wait(min(deadline - now, STOP_POLL_S))
         return None
 
     def release(self) -> None:
+        self._stop.set()
+        self._grabber.join(STREAM_TIMEOUT_MS / 1000 + 1)
+        if self._grabber.is_alive():  # a read that outlived its own timeout: leave it be
+            log.warning(kv("reader_grabber_stuck", source=self.name,
+                           why="a read did not return; the capture is left open"))
+            return
         self.cap.release()
 
 
@@ -133,8 +206,12 @@ def _capture(source: str) -> cv2.VideoCapture:
     return cap
 
 
-def open_source(source: str, *, loop: bool = False) -> FrameSource:
-    """Open a camera source; ReaderError (naming it, without credentials) when it cannot."""
+def open_source(source: str, *, loop: bool = False, max_age_s: float = 1.0) -> FrameSource:
+    """Open a camera source; ReaderError (naming it, without credentials) when it cannot.
+
+    A file replays at the reader's pace (`loop`: from the start when it ends); a live source
+    hands out only fresh frames, none older than `max_age_s` seconds (LatestFrameSource).
+    """
     name = safe_source(source)
     if not is_live(source):
         if not os.path.isfile(source):
@@ -151,4 +228,6 @@ def open_source(source: str, *, loop: bool = False) -> FrameSource:
     if not cap.isOpened():
         cap.release()
         raise ReaderError(f"{name}: cannot open")
-    return LiveSource(cap, name) if is_live(source) else FileSource(cap, name, loop)
+    if is_live(source):
+        return LatestFrameSource(cap, name, max_age_s)
+    return FileSource(cap, name, loop)

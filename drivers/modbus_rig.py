@@ -289,9 +289,12 @@ class ModbusRig(RigController):
 
     async def read_status(self) -> RigStatus:
         m = self.map
-        coils = await self._read_bits("read coils", 1, self._coil_span)
-        inputs = await self._read_bits("read discrete inputs", 2, self._input_span)
+        # Three requests (tens of ms apart on RS-485): the mass first, then the valve and the
+        # permit, so a valve that opens between them shows as open over the mass before it
+        # (never as gas gained with the valve shut, which would end a just-started fill).
         regs = await self._read_words("read input registers", 4, self._ireg_span)
+        inputs = await self._read_bits("read discrete inputs", 2, self._input_span)
+        coils = await self._read_bits("read coils", 1, self._coil_span)
         scale = regs[m.scale_status]
         return RigStatus(
             permit=coils[m.fill_permit],

@@ -1,15 +1,23 @@
-"""Camera simulator: QR codes (made by segno) in cluttered scenes, degraded, written as video.
+"""Camera simulator: QR codes (made by segno) in cluttered scenes and on metal, as video or stream.
 
-`render_qr` draws one code; `scene` places it on a busy background the way a camera at the
-scale sees it (blurred, rotated, under glare, small, low in contrast, noisy); `make_video` writes
-a file the camera reader replays; `run_camera` is `station-sim camera`. `LOOKS` holds the bench's
-three conditions: clean, degraded and hard.
+`render_qr` draws one code; `scene` places one code on a busy background the way a camera at
+the scale sees it, `scene_codes` several (two tags in view); a `Look` says how the code appears
+(blurred, rotated, under glare, small, low in contrast, noisy, light-on-dark, etched into metal,
+dot-peened, in low light), and `LOOKS` names the bench's conditions. Videos for the camera reader
+and the daemon's tests are described as a list of `Shot`s (codes in view, for how many frames,
+in which look, standing or carried past) and written by `write_video`; `two_codes_in_view` and
+`carried_past` build the scenarios. `make_video` (one code after another) and `run_camera`
+(`station-sim camera`) write the simple case. `MjpegStream` serves frames as a network camera
+does (MJPEG over HTTP), for tests of live sources.
 """
 
 from __future__ import annotations
 
 import os
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import cv2
@@ -32,18 +40,30 @@ class Look:
     scale: float = 1.0  # the code's size relative to module_px
     noise: float = 0.0  # Gaussian sensor noise, grey levels
     contrast: float = 1.0  # 1: black on white; 0.45: dark grey on light grey
+    invert: bool = False  # light code on a dark plate (laser-etched steel), quiet zone dark too
+    dots: bool = False  # dot-peened: each dark module a round dot, gaps between them
+    metal: bool = False  # the tag's plate is brushed metal: streaked texture over the code
+    gain: float = 1.0  # the whole frame's brightness (0.25: a dim corner of the shop)
 
 
 LOOKS = {
     "clean": Look(),
     "degraded": Look(blur=1.5, rotate_deg=15.0, glare=0.6),
     "hard": Look(module_px=(3.5, 4.5), blur=1.0, rotate_deg=20.0, contrast=0.45, noise=3.0),
+    "inverted": Look(invert=True, rotate_deg=10.0),
+    "low-contrast": Look(contrast=0.12, blur=1.0, noise=3.0, rotate_deg=10.0),
+    "etched": Look(module_px=(4.5, 6.0), invert=True, metal=True, contrast=0.3, blur=1.2,
+                   noise=4.0, rotate_deg=10.0),
+    "dot-peen": Look(module_px=(5.0, 7.0), dots=True, metal=True, contrast=0.6, blur=0.5,
+                     noise=3.0, rotate_deg=8.0),
+    "glare": Look(glare=1.3, blur=1.0, rotate_deg=10.0),
+    "low-light": Look(module_px=(4.5, 6.0), gain=0.15, noise=5.0, blur=1.0),
 }
 
 
-def render_qr(text: str | bytes, module_px: float = 6, border: int = 4, *,
-              error: str = "m") -> np.ndarray:
-    """A QR code as a grey image (0 dark, 255 light); str is encoded as UTF-8, bytes as given."""
+def qr_modules(text: str | bytes, border: int = 4, *, error: str = "m") -> np.ndarray:
+    """A full QR code's modules (True: dark) with a quiet zone of `border` modules; str is
+    encoded as UTF-8, bytes as given (a NUL or non-UTF-8 byte included)."""
     try:
         import segno  # a dev/test dependency: `pip install -e '.[dev]'`
     except ImportError as err:
@@ -51,7 +71,23 @@ def render_qr(text: str | bytes, module_px: float = 6, border: int = 4, *,
     options = {"encoding": "utf-8"} if isinstance(text, str) else {}
     code = segno.make(text, error=error, micro=False, **options)
     dark = np.array([list(row) for row in code.matrix], dtype=bool)
-    modules = np.pad(np.where(dark, 0, 255).astype(np.uint8), border, constant_values=255)
+    return np.pad(dark, border, constant_values=False)
+
+
+def render_qr(text: str | bytes, module_px: float = 6, border: int = 4, *,
+              error: str = "m", dots: bool = False) -> np.ndarray:
+    """A QR code as a grey image (0 dark, 255 light), `module_px` pixels a module; `dots`
+    draws each dark module as a round dot (dot-peened marking)."""
+    dark = qr_modules(text, border, error=error)
+    if dots:
+        side = round(dark.shape[0] * module_px)
+        img = np.full((side, side), 255, np.uint8)
+        radius = max(1, round(module_px * 0.42))
+        for row, col in zip(*np.nonzero(dark), strict=True):
+            centre = (int((col + 0.5) * module_px), int((row + 0.5) * module_px))
+            cv2.circle(img, centre, radius, 0, -1, lineType=cv2.LINE_AA)
+        return img
+    modules = np.where(dark, 0, 255).astype(np.uint8)
     if float(module_px).is_integer():
         return np.kron(modules, np.ones((int(module_px), int(module_px)), np.uint8))
     side = round(modules.shape[0] * module_px)
@@ -84,11 +120,17 @@ def clutter(size: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
 
 def _code_patch(text: str | bytes, look: Look, rng: np.random.Generator,
                 error: str) -> np.ndarray:
-    """The code as it appears: size, contrast, rotation (255 marks pixels outside it)."""
+    """The code as it appears: size, polarity, contrast, rotation (-1 marks pixels outside it)."""
     px = look.module_px
     px = float(rng.uniform(*px)) if isinstance(px, tuple) else float(px)
-    img = render_qr(text, px * look.scale, error=error).astype(np.float32)
+    img = render_qr(text, px * look.scale, error=error, dots=look.dots).astype(np.float32)
+    if look.invert:
+        img = 255.0 - img
     img = 127.5 + (img - 127.5) * look.contrast
+    if look.metal:  # brushed steel: streaks along one direction
+        streaks = rng.normal(0.0, 14.0, img.shape).astype(np.float32)
+        img = img + cv2.GaussianBlur(streaks, (0, 0), sigmaX=9.0, sigmaY=0.6)
+    img = img.clip(0, 255)  # below 0 marks "outside the code" once rotated
     if look.rotate_deg:
         angle = look.rotate_deg * float(rng.choice((-1.0, 1.0)))
         side = img.shape[0]
@@ -109,29 +151,69 @@ def _glare(region: np.ndarray, strength: float, rng: np.random.Generator) -> Non
     region += (255.0 * strength * blob)[:, :, None]
 
 
-def scene(text: str | bytes, look: Look = LOOKS["clean"], *, size: tuple[int, int] = (1280, 720),
-          rng: np.random.Generator | None = None, background: np.ndarray | None = None,
-          error: str = "m") -> np.ndarray:
-    """One BGR camera frame showing the code somewhere on a cluttered background."""
-    rng = rng if rng is not None else np.random.default_rng(0)
-    frame = (background if background is not None else clutter(size, rng)).astype(np.float32)
-    patch = _code_patch(text, look, rng, error)
+def _paste(frame: np.ndarray, patch: np.ndarray, at: tuple[int, int], look: Look,
+           rng: np.random.Generator) -> tuple[int, int, int, int]:
+    """Put a code patch into a float frame at (x, y), in place; its (x, y, w, h) in the frame."""
+    x, y = at
     ph, pw = patch.shape
-    fh, fw = frame.shape[:2]
-    if ph > fh or pw > fw:
-        raise ValueError(f"a {pw}x{ph} px code does not fit a {fw}x{fh} frame")
-    y, x = int(rng.integers(0, fh - ph + 1)), int(rng.integers(0, fw - pw + 1))
     region = frame[y:y + ph, x:x + pw]
     inside = patch >= 0
     region[inside] = patch[inside][:, None]
     if look.glare:
         _glare(region, look.glare, rng)
-    return _finish(frame, look, rng)
+    return (x, y, pw, ph)
+
+
+def scene(text: str | bytes, look: Look = LOOKS["clean"], *, size: tuple[int, int] = (1280, 720),
+          rng: np.random.Generator | None = None, background: np.ndarray | None = None,
+          error: str = "m") -> np.ndarray:
+    """One BGR camera frame (size: width, height) showing the code somewhere on a cluttered
+    background; ValueError when the code does not fit."""
+    return scene_codes([text], look, size=size, rng=rng, background=background, error=error)[0]
+
+
+def scene_codes(texts: list[str | bytes], look: Look = LOOKS["clean"], *,
+                size: tuple[int, int] = (1280, 720), rng: np.random.Generator | None = None,
+                background: np.ndarray | None = None, error: str = "m",
+                at: list[tuple[float, float]] | None = None,
+                ) -> tuple[np.ndarray, list[tuple[int, int, int, int]]]:
+    """One BGR frame showing every code (two tags in view: two texts), placed at random where
+    they do not overlap, or at `at`: for each code, (fx, fy) in 0..1 of the room the frame
+    leaves it (0, 0: top left, 1, 1: bottom right). Returns (frame, each code's box (x, y, w, h)
+    in the frame). ValueError when they do not fit."""
+    rng = rng if rng is not None else np.random.default_rng(0)
+    frame = (background if background is not None else clutter(size, rng)).astype(np.float32)
+    fh, fw = frame.shape[:2]
+    boxes: list[tuple[int, int, int, int]] = []
+    for n, text in enumerate(texts):
+        patch = _code_patch(text, look, rng, error)
+        ph, pw = patch.shape
+        if ph > fh or pw > fw:
+            raise ValueError(f"a {pw}x{ph} px code does not fit a {fw}x{fh} frame")
+        if at is None:
+            place = _free_place(boxes, (pw, ph), (fw, fh), rng)
+        else:
+            place = (round(at[n][0] * (fw - pw)), round(at[n][1] * (fh - ph)))
+        boxes.append(_paste(frame, patch, place, look, rng))
+    return _finish(frame, look, rng), boxes
+
+
+def _free_place(taken: list[tuple[int, int, int, int]], patch: tuple[int, int],
+                frame: tuple[int, int], rng: np.random.Generator) -> tuple[int, int]:
+    (pw, ph), (fw, fh) = patch, frame
+    for _ in range(200):
+        x, y = int(rng.integers(0, fw - pw + 1)), int(rng.integers(0, fh - ph + 1))
+        if all(x + pw <= bx or bx + bw <= x or y + ph <= by or by + bh <= y
+               for bx, by, bw, bh in taken):
+            return x, y
+    raise ValueError(f"{len(taken) + 1} codes of {pw}x{ph} px do not fit a {fw}x{fh} frame")
 
 
 def _finish(frame: np.ndarray, look: Look, rng: np.random.Generator) -> np.ndarray:
     if look.blur:
         frame = cv2.GaussianBlur(frame, (0, 0), look.blur)
+    if look.gain != 1.0:
+        frame = frame * look.gain
     if look.noise:
         frame = frame + rng.normal(0.0, look.noise, frame.shape).astype(np.float32)
     return frame.clip(0, 255).astype(np.uint8)
@@ -149,34 +231,163 @@ def _writer(path: Path, size: tuple[int, int], fps: float) -> cv2.VideoWriter:
     return writer
 
 
-def make_video(path: str | os.PathLike[str], codes: list[str | bytes], *,
-               size: tuple[int, int] = (1280, 720), fps: float = 10, frames_per_code: int = 5,
-               blur: float = 0.0, rotate_deg: float = 0.0, glare: float = 0.0,
-               scale: float = 1.0, noise: float = 0.0, module_px: float = 6.0,
-               contrast: float = 1.0, error: str = "m", seed: int = 0) -> Path:
-    """Write a video showing each code in turn for `frames_per_code` frames; atomic rename.
+@dataclass(frozen=True)
+class Shot:
+    """`frames` frames of these codes in view (none: the empty scene), in one look.
 
-    The code keeps its place while it is shown, shaken by a pixel or two per frame, as in a hand.
+    Standing codes keep their place, size and angle through the shot, shaken by a pixel or two
+    a frame as in a hand; `carried` codes cross the frame from left to right during the shot,
+    one step a frame (a cylinder carried past the camera), one above the other.
     """
-    path = Path(path)
-    look = Look(module_px=module_px, blur=blur, rotate_deg=rotate_deg, glare=glare,
-                scale=scale, noise=noise, contrast=contrast)
+
+    codes: tuple[str | bytes, ...] = ()
+    frames: int = 5
+    look: Look = LOOKS["clean"]
+    carried: bool = False
+
+
+def shot_frames(shots: list[Shot], *, size: tuple[int, int] = (640, 480), seed: int = 0,
+                error: str = "m") -> Iterator[np.ndarray]:
+    """The BGR frames (size: width, height) of these shots, in order, on one background."""
     rng = np.random.default_rng(seed)
     background = clutter(size, rng)
+    for shot in shots:
+        shot_seed = int(rng.integers(2**32))
+        for n in range(shot.frames):
+            frame_rng = np.random.default_rng(shot_seed)  # same place, size and angle per shot
+            if not shot.codes:
+                yield _finish(background.astype(np.float32), shot.look, frame_rng)
+                continue
+            at = None
+            if shot.carried:
+                across = (n + 0.5) / shot.frames
+                at = [(across, (k + 0.5) / len(shot.codes)) for k in range(len(shot.codes))]
+            frame, _boxes = scene_codes(list(shot.codes), shot.look, rng=frame_rng,
+                                        background=background, error=error, at=at)
+            if not shot.carried:
+                frame = np.roll(frame, tuple(int(v) for v in rng.integers(-2, 3, 2)), (0, 1))
+            yield frame
+
+
+def write_video(path: str | os.PathLike[str], shots: list[Shot], *,
+                size: tuple[int, int] = (640, 480), fps: float = 10, seed: int = 0,
+                error: str = "m") -> Path:
+    """Write the shots as a video (.avi: MJPG, .mp4: mp4v) the camera reader replays (one
+    frame a `1/fps` s; a reader's `fps` paces it), atomically (renamed into place when whole).
+
+    Example: `write_video(p, carried_past(url, frames=2) + [Shot((url,), 10)])`.
+    Raises ValueError for another suffix or a code that does not fit, OSError when OpenCV
+    cannot write here.
+    """
+    path = Path(path)
     part = path.with_name(f"{path.stem}.part{path.suffix}")
     writer = _writer(part, size, fps)
     try:
-        for text in codes:
-            code_seed = int(rng.integers(2**32))
-            for _ in range(frames_per_code):
-                frame_rng = np.random.default_rng(code_seed)  # same place and angle per code
-                frame = scene(text, look, rng=frame_rng, background=background, error=error)
-                shake = tuple(int(v) for v in rng.integers(-2, 3, 2))
-                writer.write(np.roll(frame, shake, (0, 1)))
+        for frame in shot_frames(shots, size=size, seed=seed, error=error):
+            writer.write(frame)
     finally:
         writer.release()
     os.replace(part, path)
     return path
+
+
+def two_codes_in_view(first: str | bytes, second: str | bytes, *, frames: int = 10,
+                      look: Look = LOOKS["clean"]) -> list[Shot]:
+    """A neighbour's tag in view beside the cylinder's: both codes for `frames` frames."""
+    return [Shot((first, second), frames, look)]
+
+
+def carried_past(code: str | bytes, *, frames: int = 2, before: int = 3, after: int = 10,
+                 look: Look = LOOKS["clean"]) -> list[Shot]:
+    """A cylinder carried past the camera: `before` empty frames, the code crossing the frame
+    in `frames` frames, then `after` empty frames (the scale empty again)."""
+    return [Shot((), before, look), Shot((code,), frames, look, carried=True),
+            Shot((), after, look)]
+
+
+def make_video(path: str | os.PathLike[str], codes: list[str | bytes], *,
+               size: tuple[int, int] = (1280, 720), fps: float = 10, frames_per_code: int = 5,
+               blur: float = 0.0, rotate_deg: float = 0.0, glare: float = 0.0,
+               scale: float = 1.0, noise: float = 0.0, module_px: float = 6.0,
+               contrast: float = 1.0, error: str = "m", seed: int = 0,
+               look: Look | None = None) -> Path:
+    """Write a video showing each code in turn for `frames_per_code` frames (`write_video` of
+    one standing Shot per code); the look from `look`, else from the keywords."""
+    look = look or Look(module_px=module_px, blur=blur, rotate_deg=rotate_deg, glare=glare,
+                        scale=scale, noise=noise, contrast=contrast)
+    shots = [Shot((text,), frames_per_code, look) for text in codes]
+    return write_video(path, shots, size=size, fps=fps, seed=seed, error=error)
+
+
+class MjpegStream:
+    """A network camera: serves `frames` (BGR) over and over as MJPEG over HTTP
+    (multipart/x-mixed-replace) at `fps`, to any number of clients; `url` once started.
+    OpenCV's FFMPEG backend opens it like an IP camera's stream. Use as a context manager."""
+
+    def __init__(self, frames: list[np.ndarray], fps: float = 25.0, host: str = "127.0.0.1"):
+        self.jpegs = [cv2.imencode(".jpg", f, [cv2.IMWRITE_JPEG_QUALITY, 90])[1].tobytes()
+                      for f in frames]
+        self.fps, self.host = fps, host
+        self.sent = 0  # frames sent, over every client
+        self._stop = threading.Event()
+        self._server: ThreadingHTTPServer | None = None
+
+    @property
+    def url(self) -> str:
+        """http://host:port/video.mjpg (only once started)."""
+        if self._server is None:
+            raise RuntimeError("the stream is not started")
+        return f"http://{self.host}:{self._server.server_port}/video.mjpg"
+
+    def start(self) -> MjpegStream:
+        """Listen on a free port and serve in a background thread."""
+        stream = self
+
+        class Handler(BaseHTTPRequestHandler):
+            disable_nagle_algorithm = True
+
+            def do_GET(self) -> None:  # noqa: N802 - the http.server name
+                self.send_response(200)
+                self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
+                self.end_headers()
+                n = 0
+                while not stream._stop.is_set():
+                    jpeg = stream.jpegs[n % len(stream.jpegs)]
+                    try:
+                        self.wfile.write(b"--frame\r\nContent-Type: image/jpeg\r\n"
+                                         b"Content-Length: %d\r\n\r\n%s\r\n" % (len(jpeg), jpeg))
+                    except OSError:  # the client went away
+                        return
+                    n += 1
+                    stream.sent += 1
+                    stream._stop.wait(1 / stream.fps)
+
+            def log_message(self, *_args: object) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer((self.host, 0), Handler)
+        self._server.daemon_threads = True
+        threading.Thread(target=self._server.serve_forever, name="mjpeg-stream",
+                         daemon=True).start()
+        return self
+
+    def show(self, frames: list[np.ndarray]) -> None:
+        """From the next frame on, serve these instead (the scene in front of the camera)."""
+        self.jpegs = [cv2.imencode(".jpg", f, [cv2.IMWRITE_JPEG_QUALITY, 90])[1].tobytes()
+                      for f in frames]
+
+    def stop(self) -> None:
+        """Stop serving and close the port."""
+        self._stop.set()
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+
+    def __enter__(self) -> MjpegStream:
+        return self.start()
+
+    def __exit__(self, *_exc: object) -> None:
+        self.stop()
 
 
 def run_camera(out_path: str, codes: list[str] | None = None, *, look: str = "clean",
@@ -187,14 +398,12 @@ def run_camera(out_path: str, codes: list[str] | None = None, *, look: str = "cl
         from .dataset import demo_cylinders, qr_url
 
         codes = [qr_url(c["info_code"]) for c in demo_cylinders(station_today()).values()]
-    chosen = LOOKS[look]
-    px = chosen.module_px if isinstance(chosen.module_px, float) else 4.0
     path = make_video(out_path, list(codes), size=size, fps=fps, frames_per_code=frames_per_code,
-                      blur=chosen.blur, rotate_deg=chosen.rotate_deg, glare=chosen.glare,
-                      noise=chosen.noise, module_px=px, contrast=chosen.contrast, seed=seed)
+                      seed=seed, look=LOOKS[look])
     print(f"wrote {path}: {len(codes)} codes × {frames_per_code} frames at {fps} fps, "
           f"{size[0]}x{size[1]}, look {look}")
-    print(f'camera source: source = "{path}"   (loop = true replays it)')
+    print(f'camera source: source = "{path}", roi = [0, 0, {size[0]}, {size[1]}]   '
+          "(a file replays in a loop)")
     for n, text in enumerate(codes, 1):
         print(f"{n:3d}  {text}")
     return path

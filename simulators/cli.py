@@ -34,7 +34,9 @@ def _parser() -> argparse.ArgumentParser:
     cam = sub.add_parser("camera", help="write a video of QR codes for a camera reader to replay")
     cam.add_argument("out", help="video file to write (.avi: MJPG, .mp4: mp4v)")
     cam.add_argument("codes", nargs="*", help="texts to encode (default: the demo dataset's)")
-    cam.add_argument("--look", default="clean", choices=("clean", "degraded", "hard"))
+    cam.add_argument("--look", default="clean",
+                     choices=("clean", "degraded", "hard", "inverted", "low-contrast", "etched",
+                              "dot-peen", "glare", "low-light"))
     cam.add_argument("--fps", type=float, default=10)
     cam.add_argument("--frames-per-code", type=int, default=10)
     ds = sub.add_parser("dataset", help="print the built-in demo dataset as JSON")
@@ -63,7 +65,8 @@ def main(argv: list[str] | None = None) -> None:
 
         path = run_camera(args.out, args.codes, look=args.look, fps=args.fps,
                           frames_per_code=args.frames_per_code)
-        print(f"wrote {path}; configure a reader: kind = \"camera\", source = \"{path}\"")
+        print(f"wrote {path}; configure a reader: kind = \"camera\", source = \"{path}\", "
+              "roi = [0, 0, 1280, 720]")
     elif args.sim == "rfid":
         from .rfid import run_rfid
 

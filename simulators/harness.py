@@ -43,7 +43,9 @@ class RigSpec:
     unit_id: int
     medium: str = "G13"
     rfid: bool = False  # an RFID reader at the scale besides the scanner
-    camera: str = ""  # a video file a camera reader replays, besides the scanner
+    camera: str = ""  # a video file (or stream URL) a camera reader reads, besides the scanner
+    camera_roi: tuple[int, int, int, int] = (0, 0, 1280, 720)  # the camera's required roi
+    camera_keys: tuple[tuple[str, object], ...] = ()  # more camera keys: (("confirm_frames", 2),)
     controller: int = 0  # rigs with the same number share one controller (one Modbus server)
 
 
@@ -159,7 +161,9 @@ class SimStation:
                       f'port = "{self.scanners[rig.id].path}"', ""]
             if rig.camera:
                 lines += ["[[rigs.readers]]", 'kind = "camera"', f'id = "{rig.id}-camera"',
-                          f'source = "{rig.camera}"', "fps = 20", ""]
+                          f'source = "{rig.camera}"', "fps = 20",
+                          f"roi = {json.dumps(list(rig.camera_roi))}",
+                          *(f"{k} = {json.dumps(v)}" for k, v in rig.camera_keys), ""]
             if rig.id in self.rfids:
                 lines += ["[[rigs.readers]]", 'kind = "rfid"', f'id = "{rig.id}-rfid"',
                           f'port = "{self.rfids[rig.id].path}"', ""]

@@ -98,12 +98,16 @@ class ReaderConfig:
     source: str = ""  # camera: device index, /dev/video*, rtsp:// URL, or a video/image file
     decoder: str = "zxing"  # camera: zxing | pyzbar | opencv
     fps: float = 10.0  # camera: frames decoded per second
-    roi: tuple[int, int, int, int] | None = None  # camera: x, y, width, height
+    roi: tuple[int, int, int, int] | None = None  # camera (required): x, y, width, height
+    confirm_frames: int = 3  # camera: consecutive frames showing one code before it is read
+    max_frame_age_s: float = 1.0  # camera (live source): never decode an older frame
+    silent_warn_min: float = 10.0  # camera: warn when nothing decodes for this long (0: never)
 
 
 READER_KINDS = ("scanner", "rfid", "camera")
 SERIAL_KEYS = ("port", "baudrate", "terminator", "strip_aim", "prefix", "suffix", "max_length")
-CAMERA_KEYS = ("source", "decoder", "fps", "roi")
+CAMERA_KEYS = ("source", "decoder", "fps", "roi", "confirm_frames", "max_frame_age_s",
+               "silent_warn_min")
 
 
 @dataclass(frozen=True)
@@ -576,15 +580,22 @@ def _serial(sec: Section, kind: str) -> dict:
 
 
 def _camera(sec: Section) -> dict:
-    roi = sec.data.get("roi")
-    if roi is not None and not (isinstance(roi, list) and len(roi) == 4 and all(
-            isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in roi)):
-        raise sec.error("roi", "must be [x, y, width, height] in pixels")
+    if "roi" not in sec.data:  # the camera must look at the scale, not the whole shop floor
+        raise sec.error("roi", "is required for a camera: [x, y, width, height] in pixels of "
+                        "the frame, around the tag of a cylinder standing on the scale")
+    roi = sec.data["roi"]
+    if not (isinstance(roi, list) and len(roi) == 4 and all(
+            isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in roi)
+            and roi[2] > 0 and roi[3] > 0):
+        raise sec.error("roi", "must be [x, y, width, height] in pixels (width, height > 0)")
     sec.used.add("roi")
     return {"source": sec.get_str("source", maxlen=1000),
             "decoder": sec.get_str("decoder", "zxing", choices=("zxing", "pyzbar", "opencv")),
             "fps": sec.get_float("fps", 10.0, minval=0.5, maxval=60),
-            "roi": tuple(roi) if roi else None}
+            "roi": tuple(roi),
+            "confirm_frames": sec.get_int("confirm_frames", 3, minval=1, maxval=30),
+            "max_frame_age_s": sec.get_float("max_frame_age_s", 1.0, minval=0.05, maxval=10),
+            "silent_warn_min": sec.get_float("silent_warn_min", 10.0, minval=0, maxval=1440)}
 
 
 def _rig(sec: Section, rules: RulesConfig) -> RigConfig:

@@ -43,6 +43,9 @@ from .texts import ACCEPTED, reason_text
 
 log = logging.getLogger("station.rig")
 
+# A fill recovered after a crash whose valve was never seen open and whose cylinder has left:
+# whether gas went in cannot be told, so it is recorded (an over-report rather than a loss).
+OVER_REPORT = "station restarted: cylinder gone, valve never seen open (recorded in case it did)"
 BIND_WINDOW_S = 120.0  # a `station bind` request takes the next reading at its rig this long
 
 
@@ -403,6 +406,8 @@ class RigLoop:
             unused = row["started_at"] is None and gained is not None and gained < MASS_NOISE_G
             if unused:
                 ctx.end_reason = "station restarted: the valve was never seen open"
+            elif row["started_at"] is None and not present:
+                ctx.end_reason = OVER_REPORT
             self._close(Closed(ctx, cancelled=unused))
 
     async def shutdown(self) -> None:

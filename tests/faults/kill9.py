@@ -17,6 +17,7 @@ from pathlib import Path
 
 from simulators.dataset import demo_cylinders, qr_url
 from simulators.harness import OPERATORS, RigSpec, SimStation, wait_for
+from station.rigloop import OVER_REPORT
 from station.today import station_today
 
 WATCHDOG_MS = 600
@@ -30,6 +31,7 @@ class Result:
     valve_openings: int = 0
     fills_closed: int = 0
     fills_cancelled: int = 0
+    over_reports: int = 0  # recovered with the cylinder gone, valve never seen: OVER_REPORT
     delivered: int = 0
     at_city: int = 0
     submissions: int = 0
@@ -75,13 +77,14 @@ def finish(st: SimStation, result: Result) -> Result:
              "no fill left open")
     wait_for(lambda: not st.rows("SELECT 1 FROM outbox WHERE state = 'pending'"), 30,
              "the outbox to drain")
-    fills = st.rows("SELECT record_id, state FROM fills")
+    fills = st.rows("SELECT record_id, state, end_reason FROM fills")
     outbox = {r["record_id"]: r for r in st.rows("SELECT * FROM outbox")}
     closed = {f["record_id"] for f in fills if f["state"] == "closed"}
     city = [f["record_id"] for f in st.city.fillings]
     snap = st.rig_sim.rig(1).snapshot()
     result.valve_openings = snap["valve_openings"]
     result.fills_closed, result.fills_cancelled = len(closed), len(fills) - len(closed)
+    result.over_reports = sum(f["end_reason"] == OVER_REPORT for f in fills)
     result.delivered = sum(r["state"] == "delivered" for r in outbox.values())
     result.at_city, result.submissions = len(city), sum(st.city.submissions.values())
     check = result.problems.append
@@ -89,9 +92,9 @@ def finish(st: SimStation, result: Result) -> Result:
         check("permit left set")
     if result.fills_closed < result.valve_openings:
         check(f"{result.valve_openings} valve openings but {result.fills_closed} fill records")
-    if result.fills_closed > result.valve_openings:
+    if result.fills_closed - result.over_reports > result.valve_openings:
         check(f"{result.fills_closed - result.valve_openings} fill record(s) without a valve "
-              "opening")
+              f"opening, {result.over_reports} of them said to be possible over-reports")
     if set(outbox) != closed:
         check("a closed fill without its outbox entry, or an entry without its fill")
     if any(r["state"] != "delivered" for r in outbox.values()):

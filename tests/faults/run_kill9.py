@@ -25,6 +25,8 @@ def main() -> None:
             ("valve openings at the rig", r.valve_openings),
             ("fill records (closed)", r.fills_closed),
             ("permits cancelled unused", r.fills_cancelled),
+            ("of the records: cylinder gone at restart, valve never seen (over-report)",
+             r.over_reports),
             ("records delivered", r.delivered),
             ("records at the city (unique)", r.at_city),
             ("submissions received by the city (409s included)", r.submissions),

@@ -12,5 +12,7 @@ def test_kill9_campaign(tmp_path):
                       latch_clear_s=0.1)  # FILL_DONE cleared 100 ms after the permit write
     assert result.trials == TRIALS
     assert result.problems == []
-    assert result.valve_openings > 0 and result.fills_closed == result.valve_openings
+    assert result.valve_openings > 0
+    assert result.valve_openings <= result.fills_closed <= result.valve_openings + \
+        result.over_reports  # every record a valve opening, or said to be a possible one
     assert max(result.permit_drop_s) <= WATCHDOG_MS / 1000 + 0.5

@@ -13,7 +13,8 @@ import cv2
 import numpy as np
 import pytest
 
-from drivers.camera import CameraConfig, CameraReader, Dedup
+from drivers.camera import CameraConfig, CameraReader, ViewTracker
+from drivers.qr_decoders import Code
 from drivers.reader import Line
 from simulators.camera import make_video
 from simulators.dataset import demo_cylinders, qr_url
@@ -105,25 +106,55 @@ def test_the_same_code_in_consecutive_frames_is_one_reading(tmp_path):
     assert texts(lines) == codes
 
 
-def test_a_code_shown_again_after_dedup_s_is_a_new_reading(tmp_path):
+def test_a_code_that_stays_in_view_is_read_again_every_dedup_s(tmp_path):
     first, second = demo_urls()[:2]
-    # At 10 frames/s: first for 0.4 s, second for 0.8 s, first again: 0.1 s between frames of
-    # one code, 0.9 s before the first comes back; dedup_s lies between.
-    video = make_video(tmp_path / "again.avi", [first, second, second, first], size=SMALL,
-                       frames_per_code=4)
-    reader = CameraReader(CameraConfig("cam1", str(video), fps=10, dedup_s=0.5), "rig-01")
-    lines = read_lines(reader, lambda got: len(got) >= 3, timeout_s=15)
-    assert texts(lines) == [first, second, first]
+    # At 10 frames/s: first for 0.4 s, second for 1.2 s, first again. The second is read on
+    # its third frame and again every 0.4 s while it stays; the first comes back over 1 s after
+    # it was read: a new reading once confirmed again.
+    video = make_video(tmp_path / "again.avi", [first, second, second, second, first],
+                       size=SMALL, frames_per_code=4)
+    reader = CameraReader(CameraConfig("cam1", str(video), fps=10, dedup_s=0.4), "rig-01")
+    lines = read_lines(reader, lambda got: len(got) >= 3 and got[-1].data == first.encode(),
+                       timeout_s=15)
+    got = texts(lines)
+    assert got[0] == first and got[-1] == first and set(got[1:-1]) == {second}
+    assert len(got[1:-1]) >= 2  # read again while in view
+    seconds = [line.at for line in lines[1:-1]]
+    assert all(b - a >= 0.4 for a, b in zip(seconds, seconds[1:], strict=False))
 
 
-def test_dedup_is_by_last_sighting_within_the_window():
-    dedup = Dedup(3.0)
-    assert dedup.fresh(["A"], 0.0) == ["A"]
-    assert dedup.fresh(["A", "A"], 1.0) == []  # seen again: the same reading
-    assert dedup.fresh([], 2.0) == []  # a frame where the decoder missed it
-    assert dedup.fresh(["A", "B"], 3.5) == ["B"]  # 2.5 s after its last sighting
-    assert dedup.fresh(["B"], 10.0) == ["B"]  # gone for longer than the window
-    assert dedup.fresh(["A"], 10.0) == ["A"]
+def sight(tracker: ViewTracker, datas: list[bytes], now: float):
+    """One decoded frame with these codes (boxes: the n-th code at x = 100 n, 50 px wide)."""
+    codes = [Code(d, (100 * n, 0, 50 + n, 50)) for n, d in enumerate(datas)]
+    seen = tracker.frame(codes, now)
+    return None if seen is None else (seen.data, seen.others)
+
+
+def test_view_tracker_confirms_one_code_and_repeats_it_every_dedup_s():
+    t = ViewTracker(confirm_frames=3, dedup_s=1.0)
+    assert [sight(t, [b"A"], n * 0.1) for n in range(3)] == [None, None, (b"A", ())]
+    assert sight(t, [b"A", b"A"], 0.3) is None  # the same code twice in a frame: one code
+    assert [sight(t, [b"A"], 0.4 + n * 0.1) for n in range(6)] == [None] * 6  # < 1 s later
+    assert sight(t, [b"A"], 1.2) == (b"A", ())  # still in view 1 s after: read again
+    assert sight(t, [], 1.3) is None  # a frame without it starts the count again
+    assert [sight(t, [b"A"], 2.3 + n * 0.1) for n in range(3)] == [None, None, (b"A", ())]
+
+
+def test_view_tracker_a_code_carried_past_in_fewer_frames_is_never_read():
+    t = ViewTracker(confirm_frames=3, dedup_s=1.0)
+    frames = [[b"A"], [b"A"], [], [b"B"], [b"B"], [b"A"], [b"A"], []]
+    assert [sight(t, f, n * 0.1) for n, f in enumerate(frames)] == [None] * len(frames)
+
+
+def test_view_tracker_two_codes_are_posted_at_once_as_one_ambiguous_sighting():
+    t = ViewTracker(confirm_frames=3, dedup_s=1.0)
+    assert sight(t, [b"B", b"A"], 0.0) == (b"A", (b"B",))  # the larger box is the data
+    assert sight(t, [b"A", b"B"], 0.1) is None  # the same set within dedup_s
+    assert sight(t, [b"A", b"B", b"C"], 0.2) == (b"C", (b"A", b"B"))  # another set
+    # Alone now (or the decoder missed B): not read while the crowd is under dedup_s ago.
+    assert [sight(t, [b"A"], 0.3 + n * 0.1) for n in range(9)] == [None] * 9
+    assert sight(t, [b"A"], 1.2) == (b"A", ())  # 1 s after the crowd, confirmed long since
+    assert sight(t, [b"B", b"A"], 1.3) == (b"A", (b"B",))  # 1.3 s after the first: again
 
 
 def zbar_loads() -> bool:
@@ -243,13 +274,13 @@ def test_hostile_payloads_arrive_intact_and_the_reader_keeps_reading(tmp_path):
 
 def test_a_decoder_that_raises_costs_a_frame_not_the_reader(tmp_path, caplog):
     codes = demo_urls()[:3]
-    video = make_video(tmp_path / "bug.avi", codes, size=SMALL, frames_per_code=3)
+    video = make_video(tmp_path / "bug.avi", codes, size=SMALL, frames_per_code=4)
     reader = CameraReader(CameraConfig("cam1", str(video), fps=FAST), "rig-01")
     real, calls = reader.decoder.decode, []
 
-    def flaky(gray: np.ndarray) -> list[str]:
+    def flaky(gray: np.ndarray) -> list[Code]:
         calls.append(1)
-        if len(calls) <= 4:  # the first code's three frames and one of the second's
+        if len(calls) <= 5:  # the first code's four frames and one of the second's
             raise RuntimeError("decoder bug")
         return real(gray)
 
@@ -270,11 +301,11 @@ def test_an_unexpected_error_in_the_capture_thread_is_a_lost_source(tmp_path, ca
     video = make_video(tmp_path / "oops.avi", codes, size=SMALL, frames_per_code=3)
     real, calls = camera.open_source, []
 
-    def broken_once(source: str, *, loop: bool = False):
+    def broken_once(source: str, **options):
         calls.append(source)
         if len(calls) == 1:
             raise RuntimeError("unexpected")
-        return real(source, loop=loop)
+        return real(source, **options)
 
     monkeypatch.setattr(camera, "open_source", broken_once)
     reader = CameraReader(CameraConfig("cam1", str(video), fps=FAST), "rig-01")
@@ -339,7 +370,8 @@ def test_take_photo_is_a_jpeg_of_the_scene(tmp_path):
     assert jpeg[:3] == b"\xff\xd8\xff"
     frame = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
     assert frame.shape == (480, 640, 3)
-    assert reader.decoder.decode(cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)) == [code]
+    found = reader.decoder.decode(cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY))
+    assert [c.data for c in found] == [code.encode()]
 
 
 @pytest.mark.parametrize("bad", [dict(fps=0), dict(roi=(0, 0, 0, 10)), dict(source="")])
