@@ -10,9 +10,10 @@ sys.path.insert(0, str(Path(__file__).parent))
 from webtools import CHROMIUM, CHROMIUM_ARGS  # noqa: E402
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def browser():
-    """Debian's Chromium, headless, driven by Playwright (never a downloaded browser)."""
+    """Debian's Chromium, headless, driven by Playwright (never a downloaded browser): one for
+    the whole run (each test opens its own context)."""
     if not Path(CHROMIUM).exists():
         pytest.skip(f"{CHROMIUM} is missing: `tools/bootstrap.sh dev` installs Debian's chromium "
                     "when run as root (else: sudo apt-get install chromium)")

@@ -197,35 +197,14 @@ def test_overfill_says_what_to_do_and_by_how_much(browser, site):
         ctx.close()
 
 
-def test_a_new_alarm_beeps_when_the_station_switched_the_sound_on(browser, tmp_path):
-    """(Off, the default, the page never beeps: `initial.sound` is false.)"""
-    server, url, store_path = serve(tmp_path, "screen_sound = true\n")
-    ctx = browser.new_context(viewport={"width": 1280, "height": 800})
-    page = ctx.new_page()
-    try:
-        put(store_path, BASE, 0)
-        page.goto(url + "/rig/rig-01")
-        for n, verdict in enumerate((NO, {**NO, "decision_id": 43})):  # two refusals: two beeps
-            put(store_path, {**BASE, "verdict": verdict, "present": True}, 0)
-            page.wait_for_function("(d) => document.body.dataset.decision === String(d)",
-                                   arg=verdict["decision_id"], polling=20, timeout=3000)
-            assert page.evaluate("() => document.body.dataset.beeps || '0'") == str(n + 1)
-        put(store_path, {**BASE, "phase": "accepted", "verdict": OK}, 0)  # no alarm: no beep
-        page.wait_for_function("() => document.body.dataset.state === 'accepted'", polling=20,
-                               timeout=3000)
-        assert page.evaluate("() => document.body.dataset.beeps || '0'") == "2"
-    finally:
-        ctx.close()
-        server.shutdown()
-        server.server_close()
-
-
-def test_the_screen_recovers_by_itself_after_the_web_restarted(browser, tmp_path):
-    """station-web stopped (restarted by systemd, upgraded) and started again on its port."""
+def test_the_screen_recovers_by_itself_after_the_web_restarted_and_beeps(browser, tmp_path):
+    """station-web stopped (restarted by systemd, upgraded) and started again on its port;
+    with [web] screen_sound on, each new alarm shown beeps once (off, the default, the page
+    never beeps: `initial.sound` is false)."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    server, _, store_path = serve(tmp_path, port=port)  # (writes the store and config)
+    server, _, store_path = serve(tmp_path, "screen_sound = true\n", port)  # (store, config)
     server.shutdown()
     server.server_close()
     cfg_path = tmp_path / "station.toml"
@@ -243,6 +222,14 @@ def test_the_screen_recovers_by_itself_after_the_web_restarted(browser, tmp_path
         page.wait_for_function("() => document.body.dataset.state === 'refused'", polling=20,
                                timeout=3000)
         assert page.text_content("#detail") == "气瓶已报废"
+        assert page.evaluate("() => document.body.dataset.beeps || '0'") == "1"
+        put(store_path, {**BASE, "verdict": {**NO, "decision_id": 43}, "present": True}, 0)
+        page.wait_for_function("() => document.body.dataset.decision === '43'", polling=20,
+                               timeout=3000)  # another refusal: another beep
+        put(store_path, {**BASE, "phase": "accepted", "verdict": OK}, 0)  # no alarm: no beep
+        page.wait_for_function("() => document.body.dataset.state === 'accepted'", polling=20,
+                               timeout=3000)
+        assert page.evaluate("() => document.body.dataset.beeps || '0'") == "2"
     finally:
         ctx.close()
         web.stop()
