@@ -32,7 +32,7 @@ from station.model import Decision, Reading, Verdict
 from station.records import select_fills
 from station.store import Store
 from station.today import LOCAL_TZ
-from station.web import views
+from station.web import operator, views
 from station.web.auth import verify_password
 from station.web.server import make_server
 
@@ -392,6 +392,7 @@ def test_api_shows_offline_when_the_daemon_is_silent(site):
     store.close()
     state = json.loads(client.get("/api/rig/rig-01")[2])
     assert state["mode"] == "offline" and state["headline"]["zh"] == "控制程序无响应"
+    assert state["state"] == "daemon_gone" and state["page"] == operator.PAGE_ID  # (reload)
     assert json.loads(client.get("/api/rig/rig-02")[2])["mode"] == "offline"  # never seen
     assert client.get("/api/rig/rig-09")[0] == 404 and client.get("/rig/rig-09")[0] == 404
     assert client.get("/rig/x/rig-01")[0] == 404
