@@ -133,14 +133,16 @@ class LookupService:
                           remember=("refused", message))
         if outcome == "invalid":
             return Answer(Lookup(outcome, source="city", message=message))
+        cached = self._cached(reading)
         remembered = self.store.city_refusal(tag_key(reading))
+        if remembered is None and cached is not None and isinstance(cached[0].get("id"), str):
+            remembered = self.store.city_refusal(f"cylinder:{cached[0]['id']}")
         if remembered is not None:  # what the city refused stays refused through an outage
             was, said, at = remembered
             kind = "not_found" if was == "not_found" else "refused"
             return Answer(Lookup(kind, source="cache", age_s=time.time() - at,
                                  message=f"the city's answer of {time.time() - at:.0f} s ago, "
                                          f"remembered: {said}".strip(": ")))
-        cached = self._cached(reading)
         if cached is None:
             return Answer(Lookup("unavailable", source="none", message=message))
         record, fetched_at = cached
