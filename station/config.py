@@ -34,8 +34,11 @@ class CityConfig:
     connect_timeout_s: float = 1.0
     read_timeout_s: float = 2.0
     decision_deadline_s: float = 3.0
+    probe_deadline_s: float = 5.0  # the whole time `station doctor` waits for each city call
     token_margin_s: float = 60.0
     ca_bundle: str = ""
+    cert_sha256: str = ""  # a pin: the SHA-256 fingerprint of the city's certificate (hex)
+    max_reply_bytes: int = 4 * 1024 * 1024  # a longer answer is refused (transient)
     workers: int = 4
     paths: CityPaths = CityPaths()
 
@@ -365,9 +368,14 @@ def _city(sec: Section, file: str, env: dict[str, str]) -> CityConfig:
     ca_bundle = sec.get_str("ca_bundle", "", allow_empty=True)
     if ca_bundle and not Path(ca_bundle).is_file():
         raise sec.error("ca_bundle", f"{ca_bundle} is not a file")
+    pin = sec.get_str("cert_sha256", "", allow_empty=True, pattern=r"([0-9A-Fa-f]{2}:?){32}")
+    if pin and not base_url.startswith("https://"):
+        raise sec.error("cert_sha256", "a certificate pin needs an https:// base_url")
+    max_reply = sec.get_int("max_reply_kb", 4096, minval=16, maxval=256 * 1024) * 1024
     connect = sec.get_float("connect_timeout_s", 1.0, minval=0.05, maxval=30)
     read = sec.get_float("read_timeout_s", 2.0, minval=0.05, maxval=60)
     deadline = sec.get_float("decision_deadline_s", 3.0, minval=0.2, maxval=30)
+    probe = sec.get_float("probe_deadline_s", 5.0, minval=0.2, maxval=60)
     margin = sec.get_float("token_margin_s", 60.0, minval=0, maxval=3600)
     workers = sec.get_int("workers", 4, minval=1, maxval=64)
     p = sec.sub("paths")
@@ -378,7 +386,9 @@ def _city(sec: Section, file: str, env: dict[str, str]) -> CityConfig:
     sec.done()
     return CityConfig(base_url=base_url, app_key=app_key, app_secret=secret,
                       connect_timeout_s=connect, read_timeout_s=read,
-                      decision_deadline_s=deadline, token_margin_s=margin, ca_bundle=ca_bundle,
+                      decision_deadline_s=deadline, probe_deadline_s=probe,
+                      token_margin_s=margin, ca_bundle=ca_bundle,
+                      cert_sha256=pin.replace(":", "").lower(), max_reply_bytes=max_reply,
                       workers=workers, paths=paths)
 
 
