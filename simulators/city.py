@@ -8,6 +8,7 @@ import random
 import select
 import signal
 import socket
+import ssl
 import struct
 import threading
 import time
@@ -83,7 +84,9 @@ class CitySimulator:
     """The city system, served over real HTTP on loopback, with faults settable at any time."""
 
     def __init__(self, dataset: dict, host: str = "127.0.0.1", port: int = 0,
-                 token_ttl_s: int = 7200, clock: Callable[[], float] = time.time):
+                 token_ttl_s: int = 7200, clock: Callable[[], float] = time.time,
+                 tls: ssl.SSLContext | None = None):
+        self._tls = tls  # serve HTTPS with this server-side context
         self._ledger = CityLedger(dataset, token_ttl_s=token_ttl_s, clock=clock)
         self._host, self._port = host, port
         self._lock = threading.RLock()  # faults, request counters, open connections
@@ -105,6 +108,9 @@ class CitySimulator:
         """Bind and serve in a background daemon thread."""
         self._stopping.clear()
         self._server = _Server((self._host, self._port), _Handler)
+        if self._tls is not None:  # the handshake in the handler's thread, not the accept loop
+            self._server.socket = self._tls.wrap_socket(
+                self._server.socket, server_side=True, do_handshake_on_connect=False)
         self._server.sim = self
         self._thread = threading.Thread(target=self._server.serve_forever,
                                         kwargs={"poll_interval": 0.05},
@@ -145,7 +151,7 @@ class CitySimulator:
 
     @property
     def url(self) -> str:
-        return f"http://{self._host}:{self.port}"
+        return f"{'https' if self._tls else 'http'}://{self._host}:{self.port}"
 
     # ---- control ----------------------------------------------------------------------------
     def set_faults(self, **kw: Any) -> None:

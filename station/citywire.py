@@ -30,6 +30,13 @@ from .errors import CityError
 CHUNK = 65536
 _CHARSET = re.compile(r"""charset\s*=\s*["']?([^"';\s]+)""", re.IGNORECASE)
 _GB_LABELS = frozenset({"gbk", "gb2312", "gb_2312", "gb_2312-80", "x-gbk", "cp936", "gb18030"})
+_TLS_HINTS = {
+    "issuer": " (is [city] ca_bundle the CA that signed the city's certificate?)",
+    "self-signed": " (is [city] ca_bundle the CA that signed the city's certificate?)",
+    "expired": " (the city must renew it; or is our clock wrong?)",
+    "not yet valid": " (is our clock wrong?)",
+    "mismatch": " (is [city] base_url the host the certificate names?)",
+}
 _local = threading.local()  # the guard of the exchange this thread is making
 
 
@@ -280,7 +287,9 @@ def tls_problem(err: BaseException) -> str:
     while cause is not None and id(cause) not in seen:
         seen.add(id(cause))
         if isinstance(cause, ssl.SSLCertVerificationError):
-            return f"the city's certificate is not trusted: {cause.verify_message}"
+            why = cause.verify_message or str(cause)
+            hint = next((h for k, h in _TLS_HINTS.items() if k in why), "")
+            return f"the city's certificate is not trusted: {why}{hint}"
         text = str(cause)
         if "Fingerprints did not match" in text:
             return "the city's certificate does not match [city] cert_sha256 (the pin)"
