@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import logging
 import secrets
@@ -238,15 +236,18 @@ class CityClient:
             check(data)
         return code, message, data
 
-    def _post(self, call: _Call, path: str, body: dict,
-              token: str | None) -> tuple[str, str, Any]:
+    def _post(self, call: _Call, path: str, body: dict, token: str | None,
+              extra: dict[str, str] | None = None) -> tuple[str, str, Any]:
+        """One POST; `extra` headers mark a body already in the deployment's terms (token)."""
         left = call.remaining()
         if left < MIN_ATTEMPT_S / 2:
             raise call.out_of_time(f"{path} could be called")
         headers = {"Content-Type": "application/json; charset=utf-8"}
         if token is not None:
-            headers["Authorization"] = f"Bearer {token}"
-        payload = json.dumps(body, ensure_ascii=False).encode("utf-8")
+            headers.update(self._cfg.profile.authorization(token))
+        headers.update(extra or {})
+        wire_body = body if extra is not None else self._cfg.profile.to_wire(body)
+        payload = json.dumps(wire_body, ensure_ascii=False).encode("utf-8")
         reply = self._wire.exchange("POST", self._cfg.base_url + path, data=payload,
                                     headers=headers, end=call.started + call.deadline_s,
                                     what=path)
@@ -277,7 +278,8 @@ class CityClient:
             raise CityError(f"{path}: HTTP {status}", transient=True, code=str(status),
                             retry_after_s=wait_asked if status in (429, 503) else None)
         try:
-            code, message, data = parse_envelope(reply.body, headers.get("Content-Type"))
+            code, message, data = parse_envelope(reply.body, headers.get("Content-Type"),
+                                                 self._cfg.profile)
         except CityError as err:
             self._not_envelope(path, reply, str(err))
             raise CityError(f"{path}: HTTP {status} with {err}, not the city's envelope",
@@ -328,19 +330,17 @@ class CityClient:
                 self._token_value = None
 
     def _fetch_token(self, call: _Call) -> tuple[str, float]:
-        ts, nonce = int(self._clock()), secrets.token_hex(8)
-        text = f"{self._unit_code}\n{self._cfg.app_key}\n{ts}\n{nonce}"
-        sign = hmac.new(self._cfg.app_secret.encode("utf-8"), text.encode("utf-8"),
-                        hashlib.sha256).hexdigest()
-        body = {"unit_code": self._unit_code, "app_key": self._cfg.app_key, "timestamp": ts,
-                "nonce": nonce, "sign": sign}
-        code, message, data = self._post(call, self._cfg.paths.token, body, None)
+        profile = self._cfg.profile
+        values = {"unit_code": self._unit_code, "app_key": self._cfg.app_key,
+                  "timestamp": int(self._clock()), "nonce": secrets.token_hex(8)}
+        body, headers = profile.token_request(self._cfg.app_secret, values)
+        code, message, data = self._post(call, self._cfg.paths.token, body, None, headers)
         if code != "200":
             raise CityError(f"city refused our credentials (code {code}: {message}); check "
                             "unit_code, app_key, app_secret and the clock",
                             transient=False, code=code)
-        token = data.get("token") if isinstance(data, dict) else None
-        ttl = data.get("expires_in") if isinstance(data, dict) else None
+        token = data.get(profile.token_key) if isinstance(data, dict) else None
+        ttl = data.get(profile.expires_key) if isinstance(data, dict) else None
         if not isinstance(token, str) or not token or isinstance(ttl, bool) or \
                 not isinstance(ttl, int | float) or ttl <= 0:
             raise CityError("city token answer lacks a token or expires_in", transient=True)

@@ -25,6 +25,7 @@ from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
+from .cityprofile import DEFAULT_PROFILE, CityProfile
 from .errors import CityError
 
 CHUNK = 65536
@@ -62,13 +63,15 @@ def body_text(body: bytes, content_type: str | None) -> str:
     return text.removeprefix("\ufeff")
 
 
-def parse_envelope(body: bytes, content_type: str | None = None) -> tuple[str, str, Any]:
+def parse_envelope(body: bytes, content_type: str | None = None,
+                   profile: CityProfile = DEFAULT_PROFILE) -> tuple[str, str, Any]:
     """Split a city answer into (code, message, data), decoding a `data` string as JSON.
 
     `code` may be a string or an integer (`{"code": 404}`); it is returned as a string. `data`
     may be a string holding JSON (the contract), a JSON value (some deployments), absent or empty
     (None). A `data` string that is not JSON is returned as it is. A body that is not such an
     object raises CityError(transient=True): a proxy, a WAF or a gateway spoke, not the city.
+    The keys and the code's values are the profile's; the code comes back as the contract's.
     """
     try:
         doc = json.loads(body_text(body, content_type))
@@ -76,14 +79,15 @@ def parse_envelope(body: bytes, content_type: str | None = None) -> tuple[str, s
         raise CityError("a body that is not JSON", transient=True) from err
     if not isinstance(doc, dict):
         raise CityError("JSON that is not an object", transient=True)
-    code = doc.get("code")
+    code = doc.get(profile.code_key)
     if isinstance(code, int) and not isinstance(code, bool):
         code = str(code)
     if not isinstance(code, str) or not code:
-        raise CityError("JSON without a string or integer 'code'", transient=True)
-    message = doc.get("message")
+        raise CityError(f"JSON without a string or integer {profile.code_key!r}",
+                        transient=True)
+    message = doc.get(profile.message_key)
     message = "" if message is None else message if isinstance(message, str) else str(message)
-    data = doc.get("data")
+    data = doc.get(profile.data_key)
     if isinstance(data, str):
         if not data.strip():
             data = None
@@ -92,7 +96,7 @@ def parse_envelope(body: bytes, content_type: str | None = None) -> tuple[str, s
                 data = json.loads(data)
             except (ValueError, RecursionError):
                 pass  # a plain string payload: keep it as text
-    return code, message, data
+    return profile.contract_code(code), message, data
 
 
 # ---- the deadline ---------------------------------------------------------------------------

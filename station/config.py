@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from .cityprofile import DEFAULT_CODES, DEFAULT_SIGN, SIGN_FIELDS, CityProfile
 from .codes import MEDIA, OPERATOR_NAME_MAX, UNIT_NAME_MAX, VARIETIES
 from .confread import Section
 from .errors import ConfigError
@@ -41,6 +42,7 @@ class CityConfig:
     max_reply_bytes: int = 4 * 1024 * 1024  # a longer answer is refused (transient)
     workers: int = 4
     paths: CityPaths = CityPaths()
+    profile: CityProfile = CityProfile()
 
 
 @dataclass(frozen=True)
@@ -383,13 +385,55 @@ def _city(sec: Section, file: str, env: dict[str, str]) -> CityConfig:
     paths = CityPaths(*(p.get_str(k, getattr(d, k), pattern=r"/[^\s]*")
                         for k in ("token", "query", "bind", "submit", "inspections", "trace")))
     p.done()
+    profile = _profile(sec.sub("profile"))
     sec.done()
     return CityConfig(base_url=base_url, app_key=app_key, app_secret=secret,
                       connect_timeout_s=connect, read_timeout_s=read,
                       decision_deadline_s=deadline, probe_deadline_s=probe,
                       token_margin_s=margin, ca_bundle=ca_bundle,
                       cert_sha256=pin.replace(":", "").lower(), max_reply_bytes=max_reply,
-                      workers=workers, paths=paths)
+                      workers=workers, paths=paths, profile=profile)
+
+
+NAME = r"[A-Za-z_][A-Za-z0-9_.-]*"
+
+
+def _profile(sec: Section) -> CityProfile:
+    """[city.profile]: the deployment's envelope keys, codes, field names and signature."""
+    d = CityProfile()
+    keys = {k: sec.get_str(k, getattr(d, k), maxlen=64, pattern=NAME)
+            for k in ("code_key", "message_key", "data_key", "token_key", "expires_key",
+                      "auth_header", "sign_header")}
+    if len({keys["code_key"], keys["message_key"], keys["data_key"]}) < 3:
+        raise sec.error("data_key", "code_key, message_key and data_key must differ")
+    scheme = sec.get_str("auth_scheme", d.auth_scheme, maxlen=32, allow_empty=True,
+                         pattern=r"[A-Za-z-]*")
+    sign_in = sec.get_str("sign_in", d.sign_in, choices=("body", "header"))
+    template = sec.get_str("string_to_sign", DEFAULT_SIGN, maxlen=200)
+    try:
+        template.format(**dict.fromkeys(SIGN_FIELDS, ""))
+    except (KeyError, IndexError, ValueError) as err:
+        raise sec.error("string_to_sign", f"may name only {{{'}, {'.join(SIGN_FIELDS)}}} "
+                        f"({err!r})") from err
+    c = sec.sub("codes")
+    codes = {m: tuple(c.get_str_list(m, list(v), maxlen=32)) for m, v in DEFAULT_CODES.items()}
+    c.done()
+    seen: dict[str, str] = {}
+    for meaning, values in codes.items():
+        if not values:
+            raise c.error(meaning, "needs at least one code")
+        for v in values:
+            if v in seen:
+                raise c.error(meaning, f"code {v!r} also means {seen[v]}")
+            seen[v] = meaning
+    f = sec.sub("fields")
+    fields = {k: f.get_str(k, maxlen=64, pattern=NAME) for k in list(f.data)}
+    f.done()
+    if len(set(fields.values())) < len(fields):
+        raise f.error(None, "two fields are given the same name")
+    sec.done()
+    return CityProfile(**keys, auth_scheme=scheme, sign_in=sign_in, string_to_sign=template,
+                       codes=codes, fields=fields)
 
 
 def _rules(sec: Section, offline: Section) -> RulesConfig:
