@@ -2,7 +2,7 @@
 
 requests' timeouts bound each wait for bytes, not the call: a server that trickles a byte at a
 time keeps a plain `post(timeout=…)` alive for minutes. Here every exchange has a monotonic
-deadline; a timer shuts the connection's socket down when it passes, which ends any blocking
+deadline; one watchdog thread shuts the connection's socket down when it passes, which ends any blocking
 read at once (headers, body, a stall mid-body), so the calling thread is free by the deadline.
 The body is read in chunks and refused past `max_reply_bytes`.
 """
@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import codecs
 import hashlib
+import heapq
+import itertools
 import json
 import re
 import socket
@@ -129,6 +131,37 @@ class _Guard:
             self._done = True
 
 
+class _Reaper:
+    """One thread for the whole process that kills each guard whose deadline has passed (a
+    guard already done ignores it): no thread per call."""
+
+    def __init__(self) -> None:
+        self._cv = threading.Condition()
+        self._heap: list[tuple[float, int, _Guard]] = []
+        self._seq = itertools.count()
+        self._thread: threading.Thread | None = None
+
+    def watch(self, when: float, guard: _Guard) -> None:
+        with self._cv:
+            heapq.heappush(self._heap, (when, next(self._seq), guard))
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="city-deadlines",
+                                                daemon=True)
+                self._thread.start()
+            self._cv.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self._cv:
+                while not self._heap or self._heap[0][0] > time.monotonic():
+                    self._cv.wait(self._heap[0][0] - time.monotonic() if self._heap else None)
+                _, _, guard = heapq.heappop(self._heap)
+            guard.kill()
+
+
+_REAPER = _Reaper()
+
+
 def _attach(sock: Any) -> None:
     guard = getattr(_local, "guard", None)
     if guard is not None:
@@ -212,16 +245,13 @@ class Wire:
         if left <= 0:
             raise CityError(f"{what}: deadline reached before the call", transient=True)
         guard = _Guard()
-        timer = threading.Timer(left, guard.kill)
-        timer.daemon = True
         _local.guard = guard
-        timer.start()
+        _REAPER.watch(end, guard)
         try:
             return self._exchange(method, url, data, headers, left, end)
         except (requests.RequestException, OSError, ValueError) as err:
             raise self._translate(err, guard, what, end) from err
         finally:
-            timer.cancel()
             guard.done()
             _local.guard = None
 
