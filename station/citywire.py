@@ -297,7 +297,6 @@ class Wire:
         session = getattr(self._local, "session", None)
         if session is None:
             session = requests.Session()
-            session.trust_env = False  # no proxy or CA bundle from the environment by surprise
             adapter = _Adapter(self.cert_sha256)
             session.mount("https://", adapter)
             session.mount("http://", adapter)
