@@ -258,8 +258,11 @@ class Wire:
     def _exchange(self, method: str, url: str, data: bytes | None,
                   headers: dict[str, str] | None, left: float, end: float) -> WireReply:
         timeout = (min(self.connect_timeout_s, left), min(self.read_timeout_s, left))
+        # verify per request: a Session's own verify loses to $REQUESTS_CA_BUNDLE (requests
+        # merges the environment over it), which would silently drop [city] ca_bundle.
         resp = self._session().request(method, url, data=data, headers=headers, timeout=timeout,
-                                       stream=True, allow_redirects=False)
+                                       stream=True, allow_redirects=False,
+                                       verify=self.ca_bundle or True)
         try:
             return WireReply(resp.status_code, resp.headers, self._body(resp, end))
         finally:
@@ -300,7 +303,6 @@ class Wire:
             adapter = _Adapter(self.cert_sha256)
             session.mount("https://", adapter)
             session.mount("http://", adapter)
-            session.verify = self.ca_bundle or True
             with self._lock:
                 self._sessions.append(session)
             self._local.session = session

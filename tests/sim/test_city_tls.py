@@ -98,7 +98,9 @@ def ask(sim: CitySimulator, data: dict, **over) -> tuple:
     return reply, time.monotonic() - start
 
 
-def test_city_over_https_with_the_ca_bundle(ca, city_data):
+def test_city_over_https_with_the_ca_bundle(ca, city_data, tmp_path, monkeypatch):
+    # requests lets $REQUESTS_CA_BUNDLE override a Session's verify: [city] ca_bundle must win
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(CA(tmp_path).bundle))
     sim, _ = https_city(ca, city_data)
     try:
         assert sim.url.startswith("https://")
