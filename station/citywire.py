@@ -123,8 +123,8 @@ class _Guard:
             for sock in self._socks:
                 try:  # the base class: an SSLSocket's own shutdown would drop its TLS state
                     socket.socket.shutdown(sock, socket.SHUT_RDWR)
-                except OSError:
-                    pass  # closed meanwhile, or still the raw socket of a TLS handshake
+                except OSError:  # closed meanwhile, or the raw socket of a TLS handshake
+                    pass  # (detached; CPython bounds a handshake as a whole by its timeout)
 
     def done(self) -> None:
         with self._lock:

@@ -5,7 +5,9 @@ made here."""
 from __future__ import annotations
 
 import ipaddress
+import socket
 import ssl
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -166,3 +168,72 @@ def test_pin_configuration(tmp_path):
         load(f'base_url = "http://city.example"\ncert_sha256 = "{pin}"')
     with pytest.raises(ConfigError, match="cert_sha256"):
         load('base_url = "https://city.example"\ncert_sha256 = "abcd"')
+
+
+class TricklingRelay:
+    """A TCP relay to a local port that passes the server's bytes on one at a time, every
+    `every_s`: a TLS handshake (certificate and all) that crawls in."""
+
+    def __init__(self, target: int, every_s: float):
+        self.target, self.every_s, self.stop = target, every_s, threading.Event()
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.listener.settimeout(0.05)
+        self.port = self.listener.getsockname()[1]
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while not self.stop.is_set():
+            try:
+                client, _ = self.listener.accept()
+            except TimeoutError:
+                continue
+            upstream = socket.create_connection(("127.0.0.1", self.target))
+            for src, dst, slow in ((client, upstream, False), (upstream, client, True)):
+                threading.Thread(target=self._pump, args=(src, dst, slow), daemon=True).start()
+
+    def _pump(self, src: socket.socket, dst: socket.socket, slow: bool) -> None:
+        try:
+            while data := src.recv(4096):
+                if not slow:
+                    dst.sendall(data)
+                    continue
+                for i in range(len(data)):
+                    if self.stop.wait(self.every_s):
+                        return
+                    dst.sendall(data[i:i + 1])
+        except OSError:
+            pass
+        finally:
+            for sock in (src, dst):
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def close(self) -> None:
+        self.stop.set()
+        self.listener.close()
+
+
+def test_a_crawling_tls_handshake_ends_by_the_deadline(ca, city_data):
+    """CPython bounds a whole handshake by the socket's timeout (here ≤ connect_timeout_s, cut
+    to what is left of the deadline): the guard cannot reach a socket being wrapped, and need
+    not."""
+    sim, _ = https_city(ca, city_data)
+    relay = TricklingRelay(sim.port, every_s=0.01)  # far inside the 0.3 s per-read timeout
+    cred = city_data["credentials"][0]
+    client = CityClient(CityConfig(base_url=f"https://127.0.0.1:{relay.port}",
+                                   app_key=cred["app_key"], app_secret=cred["app_secret"],
+                                   connect_timeout_s=0.3, read_timeout_s=0.3,
+                                   decision_deadline_s=DEADLINE, ca_bundle=str(ca.bundle)),
+                        cred["unit_code"])
+    try:
+        start = time.monotonic()
+        reply = client.query({"info_code": "ICC001"})
+        took = time.monotonic() - start
+    finally:
+        client.close()
+        relay.close()
+        sim.stop()
+    assert reply.outcome == "transient" and "deadline" in reply.message
+    assert took < DEADLINE + 0.25
