@@ -185,9 +185,11 @@ class TricklingRelay:
         while not self.stop.is_set():
             try:
                 client, _ = self.listener.accept()
+                upstream = socket.create_connection(("127.0.0.1", self.target))
             except TimeoutError:
                 continue
-            upstream = socket.create_connection(("127.0.0.1", self.target))
+            except OSError:  # closed: the test is over
+                return
             for src, dst, slow in ((client, upstream, False), (upstream, client, True)):
                 threading.Thread(target=self._pump, args=(src, dst, slow), daemon=True).start()
 
