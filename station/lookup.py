@@ -106,8 +106,16 @@ class LookupService:
         return first
 
     async def _ask_one(self, condition: dict[str, str], deadline_s: float) -> Any:
+        """One query, ended by the deadline however long it waited for a free city thread: the
+        time spent queued comes off its budget, so a worker thread is never held past it."""
         loop = asyncio.get_running_loop()
-        call = loop.run_in_executor(self.executor, self.city.query, condition, deadline_s)
+        end = time.monotonic() + deadline_s
+
+        def ask() -> Any:
+            left = end - time.monotonic()
+            return None if left <= 0 else self.city.query(condition, left)
+
+        call = loop.run_in_executor(self.executor, ask)
         try:
             return await asyncio.wait_for(call, deadline_s + 0.5)
         except TimeoutError:
