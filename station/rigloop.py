@@ -106,7 +106,7 @@ class RigLoop:
 
     @property
     def operator(self) -> str | None:
-        return self.store.operators_on_shift().get(self.cfg.id)
+        return self.store.operator_on_shift(self.cfg.id)
 
     # --- control: connection, heartbeat, status, fill cycle ---------------------------------
     async def _control(self) -> None:

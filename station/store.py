@@ -87,6 +87,9 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE TABLE IF NOT EXISTS city_refusals (key TEXT PRIMARY KEY, outcome TEXT NOT NULL,
         message TEXT, at REAL NOT NULL);
     """,
+    """
+    CREATE INDEX IF NOT EXISTS operator_events_rig ON operator_events(rig, id);
+    """,
 )
 
 FILL_COLUMNS = ("record_id", "decision_id", "rig", "state", "cylinder_id", "info_code", "tag",
@@ -392,6 +395,13 @@ class Store:
         with self.transaction() as conn:
             conn.execute("INSERT INTO operator_events (at, rig, operator, event, via) "
                          "VALUES (?, ?, ?, ?, ?)", (time.time(), rig, operator, event, via))
+
+    def operator_on_shift(self, rig: str) -> str | None:
+        """The operator logged in at one rig, or None: its last operator event, found by index
+        (read on every poll of every rig: its cost must not grow with the table)."""
+        rows = self.query("SELECT operator, event FROM operator_events WHERE rig = ? "
+                          "ORDER BY id DESC LIMIT 1", (rig,))
+        return rows[0]["operator"] if rows and rows[0]["event"] == "login" else None
 
     def operators_on_shift(self) -> dict[str, str]:
         """Rig → operator for every rig whose last operator event is a log-in."""
