@@ -8,6 +8,7 @@ import random
 import select
 import signal
 import socket
+import ssl
 import struct
 import threading
 import time
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from station.cityprofile import DEFAULT_PROFILE, CityProfile
 from station.today import station_today
 
 from .city_api import API_PATHS, PATHS, CityLedger, Reply
@@ -83,8 +85,11 @@ class CitySimulator:
     """The city system, served over real HTTP on loopback, with faults settable at any time."""
 
     def __init__(self, dataset: dict, host: str = "127.0.0.1", port: int = 0,
-                 token_ttl_s: int = 7200, clock: Callable[[], float] = time.time):
-        self._ledger = CityLedger(dataset, token_ttl_s=token_ttl_s, clock=clock)
+                 token_ttl_s: int = 7200, clock: Callable[[], float] = time.time,
+                 tls: ssl.SSLContext | None = None, profile: CityProfile = DEFAULT_PROFILE):
+        self.profile = profile  # the deployment's terms it speaks (contracts/city-api.md by default)
+        self._tls = tls  # serve HTTPS with this server-side context
+        self._ledger = CityLedger(dataset, token_ttl_s=token_ttl_s, clock=clock, profile=profile)
         self._host, self._port = host, port
         self._lock = threading.RLock()  # faults, request counters, open connections
         self._stopping = threading.Event()
@@ -105,6 +110,9 @@ class CitySimulator:
         """Bind and serve in a background daemon thread."""
         self._stopping.clear()
         self._server = _Server((self._host, self._port), _Handler)
+        if self._tls is not None:  # the handshake in the handler's thread, not the accept loop
+            self._server.socket = self._tls.wrap_socket(
+                self._server.socket, server_side=True, do_handshake_on_connect=False)
         self._server.sim = self
         self._thread = threading.Thread(target=self._server.serve_forever,
                                         kwargs={"poll_interval": 0.05},
@@ -145,7 +153,7 @@ class CitySimulator:
 
     @property
     def url(self) -> str:
-        return f"http://{self._host}:{self.port}"
+        return f"{'https' if self._tls else 'http'}://{self._host}:{self.port}"
 
     # ---- control ----------------------------------------------------------------------------
     def set_faults(self, **kw: Any) -> None:
@@ -289,12 +297,36 @@ class _Handler(BaseHTTPRequestHandler):
         if faults is not None and faults.reject_tokens and path != PATHS.token:
             self._send_envelope(200, "401", "token expired (simulated)", None)
             return
-        status, code, message, data = sim.handle(path, self.headers.get("Authorization", ""), raw)
+        raw, authorization = self._from_profile(path, raw)
+        status, code, message, data = sim.handle(path, authorization, raw)
         if faults is not None and (faults.reset_after or faults.hang_after):
             self._lose_reply(faults)
             return
         as_object = faults is not None and faults.data_as_object
         self._send_envelope(status, code, message, data, as_object=as_object)
+
+    def _from_profile(self, path: str, raw: bytes) -> tuple[bytes, str]:
+        """The request in the contract's terms: field names, the signature, the bearer token."""
+        prof = self.server.sim.profile
+        given = self.headers.get(prof.auth_header, "")
+        if prof.auth_scheme:
+            scheme, _, token = given.partition(" ")
+            token = token if scheme.lower() == prof.auth_scheme.lower() else ""
+        else:
+            token = given
+        authorization = f"Bearer {token.strip()}" if token.strip() else ""
+        if prof == DEFAULT_PROFILE:
+            return raw, authorization
+        try:
+            body = json.loads(raw)
+        except ValueError:
+            return raw, authorization
+        if isinstance(body, dict):
+            body = prof.from_wire(body)
+            if path == PATHS.token and prof.sign_in == "header":
+                body["sign"] = self.headers.get(prof.sign_header, "")
+            raw = json.dumps(body, ensure_ascii=False).encode("utf-8")
+        return raw, authorization
 
     def _read_body(self) -> bytes | None:
         try:
@@ -358,9 +390,10 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _send_envelope(self, status: int, code: str, message: str, data: Any, *,
                        as_object: bool = False, extra: dict[str, str] | None = None) -> None:
-        env: dict[str, Any] = {"code": code, "message": message}
+        prof = self.server.sim.profile
+        env: dict[str, Any] = {prof.code_key: prof.wire_code(code), prof.message_key: message}
         if data is not None:
-            env["data"] = data if as_object else json.dumps(data, ensure_ascii=False)
+            env[prof.data_key] = data if as_object else json.dumps(data, ensure_ascii=False)
         self._send_json(status, env, extra)
 
     def _send_json(self, status: int, doc: Any, extra: dict[str, str] | None = None) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import binascii
 import copy
-import hashlib
 import hmac
 import json
 import re
@@ -19,6 +18,7 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from station.cityprofile import DEFAULT_PROFILE, CityProfile
 from station.codes import MEDIA, STATUS_SCRAPPED, TAGGING
 from station.config import CityPaths
 
@@ -111,7 +111,9 @@ class CityLedger:
     """
 
     def __init__(self, dataset: dict, token_ttl_s: int = 7200,
-                 clock: Callable[[], float] = time.time):
+                 clock: Callable[[], float] = time.time,
+                 profile: CityProfile = DEFAULT_PROFILE):
+        self.profile = profile  # the string-to-sign and the token's keys
         self._credentials = {(c["unit_code"], c["app_key"]): dict(c)
                              for c in dataset.get("credentials", [])}
         self._cylinders: dict[str, dict] = {}
@@ -204,8 +206,9 @@ class CityLedger:
         cred = self._credentials.get((unit_code, app_key))
         if cred is None:
             raise _Answer("401", "unknown unit_code or app_key")
-        text = f"{unit_code}\n{app_key}\n{ts}\n{nonce}".encode()
-        want = hmac.new(cred["app_secret"].encode(), text, hashlib.sha256).hexdigest()
+        want = self.profile.sign(cred["app_secret"], {"unit_code": unit_code,
+                                                      "app_key": app_key, "timestamp": ts,
+                                                      "nonce": nonce})
         if not hmac.compare_digest(want, sign.lower()):
             raise _Answer("401", "bad sign")
         now = self._clock()
@@ -218,7 +221,7 @@ class CityLedger:
         self._tokens = {t: v for t, v in self._tokens.items() if v[1] > now}
         token = secrets.token_urlsafe(24)
         self._tokens[token] = (unit_code, now + self._ttl)
-        return {"token": token, "expires_in": self._ttl}
+        return {self.profile.token_key: token, self.profile.expires_key: self._ttl}
 
     def _bearer(self, authorization: str) -> str:
         scheme, _, token = authorization.partition(" ")

@@ -276,12 +276,17 @@ class RigModel:
             return [self._hr.get(address + i, 0) for i in range(len(words))]
 
     # -- tester controls -----------------------------------------------------------------------
-    def place_cylinder(self, gross_g: int, now: float | None = None) -> None:
-        """Stand a cylinder of `gross_g` grams on the scale."""
+    def place_cylinder(self, gross_g: int, now: float | None = None,
+                       settle_s: float = 0.0) -> None:
+        """Stand a cylinder of `gross_g` grams on the scale; with `settle_s`, the scale reads
+        unstable for that long (s) first, as a real one does while the cylinder stops swinging."""
         with self._lock:
             self.advance(now)
             self.inputs["cylinder_present"] = True
             self._gross = float(gross_g)
+            if settle_s > 0:
+                self._valve_closed_at = max(self._valve_closed_at,
+                                            self._t + settle_s - STABLE_AFTER_S)
             self._settle = None
             self._arm_start(self._t)
 

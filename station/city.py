@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import logging
 import secrets
@@ -14,16 +12,17 @@ from dataclasses import dataclass, field, replace
 from email.utils import parsedate_to_datetime
 from typing import Any, Literal
 
-import requests
-from requests.adapters import HTTPAdapter
 from tenacity import RetryCallState, Retrying, retry_if_exception, wait_random_exponential
 
+from .citywire import Wire, WireReply, body_text, parse_envelope
 from .clockwatch import CitySample
 from .config import CityConfig
 from .errors import CityError
 from .logfmt import kv
 
 log = logging.getLogger("station.city")
+
+__all__ = ["CityClient", "CityReply", "parse_envelope"]
 
 Outcome = Literal["found", "not_found", "refused", "invalid", "duplicate", "ok", "transient"]
 
@@ -39,36 +38,6 @@ SUBMIT_OUTCOMES: dict[str, Outcome] = {
     "200": "ok", "409": "duplicate", "400": "invalid", "403": "refused", "404": "invalid"}
 BIND_OUTCOMES: dict[str, Outcome] = {
     "200": "ok", "409": "duplicate", "400": "invalid", "403": "refused", "404": "not_found"}
-
-
-def parse_envelope(body: bytes) -> tuple[str, str, Any]:
-    """Split a city answer into (code, message, data), decoding a `data` string as JSON.
-
-    `data` may be a string holding JSON (the contract), a JSON value (some deployments), absent
-    or empty (None). A `data` string that is not JSON is returned as it is. A body that is not a
-    JSON object with a string `code` raises CityError(transient=True): a proxy or gateway spoke.
-    """
-    try:
-        doc = json.loads(body)
-    except (ValueError, RecursionError) as err:
-        raise CityError("city answered with a body that is not JSON", transient=True) from err
-    if not isinstance(doc, dict):
-        raise CityError("city answered with JSON that is not an object", transient=True)
-    code = doc.get("code")
-    if not isinstance(code, str) or not code:
-        raise CityError("city answer has no string 'code'", transient=True)
-    message = doc.get("message")
-    message = "" if message is None else message if isinstance(message, str) else str(message)
-    data = doc.get("data")
-    if isinstance(data, str):
-        if not data.strip():
-            data = None
-        else:
-            try:
-                data = json.loads(data)
-            except (ValueError, RecursionError):
-                pass  # a plain string payload: keep it as text
-    return code, message, data
 
 
 @dataclass(frozen=True)
@@ -125,18 +94,15 @@ def _retry_after(value: str | None) -> float | None:
         return None
 
 
-def _brief(err: BaseException) -> str:
-    return f"{type(err).__name__}: {str(err)[:200]}"
-
-
 class CityClient:
     """Thread-safe client of the city API: a Session per thread, one cached token for all."""
 
     def __init__(self, cfg: CityConfig, unit_code: str, clock: Callable[[], float] = time.time):
         self._cfg, self._unit_code, self._clock = cfg, unit_code, clock
-        self._local = threading.local()
-        self._sessions: list[requests.Session] = []
-        self._sessions_lock = threading.Lock()
+        self._wire = Wire(connect_timeout_s=cfg.connect_timeout_s,
+                          read_timeout_s=cfg.read_timeout_s, ca_bundle=cfg.ca_bundle,
+                          cert_sha256=cfg.cert_sha256, max_reply_bytes=cfg.max_reply_bytes)
+        self._garbled = False  # a body that was not the envelope has been logged
         self._token_lock = threading.Lock()
         self._token_value: str | None = None
         self._token_expires = 0.0  # in self._clock() time
@@ -176,13 +142,19 @@ class CityClient:
         call = _Call(self._cfg.decision_deadline_s if deadline_s is None else deadline_s)
         return self._retrying(call)(self._recording, call, self._token, call)
 
+    def city_date(self, deadline_s: float) -> tuple[str | None, float, float]:
+        """The city's HTTP Date (HEAD of base_url), with our wall clock at send and receipt.
+
+        Ends by the deadline; raises CityError when no answer came."""
+        sent = time.time()
+        reply = self._wire.exchange("HEAD", self._cfg.base_url + "/", what="HEAD /",
+                                    end=time.monotonic() + deadline_s)
+        return reply.headers.get("Date"), sent, time.time()
+
     def close(self) -> None:
         """Stop retrying and close every thread's connections."""
         self._closing.set()
-        with self._sessions_lock:
-            sessions, self._sessions = self._sessions, []
-        for session in sessions:
-            session.close()
+        self._wire.close()
 
     # ---- one call: retries inside the deadline ----------------------------------------------
     def _run(self, path: str, body: dict, deadline_s: float, outcomes: dict[str, Outcome],
@@ -264,24 +236,22 @@ class CityClient:
             check(data)
         return code, message, data
 
-    def _post(self, call: _Call, path: str, body: dict,
-              token: str | None) -> tuple[str, str, Any]:
+    def _post(self, call: _Call, path: str, body: dict, token: str | None,
+              extra: dict[str, str] | None = None) -> tuple[str, str, Any]:
+        """One POST; `extra` headers mark a body already in the deployment's terms (token)."""
         left = call.remaining()
         if left < MIN_ATTEMPT_S / 2:
             raise call.out_of_time(f"{path} could be called")
         headers = {"Content-Type": "application/json; charset=utf-8"}
         if token is not None:
-            headers["Authorization"] = f"Bearer {token}"
-        payload = json.dumps(body, ensure_ascii=False).encode("utf-8")
-        timeout = (min(self._cfg.connect_timeout_s, left), min(self._cfg.read_timeout_s, left))
-        try:
-            resp = self._session().post(self._cfg.base_url + path, data=payload,
-                                        headers=headers, timeout=timeout)
-        except requests.Timeout as err:
-            raise CityError(f"{path}: timed out ({_brief(err)})", transient=True) from err
-        except requests.RequestException as err:
-            raise CityError(f"{path}: connection failed ({_brief(err)})", transient=True) from err
-        return self._classify(call, path, resp)
+            headers.update(self._cfg.profile.authorization(token))
+        headers.update(extra or {})
+        wire_body = body if extra is not None else self._cfg.profile.to_wire(body)
+        payload = json.dumps(wire_body, ensure_ascii=False).encode("utf-8")
+        reply = self._wire.exchange("POST", self._cfg.base_url + path, data=payload,
+                                    headers=headers, end=call.started + call.deadline_s,
+                                    what=path)
+        return self._classify(call, path, reply)
 
     def _sample_clock(self, date: str | None) -> None:
         """Keep the city's clock reading (its Date header) against ours, for the clock watch."""
@@ -292,34 +262,51 @@ class CityClient:
         if city is not None:
             self.clock_sample = CitySample(city, time.time(), time.monotonic())
 
-    def _classify(self, call: _Call, path: str, resp: requests.Response) -> tuple[str, str, Any]:
-        """Turn an HTTP response into (code, message, data), or raise a transient CityError."""
-        status = resp.status_code
-        self._sample_clock(resp.headers.get("Date"))
-        wait_asked = _retry_after(resp.headers.get("Retry-After"))
+    def _classify(self, call: _Call, path: str, reply: WireReply) -> tuple[str, str, Any]:
+        """Turn an HTTP answer into (code, message, data), or raise a transient CityError.
+
+        Only a well-formed envelope is the city's word, whatever the HTTP status: an HTML page
+        from a proxy or WAF, text, an empty body or JSON that is not the envelope is transient
+        (and carries no code, so that nothing downstream takes it for the city's answer).
+        """
+        status, headers = reply.status, reply.headers
+        self._sample_clock(headers.get("Date"))
+        wait_asked = _retry_after(headers.get("Retry-After"))
         if status in (429, 503) and wait_asked is not None:
             call.retry_after_s = wait_asked
         if status in RETRY_HTTP:
             raise CityError(f"{path}: HTTP {status}", transient=True, code=str(status),
                             retry_after_s=wait_asked if status in (429, 503) else None)
-        if status == 401:
-            return "401", "HTTP 401", None
         try:
-            code, message, data = parse_envelope(resp.content)
+            code, message, data = parse_envelope(reply.body, headers.get("Content-Type"),
+                                                 self._cfg.profile)
         except CityError as err:
-            if status in DEFINITIVE_HTTP:
-                return str(status), f"HTTP {status}", None
-            raise CityError(f"{path}: HTTP {status}, {err}", transient=True) from err
-        if status in DEFINITIVE_HTTP:
-            return str(status), message, data
-        if status != 200:
-            raise CityError(f"{path}: unexpected HTTP {status}", transient=True, code=str(status))
+            self._not_envelope(path, reply, str(err))
+            raise CityError(f"{path}: HTTP {status} with {err}, not the city's envelope",
+                            transient=True) from err
+        self._garbled = False
+        if status != 200 and (status not in DEFINITIVE_HTTP | {401} or code == "200"):
+            raise CityError(f"{path}: unexpected HTTP {status} (code {code})", transient=True,
+                            code=None if code == "200" else code)
         if code in RETRY_CODES:
             if code == "429" and wait_asked is not None:
                 call.retry_after_s = wait_asked
             raise CityError(f"{path}: code {code} {message}".rstrip(), transient=True, code=code,
                             retry_after_s=wait_asked if code == "429" else None)
         return code, message, data
+
+    def _not_envelope(self, path: str, reply: WireReply, problem: str) -> None:
+        """Log a body that is not the envelope once (until the city answers properly again)."""
+        if self._garbled:
+            return
+        self._garbled = True
+        head = reply.body[:120]
+        try:
+            text = body_text(head, reply.headers.get("Content-Type"))
+        except CityError:
+            text = head.decode("latin-1")
+        log.warning(kv("city_not_envelope", path=path, status=reply.status, problem=problem,
+                       content_type=reply.headers.get("Content-Type", ""), first=text))
 
     # ---- token ------------------------------------------------------------------------------
     def _token(self, call: _Call) -> str:
@@ -343,38 +330,23 @@ class CityClient:
                 self._token_value = None
 
     def _fetch_token(self, call: _Call) -> tuple[str, float]:
-        ts, nonce = int(self._clock()), secrets.token_hex(8)
-        text = f"{self._unit_code}\n{self._cfg.app_key}\n{ts}\n{nonce}"
-        sign = hmac.new(self._cfg.app_secret.encode("utf-8"), text.encode("utf-8"),
-                        hashlib.sha256).hexdigest()
-        body = {"unit_code": self._unit_code, "app_key": self._cfg.app_key, "timestamp": ts,
-                "nonce": nonce, "sign": sign}
-        code, message, data = self._post(call, self._cfg.paths.token, body, None)
+        profile = self._cfg.profile
+        values = {"unit_code": self._unit_code, "app_key": self._cfg.app_key,
+                  "timestamp": int(self._clock()), "nonce": secrets.token_hex(8)}
+        body, headers = profile.token_request(self._cfg.app_secret, values)
+        code, message, data = self._post(call, self._cfg.paths.token, body, None, headers)
         if code != "200":
             raise CityError(f"city refused our credentials (code {code}: {message}); check "
                             "unit_code, app_key, app_secret and the clock",
                             transient=False, code=code)
-        token = data.get("token") if isinstance(data, dict) else None
-        ttl = data.get("expires_in") if isinstance(data, dict) else None
+        token = data.get(profile.token_key) if isinstance(data, dict) else None
+        ttl = data.get(profile.expires_key) if isinstance(data, dict) else None
         if not isinstance(token, str) or not token or isinstance(ttl, bool) or \
                 not isinstance(ttl, int | float) or ttl <= 0:
             raise CityError("city token answer lacks a token or expires_in", transient=True)
         return token, float(ttl)
 
     # ---- plumbing ---------------------------------------------------------------------------
-    def _session(self) -> requests.Session:
-        session = getattr(self._local, "session", None)
-        if session is None:
-            session = requests.Session()
-            adapter = HTTPAdapter(max_retries=0, pool_connections=1, pool_maxsize=1)
-            session.mount("https://", adapter)
-            session.mount("http://", adapter)
-            session.verify = self._cfg.ca_bundle or True
-            with self._sessions_lock:
-                self._sessions.append(session)
-            self._local.session = session
-        return session
-
     def _note(self, up: bool, detail: str) -> None:
         """Log when the city becomes reachable or unreachable, not every call."""
         with self._state_lock:

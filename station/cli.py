@@ -99,6 +99,8 @@ def _parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="run the station on simulators and show the verdicts")
     demo.add_argument("--interactive", action="store_true", help="type readings yourself")
     demo.add_argument("--keep", action="store_true", help="keep the demo's work folder")
+    demo.add_argument("--verdicts-only", action="store_true",
+                      help="the verdict table only, without the whole fills after it")
     return p
 
 
@@ -314,7 +316,7 @@ def cmd_web(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
-    return run_demo(interactive=args.interactive, keep=args.keep)
+    return run_demo(interactive=args.interactive, keep=args.keep, fills=not args.verdicts_only)
 
 
 def cmd_records(args: argparse.Namespace) -> int:

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from .cityprofile import DEFAULT_CODES, DEFAULT_SIGN, SIGN_FIELDS, CityProfile
 from .codes import MEDIA, OPERATOR_NAME_MAX, UNIT_NAME_MAX, VARIETIES
 from .confread import Section
 from .errors import ConfigError
@@ -35,10 +36,14 @@ class CityConfig:
     connect_timeout_s: float = 1.0
     read_timeout_s: float = 2.0
     decision_deadline_s: float = 3.0
+    probe_deadline_s: float = 5.0  # the whole time `station doctor` waits for each city call
     token_margin_s: float = 60.0
     ca_bundle: str = ""
+    cert_sha256: str = ""  # a pin: the SHA-256 fingerprint of the city's certificate (hex)
+    max_reply_bytes: int = 4 * 1024 * 1024  # a longer answer is refused (transient)
     workers: int = 4
     paths: CityPaths = CityPaths()
+    profile: CityProfile = CityProfile()
 
 
 @dataclass(frozen=True)
@@ -372,9 +377,14 @@ def _city(sec: Section, file: str, env: dict[str, str]) -> CityConfig:
     ca_bundle = sec.get_str("ca_bundle", "", allow_empty=True)
     if ca_bundle and not Path(ca_bundle).is_file():
         raise sec.error("ca_bundle", f"{ca_bundle} is not a file")
+    pin = sec.get_str("cert_sha256", "", allow_empty=True, pattern=r"([0-9A-Fa-f]{2}:?){32}")
+    if pin and not base_url.startswith("https://"):
+        raise sec.error("cert_sha256", "a certificate pin needs an https:// base_url")
+    max_reply = sec.get_int("max_reply_kb", 4096, minval=16, maxval=256 * 1024) * 1024
     connect = sec.get_float("connect_timeout_s", 1.0, minval=0.05, maxval=30)
     read = sec.get_float("read_timeout_s", 2.0, minval=0.05, maxval=60)
     deadline = sec.get_float("decision_deadline_s", 3.0, minval=0.2, maxval=30)
+    probe = sec.get_float("probe_deadline_s", 5.0, minval=0.2, maxval=60)
     margin = sec.get_float("token_margin_s", 60.0, minval=0, maxval=3600)
     workers = sec.get_int("workers", 4, minval=1, maxval=64)
     p = sec.sub("paths")
@@ -382,11 +392,55 @@ def _city(sec: Section, file: str, env: dict[str, str]) -> CityConfig:
     paths = CityPaths(*(p.get_str(k, getattr(d, k), pattern=r"/[^\s]*")
                         for k in ("token", "query", "bind", "submit", "inspections", "trace")))
     p.done()
+    profile = _profile(sec.sub("profile"))
     sec.done()
     return CityConfig(base_url=base_url, app_key=app_key, app_secret=secret,
                       connect_timeout_s=connect, read_timeout_s=read,
-                      decision_deadline_s=deadline, token_margin_s=margin, ca_bundle=ca_bundle,
-                      workers=workers, paths=paths)
+                      decision_deadline_s=deadline, probe_deadline_s=probe,
+                      token_margin_s=margin, ca_bundle=ca_bundle,
+                      cert_sha256=pin.replace(":", "").lower(), max_reply_bytes=max_reply,
+                      workers=workers, paths=paths, profile=profile)
+
+
+NAME = r"[A-Za-z_][A-Za-z0-9_.-]*"
+
+
+def _profile(sec: Section) -> CityProfile:
+    """[city.profile]: the deployment's envelope keys, codes, field names and signature."""
+    d = CityProfile()
+    keys = {k: sec.get_str(k, getattr(d, k), maxlen=64, pattern=NAME)
+            for k in ("code_key", "message_key", "data_key", "token_key", "expires_key",
+                      "auth_header", "sign_header")}
+    if len({keys["code_key"], keys["message_key"], keys["data_key"]}) < 3:
+        raise sec.error("data_key", "code_key, message_key and data_key must differ")
+    scheme = sec.get_str("auth_scheme", d.auth_scheme, maxlen=32, allow_empty=True,
+                         pattern=r"[A-Za-z-]*")
+    sign_in = sec.get_str("sign_in", d.sign_in, choices=("body", "header"))
+    template = sec.get_str("string_to_sign", DEFAULT_SIGN, maxlen=200)
+    try:
+        template.format(**dict.fromkeys(SIGN_FIELDS, ""))
+    except (KeyError, IndexError, ValueError) as err:
+        raise sec.error("string_to_sign", f"may name only {{{'}, {'.join(SIGN_FIELDS)}}} "
+                        f"({err!r})") from err
+    c = sec.sub("codes")
+    codes = {m: tuple(c.get_str_list(m, list(v), maxlen=32)) for m, v in DEFAULT_CODES.items()}
+    c.done()
+    seen: dict[str, str] = {}
+    for meaning, values in codes.items():
+        if not values:
+            raise c.error(meaning, "needs at least one code")
+        for v in values:
+            if v in seen:
+                raise c.error(meaning, f"code {v!r} also means {seen[v]}")
+            seen[v] = meaning
+    f = sec.sub("fields")
+    fields = {k: f.get_str(k, maxlen=64, pattern=NAME) for k in list(f.data)}
+    f.done()
+    if len(set(fields.values())) < len(fields):
+        raise f.error(None, "two fields are given the same name")
+    sec.done()
+    return CityProfile(**keys, auth_scheme=scheme, sign_in=sign_in, string_to_sign=template,
+                       codes=codes, fields=fields)
 
 
 def _rules(sec: Section, offline: Section) -> RulesConfig:

@@ -258,9 +258,9 @@ class FillCycle:
         cylinder's latch (rig-modbus.md: it can read 1 for a few hundred ms after the permit
         write): it counts only with a gain beyond what a clamped filling head explains."""
         ctx = self._ctx()
-        gained = st.cylinder_present and ctx.prefill_g is not None and \
-            st.gross_g - ctx.prefill_g > self.limits.start_gain_g
-        return gained or (st.fill_done and bool(ctx.extra.get("latch_low")))
+        gained = st.cylinder_present and st.stable and ctx.prefill_g is not None and \
+            st.gross_g - ctx.prefill_g > self.limits.start_gain_g  # (a hand pressing on it
+        return gained or (st.fill_done and bool(ctx.extra.get("latch_low")))  # is not stable)
 
     def _filling(self, st: RigStatus, mono: float, wall: float, removed: bool) -> list[Action]:
         ctx = self._ctx()
@@ -293,7 +293,9 @@ class FillCycle:
                                " kg net" + (f", filling at {flow / 1000:.1f} kg/s" if flow else "")
                                + "): the content is that or more")
         ctx.post_check = post_check(ctx, self.limits)
-        self.filled_on_scale = st.cylinder_present
+        # a cylinder filled to its target stays unfillable until it leaves the scale; one whose
+        # fill was interrupted may be scanned again to finish it
+        self.filled_on_scale = st.cylinder_present and ctx.end_reason == "done"
         if st.cylinder_present and not st.stable:
             ctx.post_check += " (scale not stable)"
         self.phase = "ended" if st.cylinder_present else "idle"

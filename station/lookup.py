@@ -106,8 +106,16 @@ class LookupService:
         return first
 
     async def _ask_one(self, condition: dict[str, str], deadline_s: float) -> Any:
+        """One query, ended by the deadline however long it waited for a free city thread: the
+        time spent queued comes off its budget, so a worker thread is never held past it."""
         loop = asyncio.get_running_loop()
-        call = loop.run_in_executor(self.executor, self.city.query, condition, deadline_s)
+        end = time.monotonic() + deadline_s
+
+        def ask() -> Any:
+            left = end - time.monotonic()
+            return None if left <= 0 else self.city.query(condition, left)
+
+        call = loop.run_in_executor(self.executor, ask)
         try:
             return await asyncio.wait_for(call, deadline_s + 0.5)
         except TimeoutError:
@@ -133,14 +141,16 @@ class LookupService:
                           remember=("refused", message))
         if outcome == "invalid":
             return Answer(Lookup(outcome, source="city", message=message))
+        cached = self._cached(reading)
         remembered = self.store.city_refusal(tag_key(reading))
+        if remembered is None and cached is not None and isinstance(cached[0].get("id"), str):
+            remembered = self.store.city_refusal(f"cylinder:{cached[0]['id']}")
         if remembered is not None:  # what the city refused stays refused through an outage
             was, said, at = remembered
             kind = "not_found" if was == "not_found" else "refused"
             return Answer(Lookup(kind, source="cache", age_s=time.time() - at,
                                  message=f"the city's answer of {time.time() - at:.0f} s ago, "
                                          f"remembered: {said}".strip(": ")))
-        cached = self._cached(reading)
         if cached is None:
             return Answer(Lookup("unavailable", source="none", message=message))
         record, fetched_at = cached

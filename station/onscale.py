@@ -47,6 +47,7 @@ class Scale:
     held: Held | None = None
     sightings: dict[tuple[str, str], tuple[float, int | None]] = field(default_factory=dict)
     badges: dict[str, float] = field(default_factory=dict)
+    retry_at: dict[tuple[str, str], float] = field(default_factory=dict)
 
     def sample(self, present: bool, mono: float) -> None:
         """One status sample of the scale (cylinder present or not) taken at `mono`."""
@@ -74,6 +75,10 @@ class Scale:
         placement = self.placement if self.on_scale and not self.read_while_empty(at) else None
         last = self.sightings.get((reader, key))
         self.sightings[(reader, key)] = (at, placement)
+        again = self.retry_at.get((reader, key))
+        if again is not None and at >= again:  # refused for a passing reason: judge it again
+            del self.retry_at[(reader, key)]
+            return False
         self._forget(at)
         if last is None:
             return False
@@ -88,6 +93,16 @@ class Scale:
         tag was first seen)."""
         self.sightings[(reader, key)] = (at, self.placement if self.on_scale else None)
 
+    def retry(self, reader: str, key: str, at: float, window_s: float) -> None:
+        """Refused for a reason that may pass (no operator yet, a fault, the city down): the
+        tag's next sighting `window_s` after `at` is judged again, not taken as a repeat."""
+        self.retry_at[(reader, key)] = at + window_s
+
+    def forget(self, reader: str, key: str) -> None:
+        """A sighting that came to nothing (void): the tag's next sighting is a new reading."""
+        self.sightings.pop((reader, key), None)
+        self.retry_at.pop((reader, key), None)
+
     def current(self) -> int | None:
         """The placement standing on the scale now; None when the scale is empty."""
         return self.placement if self.on_scale else None
@@ -96,12 +111,27 @@ class Scale:
         """Changes whenever a cylinder is put down or taken off."""
         return self.placement, self.on_scale
 
+    def still_for(self, arrived: tuple[int, bool]) -> bool:
+        """Whether a reading that arrived at epoch `arrived` may be judged now: the same
+        cylinder still stands there, or the scale was empty then and the cylinder now on it
+        is the first put down since (the held-reading rule)."""
+        placement, occupied = arrived
+        if occupied:
+            return self.epoch() == arrived
+        return self.placement <= placement + 1
+
+    def link_lost(self) -> None:
+        """No samples for a while: what stands on the scale after the gap is a new placement,
+        and a reading waiting for its cylinder is void."""
+        self.on_scale = False
+        self.held = None
+
     def others_in_view(self, reader: str, key: str, at: float, window_s: float) -> list[str]:
         """Other cylinder tags this reader saw within `window_s` before `at`, or at any time
         during the current placement (one cylinder on the scale has one tag)."""
         current = self.placement if self.on_scale else None
         return [k for (r, k), (t, pl) in self.sightings.items()
-                if r == reader and k != key and (0 <= at - t < window_s
+                if r == reader and k != key and ((pl is None and 0 <= at - t < window_s)
                                                  or (current is not None and pl == current))]
 
     def hold(self, line: Any, reading: Any, kind: str, hold_s: float) -> Held | None:
@@ -142,3 +172,4 @@ class Scale:
         self.sightings = {k: v for k, v in self.sightings.items()
                           if now - v[0] < FORGET_S or (current is not None and v[1] == current)}
         self.badges = {k: t for k, t in self.badges.items() if now - t < FORGET_S}
+        self.retry_at = {k: t for k, t in self.retry_at.items() if k in self.sightings}

@@ -45,8 +45,11 @@ log = logging.getLogger("station.rig")
 
 # A fill recovered after a crash whose valve was never seen open and whose cylinder has left:
 # whether gas went in cannot be told, so it is recorded (an over-report rather than a loss).
-OVER_REPORT = "station restarted: cylinder gone, valve never seen open (recorded in case it did)"
-BIND_WINDOW_S = 120.0  # a `station bind` request takes the next reading at its rig this long
+OVER_REPORT = "station restarted: valve never seen open, recorded in case it did"
+BIND_WINDOW_S = 120.0
+# Refusals that say nothing against the cylinder: a continuous reader's tag still in view is
+# judged again (at most once per dedup_s) instead of waiting for the cylinder to be lifted.
+PASSING = ("RIG_FAULT", "NO_OPERATOR", "NO_CYLINDER", "CITY_UNAVAILABLE", "AMBIGUOUS_TAGS")  # a `station bind` request takes the next reading at its rig this long
 
 
 @dataclass
@@ -59,7 +62,9 @@ class RigState:
     # a scanner's last reading (discrete readers): key, when, the placement it was made on
     last_tag: tuple[str, float, tuple[int, bool]] = ("", 0.0, (0, False))
     scale: Scale = field(default_factory=Scale)  # placements, held readings, tag sightings
-    refusal: tuple[float, Reading, Answer | None, int] | None = None  # for an override
+    # the last overridable refusal, for an override: when, reading, answer, decision id, and
+    # the placement (which cylinder on the scale) and gross (g) it was refused at
+    refusal: tuple[float, Reading, Answer | None, int, int | None, int | None] | None = None
     shown: dict | None = None  # the last verdict, as the operator screen shows it
     published: dict | None = None
     published_at: float = 0.0
@@ -90,7 +95,8 @@ class RigLoop:
         self.state = RigState()
         self.cycle = FillCycle(limits_for(cfg, station))
         self.lock = asyncio.Lock()  # one sequence of controller writes at a time
-        self.queue: asyncio.Queue[Line] = asyncio.Queue(maxsize=100)
+        # each reading with the scale's epoch when it arrived (which cylinder stood there)
+        self.queue: asyncio.Queue[tuple[Line, tuple[int, bool]]] = asyncio.Queue(maxsize=100)
         self.recovered = False
         self.unsaved: list[Closed] = []  # closed fills the store refused; retried every poll
 
@@ -103,7 +109,7 @@ class RigLoop:
 
     @property
     def operator(self) -> str | None:
-        return self.store.operators_on_shift().get(self.cfg.id)
+        return self.store.operator_on_shift(self.cfg.id)
 
     # --- control: connection, heartbeat, status, fill cycle ---------------------------------
     async def _control(self) -> None:
@@ -203,6 +209,9 @@ class RigLoop:
         st = self.state
         if not up:
             st.status, st.fault = None, detail or "rig controller fault"
+            st.scale.link_lost()  # a cylinder seen after the gap may be another one
+            if self.cycle.phase == "accepted":
+                self.cycle.reset()
         if st.connected is up:
             return
         st.connected = up
@@ -231,6 +240,12 @@ class RigLoop:
         self._retry_unsaved()
         for action in actions:
             if isinstance(action, Opened):
+                placement = action.ctx.extra.get("placement")
+                if placement is not None and placement != self.state.scale.current():
+                    log.warning(kv("permit_void", rig=self.cfg.id,
+                                   why="the cylinder judged is no longer the one on the scale"))
+                    self.cycle.reset()
+                    return
                 if not self._open(action.ctx):
                     return  # no fill without its record: the permit is not written
             elif isinstance(action, Grant):
@@ -407,7 +422,10 @@ class RigLoop:
             if unused:
                 ctx.end_reason = "station restarted: the valve was never seen open"
             elif row["started_at"] is None and not present:
-                ctx.end_reason = OVER_REPORT
+                ctx.end_reason = f"{OVER_REPORT}; the cylinder was gone"
+            elif row["started_at"] is None and gained is not None and \
+                    gained <= self.cycle.limits.start_gain_g:
+                ctx.end_reason = f"{OVER_REPORT}; it gained {gained / 1000:.2f} kg (a clamped head?)"
             self._close(Closed(ctx, cancelled=unused))
 
     async def shutdown(self) -> None:
@@ -440,7 +458,7 @@ class RigLoop:
     async def _feed(self, reader: TagReader) -> None:
         async for line in reader.lines():
             try:
-                self.queue.put_nowait(line)
+                self.queue.put_nowait((line, self.state.scale.epoch()))
             except asyncio.QueueFull:
                 log.warning(kv("reading_dropped", rig=self.cfg.id, reader=line.reader_id,
                                why="queue full"))
@@ -449,11 +467,14 @@ class RigLoop:
         while True:
             wait = self.cfg.poll_ms / 1000 if self.state.scale.held else None
             try:
-                line = await asyncio.wait_for(self.queue.get(), wait)
+                line, arrived = await asyncio.wait_for(self.queue.get(), wait)
             except TimeoutError:
-                line = None
-            try:
-                await (self.handle(line) if line is not None else self._held())
+                line, arrived = None, (0, False)
+            try:  # (a held reading is looked at after every line too: a reader repeating
+                # faster than the poll must not starve it)
+                if line is not None:
+                    await self.handle(line, arrived)
+                await self._held()
             except RigFault as err:
                 log.error(kv("rig_write_failed", rig=self.cfg.id, error=str(err)))
             except Exception as err:  # noqa: BLE001 - a bad reading must never end the rig loop
@@ -504,7 +525,7 @@ class RigLoop:
             line = Line(f"manual:{entry['via'] or 'cli'}", entry["code"].encode("utf-8"),
                         time.monotonic())
             try:
-                self.queue.put_nowait(line)
+                self.queue.put_nowait((line, self.state.scale.epoch()))
             except asyncio.QueueFull:
                 log.warning(kv("reading_dropped", rig=self.cfg.id, reader=line.reader_id))
 
@@ -512,6 +533,10 @@ class RigLoop:
         """scanner, rfid or camera (the configured kind); 'manual' for typed entries."""
         cfg = next((r for r in self.cfg.readers if r.id == reader_id), None)
         return cfg.kind if cfg is not None else "manual"
+
+    def _window(self, reader_id: str) -> float:
+        """A reader's de-duplication window (s)."""
+        return next((r.dedup_s for r in self.cfg.readers if r.id == reader_id), 3.0)
 
     def _repeat(self, reading: Reading, line: Line, kind: str) -> bool:
         """A reading already handled: a scanner's double read (the rig's last reading within
@@ -545,7 +570,8 @@ class RigLoop:
                        detail=f"{len(others) + 1} codes in view: also {', '.join(others)[:200]}",
                        reader=reading.reader)
 
-    async def handle(self, line: Line) -> Verdict | None:
+    async def handle(self, line: Line, arrived: tuple[int, bool] | None = None) -> Verdict | None:
+        """One reading: `arrived` is the scale's epoch (placement, occupied) when it arrived."""
         reading = self.to_reading(line)
         kind, key = self.reader_kind(line.reader_id), reading.value or reading.raw
         if self._repeat(reading, line, kind):
@@ -575,6 +601,10 @@ class RigLoop:
             return None
         if kind in CONTINUOUS:
             scale.bound(line.reader_id, key, line.at)
+        elif arrived is not None and reading.kind != "invalid" and \
+                not scale.still_for(arrived):  # a scan queued while its cylinder left
+            await self._void(line, reading, kind, "the cylinder it was read for left the scale")
+            return None
         scale_g = self._stable_gross()
         if scale_g is None and reading.kind != "invalid" and screen(
                 reading, self.condition(before_city=True, weigh=False),
@@ -593,6 +623,13 @@ class RigLoop:
                                or not self.state.scale.on_scale):
             verdict = Verdict(permit=False, reason="NO_CYLINDER", cylinder_id=verdict.cylinder_id,
                               detail="the cylinder left the scale while it was judged")
+        elif verdict.permit and self.cycle.filled_on_scale:
+            verdict = Verdict(permit=False, reason="CYLINDER_FULL", cylinder_id=verdict.cylinder_id,
+                              detail="filled to its target just now on this scale: take it off "
+                                     "before another fill")
+        if self.reader_kind(line.reader_id) in CONTINUOUS and verdict.reason in PASSING:
+            self.state.scale.retry(line.reader_id, reading.value or reading.raw, line.at,
+                                   self._window(line.reader_id))
         if line.box is not None:
             verdict = replace(verdict, detail=f"{verdict.detail}; code at x,y,w,h "
                               f"{','.join(map(str, line.box))}".lstrip("; "))
@@ -638,10 +675,12 @@ class RigLoop:
 
     async def _void(self, line: Line, reading: Reading, kind: str, why: str) -> None:
         """A reading no cylinder can be judged for: a scanner's (deliberate) one is refused
-        NO_CYLINDER and recorded; an RFID or camera sighting is only logged."""
+        NO_CYLINDER and recorded; an RFID or camera sighting is only logged (and its tag read
+        afresh at its next sighting)."""
         log.info(kv("reading_void", rig=self.cfg.id, reader=line.reader_id,
                     reading=reading.raw[:200], why=why))
         if kind in CONTINUOUS:
+            self.state.scale.forget(line.reader_id, reading.value or reading.raw)
             return
         verdict = Verdict(permit=False, reason="NO_CYLINDER", detail=why)
         decision = self._record(reading, verdict, None, line.at)
@@ -662,7 +701,8 @@ class RigLoop:
             answer.remember if answer else None)
         self.state.refusal = None
         if not verdict.permit and verdict.reason in self.station.override.reasons:
-            self.state.refusal = (time.monotonic(), reading, answer, decision_id)
+            self.state.refusal = (time.monotonic(), reading, answer, decision_id,
+                                  self.state.scale.current(), self._stable_gross())
         record = answer.lookup.record if answer and isinstance(answer.lookup.record, dict) else {}
         self._show(shown_verdict(decision_id, verdict, record, reading))
         return replace(decision, id=decision_id)
@@ -731,6 +771,7 @@ class RigLoop:
         record = record if isinstance(record, dict) else {}
         ctx = fills_context(decision, record, verdict, override, self.cfg.medium)
         ctx.judged_g, ctx.extra["reading"] = scale_g, decision.reading
+        ctx.extra["placement"] = self.state.scale.current()
         ctx.swap_g = tare_tolerance_g(verdict.tare_g, stamped_tare(record), self.station.rules)
         async with self.lock:
             self.cycle.accept(ctx)
@@ -768,7 +809,7 @@ class RigLoop:
 
     async def _override(self, supervisor: str, refusal: tuple, line: Line) -> None:
         """Permit a cylinder refused for an overridable reason; recorded with who and why."""
-        _, reading, answer, refused_id = refusal
+        _, reading, answer, refused_id, placement, refused_g = refusal
         self.state.refusal = None
         reason = self.station.override.reason_text
         record = answer.lookup.record if answer and isinstance(answer.lookup.record, dict) else {}
@@ -776,6 +817,11 @@ class RigLoop:
                          self.station.rules.cylinder_types)
         scale_g = self._stable_gross()
         why = self._override_blocked(reading, answer, plan, scale_g)
+        swap_g = tare_tolerance_g(plan[0], stamped_tare(record), self.station.rules) if plan \
+            else 0
+        if placement is None or placement != self.state.scale.current() or refused_g is None \
+                or scale_g is None or abs(scale_g - refused_g) > swap_g:
+            why = "the cylinder refused is no longer the one on the scale"
         if why:
             log.warning(kv("override_refused", rig=self.cfg.id, supervisor=supervisor, why=why))
             self._event("override_refused", why)

@@ -87,6 +87,9 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE TABLE IF NOT EXISTS city_refusals (key TEXT PRIMARY KEY, outcome TEXT NOT NULL,
         message TEXT, at REAL NOT NULL);
     """,
+    """
+    CREATE INDEX IF NOT EXISTS operator_events_rig ON operator_events(rig, id);
+    """,
 )
 
 FILL_COLUMNS = ("record_id", "decision_id", "rig", "state", "cylinder_id", "info_code", "tag",
@@ -177,16 +180,21 @@ class Store:
             "source": d.source, "cache_age_s": d.cache_age_s, "latency_ms": round(d.latency_ms, 2),
         }
         with self.transaction() as conn:
+            if refusal is not None and tag_key:  # for the tag, and for its cylinder's every key
+                cylinder = conn.execute("SELECT cylinder_id FROM tag_index WHERE key = ?",
+                                        (tag_key,)).fetchone()
+                keys = [tag_key] + ([f"cylinder:{cylinder[0]}"] if cylinder else [])
+                conn.executemany("INSERT OR REPLACE INTO city_refusals (key, outcome, message, "
+                                 "at) VALUES (?, ?, ?, ?)",
+                                 [(k, refusal[0], refusal[1][:500], at) for k in keys])
             if city_record is not None and isinstance(city_record.get("id"), str):
                 self._cache(conn, city_record, at, tag_key)
-                if tag_key:
-                    conn.execute("DELETE FROM city_refusals WHERE key = ?", (tag_key,))
+                conn.execute("DELETE FROM city_refusals WHERE key = ? OR key = ? OR key IN "
+                             "(SELECT key FROM tag_index WHERE cylinder_id = ?)",
+                             (tag_key, f"cylinder:{city_record['id']}", city_record["id"]))
             elif forget_tag and tag_key:  # every key of that cylinder: the city says unknown
                 conn.execute("DELETE FROM tag_index WHERE cylinder_id IN (SELECT cylinder_id "
                              "FROM tag_index WHERE key = ?) OR key = ?", (tag_key, tag_key))
-            if refusal is not None and tag_key:
-                conn.execute("INSERT OR REPLACE INTO city_refusals (key, outcome, message, at) "
-                             "VALUES (?, ?, ?, ?)", (tag_key, refusal[0], refusal[1][:500], at))
             cur = conn.execute(
                 f"INSERT INTO decisions ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
                 tuple(row.values()))
@@ -387,6 +395,13 @@ class Store:
         with self.transaction() as conn:
             conn.execute("INSERT INTO operator_events (at, rig, operator, event, via) "
                          "VALUES (?, ?, ?, ?, ?)", (time.time(), rig, operator, event, via))
+
+    def operator_on_shift(self, rig: str) -> str | None:
+        """The operator logged in at one rig, or None: its last operator event, found by index
+        (read on every poll of every rig: its cost must not grow with the table)."""
+        rows = self.query("SELECT operator, event FROM operator_events WHERE rig = ? "
+                          "ORDER BY id DESC LIMIT 1", (rig,))
+        return rows[0]["operator"] if rows and rows[0]["event"] == "login" else None
 
     def operators_on_shift(self) -> dict[str, str]:
         """Rig → operator for every rig whose last operator event is a log-in."""

@@ -2,8 +2,9 @@
 
 It runs in its own thread with its own store connection, apart from the interlock path (a slow
 city never delays a verdict). A record is pending until the city answers 200, or 409 for its own
-record id (delivered); a 400 or 403 makes it dead (kept, shown, retried only by hand); anything
-else is retried with exponential backoff and full jitter, honouring Retry-After, capped.
+record id (delivered); the city's own 400 or 403 envelope makes it dead (kept, shown, retried
+only by hand), never a proxy's page with that HTTP status (station.city: only a well-formed
+envelope is the city's word, and such a failure carries no code); anything else is retried with exponential backoff and full jitter, honouring Retry-After, capped.
 Records go in order: the oldest pending one goes first, and waits out its backoff before any
 younger one is sent. Nothing is dropped for age or queue size.
 """

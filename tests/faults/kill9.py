@@ -84,7 +84,7 @@ def finish(st: SimStation, result: Result) -> Result:
     snap = st.rig_sim.rig(1).snapshot()
     result.valve_openings = snap["valve_openings"]
     result.fills_closed, result.fills_cancelled = len(closed), len(fills) - len(closed)
-    result.over_reports = sum(f["end_reason"] == OVER_REPORT for f in fills)
+    result.over_reports = sum((f["end_reason"] or "").startswith(OVER_REPORT) for f in fills)
     result.delivered = sum(r["state"] == "delivered" for r in outbox.values())
     result.at_city, result.submissions = len(city), sum(st.city.submissions.values())
     check = result.problems.append

@@ -44,9 +44,9 @@ def test_envelope_table(body, expected):
 
 @pytest.mark.parametrize("body", [
     b"", b"<html><body>502 Bad Gateway</body></html>", b"\xff\xfe\x00garbage", b"[]",
-    b'"200"', b"null", b"42", b'{"message": "ok"}', b'{"code": 200}', b'{"code": null}',
+    b'"200"', b"null", b"42", b'{"message": "ok"}', b'{"code": true}', b'{"code": null}',
     b'{"code": ""}', b'{"code": ["200"]}', b'{"code": "200"', b"[" * 100_000,
-], ids=["empty", "html", "binary", "array", "string", "null", "number", "no-code", "int-code",
+], ids=["empty", "html", "binary", "array", "string", "null", "number", "no-code", "bool-code",
         "null-code", "empty-code", "list-code", "truncated", "deep"])
 def test_garbage_raises_transient_city_error(body):
     with pytest.raises(CityError) as err:
@@ -88,3 +88,37 @@ def test_fuzz_data_strings(code, data):
     code_out, _, data_out = parse_envelope(body)
     assert code_out == (code or "200")
     assert data_out == data  # a JSON-encoded payload comes back as it was, "" included
+
+
+# ---- charset and types as real deployments send them (issue 13) --------------------------------
+GBK_DOC = {"code": "404", "message": "未找到该气瓶档案"}
+
+
+@pytest.mark.parametrize("body, ctype", [
+    (json.dumps(GBK_DOC, ensure_ascii=False).encode("gbk"), "application/json; charset=GBK"),
+    (json.dumps(GBK_DOC, ensure_ascii=False).encode("gb2312"), "application/json;charset=gb2312"),
+    (json.dumps(GBK_DOC, ensure_ascii=False).encode("gb18030"), 'text/json; charset="GB18030"'),
+    (b"\xef\xbb\xbf" + json.dumps(GBK_DOC, ensure_ascii=False).encode(), "application/json"),
+    (json.dumps(GBK_DOC, ensure_ascii=False).encode(), None),
+    (json.dumps(GBK_DOC, ensure_ascii=False).encode("utf-16"), "application/json; charset=utf-16"),
+], ids=["gbk", "gb2312", "gb18030-quoted", "utf8-bom", "no-content-type", "utf-16"])
+def test_body_read_by_the_charset_it_names(body, ctype):
+    assert parse_envelope(body, ctype) == ("404", "未找到该气瓶档案", None)
+
+
+def test_gbk_body_read_as_utf8_is_not_the_city_word():
+    body = json.dumps(GBK_DOC, ensure_ascii=False).encode("gbk")
+    with pytest.raises(CityError) as err:
+        parse_envelope(body, "application/json")
+    assert err.value.transient is True
+
+
+def test_unknown_charset_is_transient():
+    with pytest.raises(CityError, match="unknown charset"):
+        parse_envelope(b'{"code": "200"}', "application/json; charset=x-klingon")
+
+
+@pytest.mark.parametrize("doc, code", [({"code": 404}, "404"), ({"code": 200, "data": "{}"}, "200"),
+                                       ({"code": "403"}, "403")])
+def test_code_as_a_string_or_an_integer(doc, code):
+    assert parse_envelope(json.dumps(doc).encode())[0] == code

@@ -250,3 +250,21 @@ def test_a_gain_beyond_a_filling_head_is_a_fill_though_no_sample_saw_the_valve()
     _, actions = run([(ON_SCALE, 1), (gained, 2)])
     [record] = closed(actions)
     assert not record.cancelled and record.ctx.post_check == "interrupted"
+
+
+def test_a_hand_pressing_on_the_cylinder_is_not_a_fill():
+    """An unstable +1.5 kg for one sample with the valve shut, then the head's +150 g."""
+    cycle, actions = run([(ON_SCALE, 1), (PERMITTED, 1.2),
+                          (replace(PERMITTED, gross_g=16700, stable=False), 1.4),
+                          (replace(PERMITTED, gross_g=15350), 1.6)])
+    assert cycle.phase == "permitted"
+    assert not closed(actions) and not any(isinstance(a, Withdraw) for a in actions)
+
+
+def test_an_interrupted_cylinder_may_be_scanned_again_a_done_one_may_not():
+    estop = replace(FILLING, estop=True, valve_open=False, permit=False, stable=True)
+    cycle, _ = run([(ON_SCALE, 1), (FILLING, 2), (estop, 3), (replace(estop, estop=False), 4)])
+    assert not cycle.filled_on_scale
+    done, _ = run([(ON_SCALE, 1), (FILLING, 2), (DONE, 9),
+                   (replace(DONE, stable=True, gross_g=29700), 10)])
+    assert done.filled_on_scale

@@ -117,3 +117,55 @@ def test_continuous_readers_are_not_held_over_an_empty_scale():
     assert s.hold(line(1.0), "r", "rfid", 5.0) is None
     assert s.hold(line(1.0), "r", "scanner", 0.0) is None
     assert placed().hold(line(1.0), "r", "camera", 0.0) is not None  # placed, not yet stable
+
+
+def test_after_a_gap_in_samples_what_stands_there_is_a_new_placement():
+    s = placed()
+    n = s.placement
+    s.link_lost()  # no samples for a while: the cylinder may have been swapped
+    s.sample(True, 21.0)
+    assert s.placement == n + 1 and s.held is None
+
+
+def test_a_void_sighting_is_forgotten_and_read_afresh():
+    s = placed()
+    assert not s.repeat("rf", "A", 0.2, 3.0, badge=False)
+    s.bound("rf", "A", 0.2)
+    assert s.repeat("rf", "A", 0.3, 3.0, badge=False)
+    s.forget("rf", "A")  # its held reading was void (the scale never stood stable)
+    assert not s.repeat("rf", "A", 6.0, 3.0, badge=False)
+
+
+def test_a_tag_refused_for_a_passing_reason_is_judged_again_once_a_window():
+    s = placed()
+    s.repeat("rf", "A", 1.0, 3.0, badge=False)
+    s.bound("rf", "A", 1.0)
+    s.retry("rf", "A", 1.0, 3.0)  # refused NO_OPERATOR, say
+    assert s.repeat("rf", "A", 2.0, 3.0, badge=False)
+    assert not s.repeat("rf", "A", 4.1, 3.0, badge=False)  # judged again
+    assert s.repeat("rf", "A", 4.2, 3.0, badge=False)
+
+
+def test_the_previous_cylinders_tag_does_not_make_the_next_one_ambiguous():
+    s = placed()
+    s.repeat("rf", "A", 0.5, 3.0, badge=False)
+    s.sample(False, 1.5)
+    s.sample(True, 2.5)  # the next cylinder, within the window
+    assert not s.repeat("rf", "B", 2.6, 3.0, badge=False)
+    assert s.others_in_view("rf", "B", 2.6, 3.0) == []
+
+
+def test_a_scan_binds_to_the_cylinder_that_stood_there_or_the_next_one_put_down():
+    s = placed()
+    arrived = s.epoch()
+    assert s.still_for(arrived)
+    s.sample(False, 2.0)
+    s.sample(True, 3.0)  # queued behind a slow lookup while A left and B came
+    assert not s.still_for(arrived)
+    empty = Scale()
+    before = empty.epoch()
+    empty.sample(True, 1.0)
+    assert empty.still_for(before)  # scanned, then put down: the held-reading rule
+    empty.sample(False, 2.0)
+    empty.sample(True, 3.0)
+    assert not empty.still_for(before)

@@ -98,3 +98,17 @@ def test_read_errors_are_store_errors(tmp_path):
     store.conn.execute("DROP TABLE blocklist")
     with pytest.raises(StoreError):
         store.blocklist()
+
+
+def test_the_operator_on_shift_is_each_rigs_last_event_found_by_index(tmp_path):
+    store = Store(str(tmp_path / "s.db"))
+    for rig, name, event in (("rig-01", "张三", "login"), ("rig-02", "李四", "login"),
+                             ("rig-01", "张三", "logout"), ("rig-01", "王五", "login"),
+                             ("rig-02", "李四", "logout")):
+        store.operator_event(rig, name, event, via="badge")
+    assert store.operator_on_shift("rig-01") == "王五"
+    assert store.operator_on_shift("rig-02") is None and store.operator_on_shift("rig-09") is None
+    assert store.operators_on_shift() == {"rig-01": "王五"}
+    plan = store.conn.execute("EXPLAIN QUERY PLAN SELECT operator, event FROM operator_events "
+                              "WHERE rig = ? ORDER BY id DESC LIMIT 1", ("rig-01",)).fetchall()
+    assert "operator_events_rig" in str(plan)  # per poll, per rig: never a scan of the table
