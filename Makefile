@@ -16,7 +16,7 @@ demo: $(VENV)/.installed
 	$(VENV)/bin/station demo
 
 test: $(VENV)/.installed-dev
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2   # both cores (pytest-xdist); one test: $(PY) -m pytest FILE
 	$(VENV)/bin/ruff check .
 
 lint: $(VENV)/.installed-dev

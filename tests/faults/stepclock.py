@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 import struct
 import subprocess
@@ -20,7 +21,7 @@ def build() -> Path | None:
     digest = hashlib.sha256(SOURCE.read_bytes()).hexdigest()[:12]
     lib = Path(tempfile.gettempdir()) / f"stepclock-{digest}.so"
     if not lib.exists():
-        tmp = lib.with_suffix(".tmp")
+        tmp = lib.with_suffix(f".{os.getpid()}.tmp")  # (test workers may build it at once)
         subprocess.run([cc, "-O2", "-shared", "-fPIC", "-o", str(tmp), str(SOURCE), "-ldl"],
                        check=True, capture_output=True)
         tmp.replace(lib)

@@ -357,6 +357,8 @@ def test_a_second_daemon_on_the_same_store_exits_2_and_changes_nothing(station):
     [live] = wait_for(lambda: station.rows("SELECT * FROM fills WHERE state = 'open'"), 5,
                       "the open fill row of the permit")
     assert d["permit"] == 1 and station.coils("rig-01")["permit"]
+    wait_for(lambda: station.rows("SELECT 1 FROM rig_events WHERE event = 'permit_granted'"), 5,
+             "the grant's event written (the first daemon quiet)")
     first = station.daemon.pid
     before = {t: station.last_id(t) for t in ("decisions", "rig_events", "operator_events")}
     grants = station.model("rig-01").snapshot()["permit_grants"]
