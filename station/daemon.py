@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import fcntl
+import inspect
 import logging
 import os
 import signal
@@ -123,16 +124,32 @@ async def serve(cfg: StationConfig) -> int:
     for t in (*tasks, pinger):
         t.cancel()
     await asyncio.gather(*tasks, pinger, return_exceptions=True)
-    await asyncio.wait_for(asyncio.gather(*(rl.shutdown() for rl in loops)), 5)
+    # Each step guarded: one that fails or times out never skips the ones after it.
+    await _step("withdraw permits", asyncio.wait_for(
+        asyncio.gather(*(rl.shutdown() for rl in loops)), 5))
     for link in links.values():
-        await link.close()
+        await _step("close a Modbus link", link.close())
     sync.stop()
-    await asyncio.to_thread(sync.join, 10)
-    city.close()
-    executor.shutdown(wait=False, cancel_futures=True)
-    store.close()
+    await _step("stop the sync worker", asyncio.to_thread(sync.join, 10))
+    for what, close in (("close the city client", city.close),
+                        ("stop the city threads",
+                         lambda: executor.shutdown(wait=False, cancel_futures=True)),
+                        ("close the store", store.close)):
+        await _step(what, close)
     log.info(kv("station_stopped"))
     return 1 if crashed else 0
+
+
+async def _step(what: str, step) -> None:
+    """One shutdown step (an awaitable, or a plain function called on this thread); its failure
+    is logged and the next step runs all the same."""
+    try:
+        if inspect.isawaitable(step):
+            await step
+        else:
+            step()
+    except Exception as err:  # noqa: BLE001 - shutting down: log and go on to the next step
+        log.error(kv("shutdown_step_failed", step=what, error=repr(err)))
 
 
 def progress(loops: list[RigLoop]) -> list[Progress]:

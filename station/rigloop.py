@@ -98,7 +98,8 @@ class RigLoop:
         # each reading with the scale's epoch when it arrived (which cylinder stood there)
         self.queue: asyncio.Queue[tuple[Line, tuple[int, bool]]] = asyncio.Queue(maxsize=100)
         self.recovered = False
-        self.unsaved: list[Closed] = []  # closed fills the store refused; retried every poll
+        self.unsaved: list[Closed] = []
+        self.background: set[asyncio.Future] = set()  # tasks spawned beside the loop's own  # closed fills the store refused; retried every poll
 
     async def run(self) -> None:
         async with asyncio.TaskGroup() as group:
@@ -301,7 +302,7 @@ class RigLoop:
                          action="fill refused: it could not be recorded"))
             self.cycle.reset()
             self._show(fault_shown("STORE_FAULT"))
-            asyncio.ensure_future(self._safe(self._show_refusal()))
+            self._spawn(self._safe(self._show_refusal()))
             return False
 
     def _started(self, ctx: FillContext) -> None:
@@ -383,7 +384,14 @@ class RigLoop:
         st.lamps = want
         if buzz:
             st.buzz_off = asyncio.get_running_loop().call_later(
-                self.cfg.buzzer_ms / 1000, lambda: asyncio.ensure_future(self._buzzer_off()))
+                self.cfg.buzzer_ms / 1000, lambda: self._spawn(self._buzzer_off()))
+
+    def _spawn(self, coro) -> None:
+        """Run a coroutine beside the loop's tasks, keeping a reference until it is done (the
+        event loop holds only a weak one: an unreferenced task may vanish mid-way)."""
+        task = asyncio.ensure_future(coro)
+        self.background.add(task)
+        task.add_done_callback(self.background.discard)
 
     async def _buzzer_off(self) -> None:
         self.state.buzz_off = None
