@@ -23,6 +23,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from station.backoff import Backoff
 from station.errors import ReaderError
 from station.logfmt import kv
 
@@ -219,7 +220,7 @@ class CameraReader(TagReader):
 
     def _run(self, post: Callable[[Line], None], stop: threading.Event) -> None:
         """The capture thread: open, read until the source fails, back off, reopen."""
-        backoff = BACKOFF_START_S
+        backoff = Backoff(start_s=BACKOFF_START_S, cap_s=self.cfg.reopen_max_s)
         while not stop.is_set():
             try:
                 delivered, why = self._cycle(post, stop)
@@ -230,11 +231,10 @@ class CameraReader(TagReader):
             if stop.is_set():
                 break
             if delivered:
-                backoff = BACKOFF_START_S
+                backoff.reset()
             self.failures += 1
             self._transition(False, why)
-            stop.wait(backoff)
-            backoff = min(backoff * 2, self.cfg.reopen_max_s)
+            stop.wait(backoff.next())
 
     def _cycle(self, post: Callable[[Line], None], stop: threading.Event) -> tuple[int, str]:
         """Open the source once and read it until it fails: (frames delivered, why it ended)."""

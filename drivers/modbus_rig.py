@@ -11,6 +11,7 @@ from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient, Modbu
 from pymodbus.exceptions import ModbusException, ModbusIOException
 from pymodbus.pdu import ModbusPDU
 
+from station.backoff import Backoff
 from station.config import ModbusEndpoint, RegisterMap, RigConfig
 from station.errors import RigFault
 from station.logfmt import kv
@@ -49,7 +50,7 @@ class ModbusLink:
         self._dropped: asyncio.Event | None = None
         self._up: bool | None = None  # None: never connected nor failed yet
         self._lost_at = 0.0
-        self._backoff_s = 0.0
+        self._backoff = Backoff(start_s=BACKOFF_MIN_S, cap_s=BACKOFF_MAX_S)
         self._retry_at = 0.0
         self._users: set[str] = set()
 
@@ -119,7 +120,7 @@ class ModbusLink:
         if response.isError():
             code = getattr(response, "exception_code", "?")
             raise RigFault(f"{what}: exception response, code {code}")
-        self._backoff_s = 0.0
+        self._backoff.reset()
         return response
 
     async def _race(self, request: Request) -> ModbusPDU:
@@ -184,8 +185,7 @@ class ModbusLink:
     def _lost(self, why: str) -> None:
         """The link failed: drop the client, back off the next connect, log the first time."""
         self._discard_client()
-        self._backoff_s = min(max(2 * self._backoff_s, BACKOFF_MIN_S), BACKOFF_MAX_S)
-        self._retry_at = time.monotonic() + self._backoff_s
+        self._retry_at = time.monotonic() + self._backoff.next()
         if self._up is not False:
             self._up, self._lost_at = False, time.monotonic()
             log.warning(kv("modbus_link_lost", endpoint=self.key, error=why))

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 
 import serial
 
+from station.backoff import Backoff
 from station.config import ReaderConfig
 from station.errors import ReaderError
 from station.logfmt import kv
@@ -83,18 +84,17 @@ class SerialScanner(TagReader):
         self.connected = up
 
     async def lines(self) -> AsyncIterator[Line]:
-        backoff = 0.1
+        backoff = Backoff(start_s=0.1, cap_s=self.backoff_max_s)
         while True:
             try:
                 port = self._open()
             except ReaderError as err:
                 self._transition(False, str(err))
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, self.backoff_max_s)
+                await asyncio.sleep(backoff.next())
                 continue
             self.opened += 1
             self._transition(True)
-            backoff = 0.1
+            backoff.reset()
             try:
                 async for line in self._read(port):
                     yield line
