@@ -23,8 +23,10 @@ from typing import Any
 import cv2
 import numpy as np
 
+from station.backoff import Backoff
 from station.errors import ReaderError
 from station.logfmt import kv
+from station.transitions import Transitions
 
 from .camera_source import FrameSource, open_source, safe_source
 from .qr_decoders import DEFAULT, Box, Cascade, Code, QrDecoder, load_decoder
@@ -168,7 +170,9 @@ class CameraReader(TagReader):
 
     def __init__(self, cfg: CameraConfig, rig_id: str):
         self.cfg, self.rig_id, self.reader_id = cfg, rig_id, cfg.id
-        self.connected: bool | None = None  # None: never tried
+        self._avail = Transitions(log, lost="reader_lost", recovered="reader_recovered",
+                                  first="reader_open", rig=rig_id, reader=cfg.id,
+                                  source=safe_source(cfg.source))
         self.opened = 0  # sources opened that delivered frames, for health pages and tests
         self.frames = 0  # frames decoded
         self.failures = 0  # opens that failed and sources that stopped delivering
@@ -219,7 +223,7 @@ class CameraReader(TagReader):
 
     def _run(self, post: Callable[[Line], None], stop: threading.Event) -> None:
         """The capture thread: open, read until the source fails, back off, reopen."""
-        backoff = BACKOFF_START_S
+        backoff = Backoff(start_s=BACKOFF_START_S, cap_s=self.cfg.reopen_max_s)
         while not stop.is_set():
             try:
                 delivered, why = self._cycle(post, stop)
@@ -230,11 +234,10 @@ class CameraReader(TagReader):
             if stop.is_set():
                 break
             if delivered:
-                backoff = BACKOFF_START_S
+                backoff.reset()
             self.failures += 1
-            self._transition(False, why)
-            stop.wait(backoff)
-            backoff = min(backoff * 2, self.cfg.reopen_max_s)
+            self._avail.down(error=why)
+            stop.wait(backoff.next())
 
     def _cycle(self, post: Callable[[Line], None], stop: threading.Event) -> tuple[int, str]:
         """Open the source once and read it until it fails: (frames delivered, why it ended)."""
@@ -263,7 +266,7 @@ class CameraReader(TagReader):
             if not delivered:
                 self.opened += 1
                 self._watch_from = now  # a lost source is reader_lost, not a silent camera
-                self._transition(True)
+                self._avail.up()
             delivered += 1
             due = max(due + period, now)
             self._last = (now, frame)
@@ -320,17 +323,10 @@ class CameraReader(TagReader):
             log.warning(kv("reader_" + what, rig=self.rig_id, reader=self.reader_id,
                            error=detail))
 
-    def _transition(self, up: bool, detail: str = "") -> None:
-        if self.connected is up:
-            return
-        source = safe_source(self.cfg.source)
-        if up:
-            log.info(kv("reader_recovered" if self.connected is False else "reader_open",
-                        rig=self.rig_id, reader=self.reader_id, source=source))
-        else:
-            log.warning(kv("reader_lost", rig=self.rig_id, reader=self.reader_id,
-                           source=source, error=detail))
-        self.connected = up
+    @property
+    def connected(self) -> bool | None:
+        """Whether the source delivers frames; None: never tried."""
+        return self._avail.state
 
     def take_photo(self) -> bytes:
         """A JPEG of the current frame (for tag binding); blocking: call it off the loop."""

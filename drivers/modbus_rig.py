@@ -11,9 +11,11 @@ from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient, Modbu
 from pymodbus.exceptions import ModbusException, ModbusIOException
 from pymodbus.pdu import ModbusPDU
 
+from station.backoff import Backoff
 from station.config import ModbusEndpoint, RegisterMap, RigConfig
 from station.errors import RigFault
 from station.logfmt import kv
+from station.transitions import Transitions
 
 from .rig import RigController, RigStatus
 
@@ -47,9 +49,10 @@ class ModbusLink:
         self.lock = asyncio.Lock()
         self._client: ModbusBaseClient | None = None
         self._dropped: asyncio.Event | None = None
-        self._up: bool | None = None  # None: never connected nor failed yet
-        self._lost_at = 0.0
-        self._backoff_s = 0.0
+        self._avail = Transitions(log, lost="modbus_link_lost", first="modbus_link_up",
+                                  recovered="modbus_link_recovered", timed=True,
+                                  endpoint=endpoint.key)
+        self._backoff = Backoff(start_s=BACKOFF_MIN_S, cap_s=BACKOFF_MAX_S)
         self._retry_at = 0.0
         self._users: set[str] = set()
 
@@ -119,7 +122,7 @@ class ModbusLink:
         if response.isError():
             code = getattr(response, "exception_code", "?")
             raise RigFault(f"{what}: exception response, code {code}")
-        self._backoff_s = 0.0
+        self._backoff.reset()
         return response
 
     async def _race(self, request: Request) -> ModbusPDU:
@@ -184,19 +187,11 @@ class ModbusLink:
     def _lost(self, why: str) -> None:
         """The link failed: drop the client, back off the next connect, log the first time."""
         self._discard_client()
-        self._backoff_s = min(max(2 * self._backoff_s, BACKOFF_MIN_S), BACKOFF_MAX_S)
-        self._retry_at = time.monotonic() + self._backoff_s
-        if self._up is not False:
-            self._up, self._lost_at = False, time.monotonic()
-            log.warning(kv("modbus_link_lost", endpoint=self.key, error=why))
+        self._retry_at = time.monotonic() + self._backoff.next()
+        self._avail.down(error=why)
 
     def _mark_up(self) -> None:
-        if self._up is False:
-            down_s = time.monotonic() - self._lost_at
-            log.info(kv("modbus_link_recovered", endpoint=self.key, down_s=down_s))
-        elif self._up is None:
-            log.info(kv("modbus_link_up", endpoint=self.key))
-        self._up = True
+        self._avail.up()
 
 
 def links_for(rigs: list[RigConfig]) -> dict[str, ModbusLink]:

@@ -10,9 +10,10 @@ from collections.abc import AsyncIterator
 
 import serial
 
+from station.backoff import Backoff
 from station.config import ReaderConfig
 from station.errors import ReaderError
-from station.logfmt import kv
+from station.transitions import Transitions
 
 from .reader import Line, TagReader
 
@@ -62,7 +63,9 @@ class SerialScanner(TagReader):
         self.cfg, self.rig_id, self.reader_id = cfg, rig_id, cfg.id
         self.kind = cfg.kind  # scanner or rfid: the same line protocol
         self.backoff_max_s = backoff_max_s
-        self.connected: bool | None = None  # None: never tried
+        self._avail = Transitions(log, lost="reader_lost", recovered="reader_recovered",
+                                  first="reader_open", rig=rig_id, reader=cfg.id,
+                                  port=cfg.port)
         self.opened = 0  # successful opens, for health pages and tests
 
     def _open(self) -> serial.Serial:
@@ -71,35 +74,28 @@ class SerialScanner(TagReader):
         except (serial.SerialException, OSError, ValueError) as err:
             raise ReaderError(f"cannot open {self.cfg.port}: {err}") from err
 
-    def _transition(self, up: bool, detail: str = "") -> None:
-        if self.connected is up:
-            return
-        if up:
-            log.info(kv("reader_recovered" if self.connected is False else "reader_open",
-                        rig=self.rig_id, reader=self.reader_id, port=self.cfg.port))
-        else:
-            log.warning(kv("reader_lost", rig=self.rig_id, reader=self.reader_id,
-                           port=self.cfg.port, error=detail))
-        self.connected = up
+    @property
+    def connected(self) -> bool | None:
+        """Whether the port is open; None: never tried."""
+        return self._avail.state
 
     async def lines(self) -> AsyncIterator[Line]:
-        backoff = 0.1
+        backoff = Backoff(start_s=0.1, cap_s=self.backoff_max_s)
         while True:
             try:
                 port = self._open()
             except ReaderError as err:
-                self._transition(False, str(err))
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, self.backoff_max_s)
+                self._avail.down(error=str(err))
+                await asyncio.sleep(backoff.next())
                 continue
             self.opened += 1
-            self._transition(True)
-            backoff = 0.1
+            self._avail.up()
+            backoff.reset()
             try:
                 async for line in self._read(port):
                     yield line
             except ReaderError as err:
-                self._transition(False, str(err))
+                self._avail.down(error=str(err))
             finally:
                 port.close()
 

@@ -14,6 +14,7 @@ from drivers.rig import RigController, RigStatus
 
 from . import fills, hmi
 from . import reading as parse
+from .backoff import Backoff
 from .clockwatch import ClockWatch
 from .config import RigConfig, StationConfig
 from .errors import RigFault, StoreError
@@ -114,7 +115,7 @@ class RigLoop:
 
     # --- control: connection, heartbeat, status, fill cycle ---------------------------------
     async def _control(self) -> None:
-        backoff = 0.2
+        backoff = Backoff(start_s=0.2, cap_s=5.0)
         while True:
             try:
                 async with self.lock:
@@ -123,12 +124,11 @@ class RigLoop:
                     self.state.lamps = (False, False)  # (configure puts the lamps out)
                     await self._after_connect(await self.controller.read_status())
                 self._link(True)
-                backoff = 0.2
+                backoff.reset()
                 await self._poll()
             except RigFault as err:
                 self._link(False, str(err))
-                await self._publish_for(backoff)  # the screen: controller lost, daemon alive
-                backoff = min(backoff * 2, 5.0)
+                await self._publish_for(backoff.next())  # the screen: controller lost, daemon alive
 
     async def _publish_for(self, seconds: float) -> None:
         """Wait, publishing the rig's picture every second meanwhile (the daemon's own

@@ -19,6 +19,7 @@ import time
 from typing import Any, Protocol
 
 from . import chain
+from .backoff import Backoff
 from .config import SyncConfig
 from .errors import StoreError
 from .logfmt import kv
@@ -39,7 +40,7 @@ class CityFillings(Protocol):
 def backoff_s(attempts: int, cap_s: float, retry_after_s: float | None,
               rng: random.Random) -> float:
     """Full jitter: uniform in [0, min(cap, 2^attempts)], never less than Retry-After."""
-    jitter = rng.uniform(0, min(cap_s, 2.0 ** min(attempts, 30)))
+    jitter = rng.uniform(0, Backoff(start_s=1.0, cap_s=cap_s).ceiling_s(attempts))
     return min(cap_s, max(jitter, retry_after_s or 0.0))
 
 
