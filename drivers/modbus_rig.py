@@ -119,6 +119,9 @@ class ModbusLink:
             except (LinkDropped, ModbusException, OSError) as err:
                 self._failed(str(err) or type(err).__name__)
                 raise RigFault(f"{what}: modbus {self.key}: {err}") from err
+            except asyncio.CancelledError:  # cut short (shutdown): its answer may still come,
+                self._discard_client()  # so the next transaction starts on a fresh connection
+                raise
         if response.isError():
             code = getattr(response, "exception_code", "?")
             raise RigFault(f"{what}: exception response, code {code}")
