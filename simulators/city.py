@@ -15,7 +15,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields, replace
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -24,6 +24,7 @@ from station.cityprofile import DEFAULT_PROFILE, CityProfile
 from station.today import station_today
 
 from .city_api import API_PATHS, PATHS, CityLedger, Reply
+from .httpsim import TrackedHandler
 
 log = logging.getLogger("simulators.city")
 
@@ -227,7 +228,8 @@ class CitySimulator:
         return self.state()
 
     # ---- request plumbing (called from handler threads) -------------------------------------
-    def _track(self, conn: socket.socket, add: bool) -> None:
+    def track(self, conn: socket.socket, add: bool) -> None:
+        """A connection opened (`add`) or closed: the ones `stop()` cuts."""
         with self._lock:
             (self._connections.add if add else self._connections.discard)(conn)
 
@@ -259,22 +261,13 @@ class _Server(ThreadingHTTPServer):
         log.debug("connection from %s ended with an error", client_address, exc_info=True)
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    disable_nagle_algorithm = True
+class _Handler(TrackedHandler):
     server: _Server
 
-    def setup(self) -> None:
-        super().setup()
-        self.server.sim._track(self.connection, True)
+    def tracker(self) -> CitySimulator:
+        return self.server.sim
 
-    def finish(self) -> None:
-        try:
-            super().finish()
-        finally:
-            self.server.sim._track(self.connection, False)
-
-    def log_message(self, format: str, *args: Any) -> None:
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the stdlib's name
         log.debug("%s %s", self.address_string(), format % args)
 
     def do_GET(self) -> None:

@@ -14,11 +14,12 @@ import socket
 import threading
 from collections import Counter
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
 
 from .city_api import CityLedger, Reply
+from .httpsim import TrackedHandler
 
 NGINX_PAGE = ("<html>\r\n<head><title>{status} {reason}</title></head>\r\n<body>\r\n<center><h1>"
               "{status} {reason}</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n"
@@ -160,23 +161,11 @@ class _Server(ThreadingHTTPServer):
         pass  # a client that gave up mid-answer is what these tests are about
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    disable_nagle_algorithm = True
+class _Handler(TrackedHandler):
     server: _Server
 
-    def setup(self) -> None:
-        super().setup()
-        self.server.city.track(self.connection, True)
-
-    def finish(self) -> None:
-        try:
-            super().finish()
-        finally:
-            self.server.city.track(self.connection, False)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
+    def tracker(self) -> MisbehavingCity:
+        return self.server.city
 
     @property
     def stopping(self) -> threading.Event:

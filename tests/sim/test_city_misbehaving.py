@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from citytoml import write_city_config
 
 from simulators.city_misbehaving import (
     MisbehavingCity,
@@ -308,38 +309,5 @@ def test_a_stuck_call_frees_its_thread(bad, client):
 
 
 def _config(tmp_path: Path, url: str) -> Path:
-    (tmp_path / "app_secret").write_text("s3cr3t-for-tests-only\n", encoding="utf-8")
-    path = tmp_path / "station.toml"
-    path.write_text(f"""[station]
-unit_name = "重庆测试充装站"
-unit_code = "91500112MA5UTEST0X"
-store = "station.db"
-
-[qr]
-hosts = ["qr.example"]
-
-[city]
-base_url = "{url}"
-app_key = "station-app"
-secret_file = "app_secret"
-connect_timeout_s = 0.3
-read_timeout_s = 2.0
-decision_deadline_s = {DEADLINE}
-probe_deadline_s = {DEADLINE}
-
-[[operators]]
-name = "张三"
-badge = "B1"
-role = "operator"
-
-[[rigs]]
-id = "rig-01"
-medium = "G13"
-modbus = "tcp://127.0.0.1:9"
-unit_id = 1
-
-[[rigs.readers]]
-kind = "scanner"
-port = "/dev/null"
-""", encoding="utf-8")
-    return path
+    return write_city_config(tmp_path, url, f"connect_timeout_s = 0.3\nread_timeout_s = 2.0\n"
+                             f"decision_deadline_s = {DEADLINE}\nprobe_deadline_s = {DEADLINE}\n")

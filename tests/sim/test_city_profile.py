@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import requests
+from citytoml import write_city_config
 
 from simulators.city import CitySimulator
 from station import cli
@@ -56,41 +57,9 @@ timestamp = "ts"
 
 
 def write_config(tmp_path: Path, url: str, profile: str = PROFILE_TOML) -> Path:
-    (tmp_path / "app_secret").write_text("s3cr3t-for-tests-only\n", encoding="utf-8")
-    path = tmp_path / "station.toml"
-    path.write_text(f"""[station]
-unit_name = "重庆测试充装站"
-unit_code = "91500112MA5UTEST0X"
-fills_for = ["重庆测试燃气有限公司"]
-store = "station.db"
-
-[qr]
-hosts = ["qr.example"]
-
-[city]
-base_url = "{url}"
-app_key = "station-app"
-secret_file = "app_secret"
-connect_timeout_s = 0.3
-read_timeout_s = 0.5
-decision_deadline_s = 0.5
-{profile}
-[[operators]]
-name = "张三"
-badge = "B1"
-role = "operator"
-
-[[rigs]]
-id = "rig-01"
-medium = "G13"
-modbus = "tcp://127.0.0.1:9"
-unit_id = 1
-
-[[rigs.readers]]
-kind = "scanner"
-port = "/dev/null"
-""", encoding="utf-8")
-    return path
+    return write_city_config(tmp_path, url, "connect_timeout_s = 0.3\nread_timeout_s = 0.5\n"
+                             f"decision_deadline_s = 0.5\n{profile}",
+                             station_keys='fills_for = ["重庆测试燃气有限公司"]')
 
 
 @pytest.fixture
