@@ -149,7 +149,7 @@ def cpu_table(video: Path, backends: list[str], seconds: float) -> None:
 RSS_PROBE = """
 import sys, threading
 sys.path.insert(0, {root!r})
-import station.daemon, drivers.serial_scanner  # the daemon without a camera
+import station.app.daemon, drivers.serial_scanner  # the daemon without a camera
 stage = {stage!r}
 if stage != "none":
     import cv2, numpy

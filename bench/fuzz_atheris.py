@@ -13,9 +13,9 @@ import atheris
 
 with atheris.instrument_imports():
     from station import config
-    from station.city import parse_envelope
+    from station.city.client import parse_envelope
+    from station.core.reading import decode, parse_rfid, parse_scan, strip_framing
     from station.errors import StationError
-    from station.reading import decode, parse_rfid, parse_scan, strip_framing
 
 HOSTS = ("qr.cqtzsb.example",)
 CONFIG_DIR = Path(tempfile.mkdtemp(prefix="fuzz-config-"))

@@ -18,11 +18,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from simulators.dataset import STATION_UNIT, demo_cylinders, qr_url  # noqa: E402
 from station import fills  # noqa: E402
-from station.fillcycle import FillContext  # noqa: E402
-from station.lookup import tag_key  # noqa: E402
-from station.model import Decision, Reading, Verdict  # noqa: E402
-from station.records import select_fills  # noqa: E402
-from station.store import FILL_COLUMNS, Store  # noqa: E402
+from station.city.lookup import tag_key  # noqa: E402
+from station.core.fillcycle import FillContext  # noqa: E402
+from station.core.model import Decision, Reading, Verdict  # noqa: E402
+from station.store.db import FILL_COLUMNS, Store  # noqa: E402
+from station.store.records import select_fills  # noqa: E402
 from station.today import station_today
 
 BIG = 1_000_000

@@ -28,7 +28,7 @@ import store_commit  # noqa: E402
 from store_commit import OPERATORS, RIGS, big_rows, fs_type  # noqa: E402
 
 from station import config  # noqa: E402
-from station.store import FILL_COLUMNS, Store  # noqa: E402
+from station.store.db import FILL_COLUMNS, Store  # noqa: E402
 from station.web.auth import hash_password  # noqa: E402
 from station.web.server import make_server  # noqa: E402
 

@@ -4,7 +4,7 @@ Every backend turns a greyscale frame into the QR codes it finds, each as its ex
 its bounding box (`Code`). The same decisions hold for every backend:
 
 - **Exact bytes.** A code's payload is handed on byte for byte, a NUL or non-UTF-8 byte
-  included; the daemon's `station.reading.decode` refuses what is not a clean reading. zxing-cpp
+  included; the daemon's `station.core.reading.decode` refuses what is not a clean reading. zxing-cpp
   and pyzbar (libzbar ≥ 0.23, binary mode) report the raw bytes; OpenCV's `detectAndDecode`
   returns a str cut at the first NUL, so only its `…Bytes` methods (OpenCV ≥ 4.12) are used and
   an OpenCV without them cannot be the decoder (`ImportError`, named at start-up).

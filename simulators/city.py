@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from station.cityprofile import DEFAULT_PROFILE, CityProfile
+from station.city.profile import DEFAULT_PROFILE, CityProfile
 from station.today import station_today
 
 from .city_api import API_PATHS, PATHS, CityLedger, Reply

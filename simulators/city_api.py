@@ -18,9 +18,9 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from station.cityprofile import DEFAULT_PROFILE, CityProfile
-from station.codes import MEDIA, STATUS_SCRAPPED, TAGGING
+from station.city.profile import DEFAULT_PROFILE, CityProfile
 from station.config import CityPaths
+from station.core.codes import MEDIA, STATUS_SCRAPPED, TAGGING
 
 PATHS = CityPaths()
 API_PATHS = (PATHS.token, PATHS.query, PATHS.bind, PATHS.submit, PATHS.inspections, PATHS.trace)

@@ -1,5 +1,5 @@
 """`python -m station` is the `station` command."""
 
-from .cli import main
+from station.app.cli import main
 
 main()

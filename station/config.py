@@ -9,10 +9,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from .cityprofile import DEFAULT_CODES, DEFAULT_SIGN, SIGN_FIELDS, CityProfile
-from .codes import MEDIA, OPERATOR_NAME_MAX, UNIT_NAME_MAX, VARIETIES
-from .confread import Section
-from .errors import ConfigError
+from station.city.profile import DEFAULT_CODES, DEFAULT_SIGN, SIGN_FIELDS, CityProfile
+from station.confread import Section
+from station.core.codes import MEDIA, OPERATOR_NAME_MAX, UNIT_NAME_MAX, VARIETIES
+from station.errors import ConfigError
 
 MEDIUM_CODES = tuple(MEDIA)
 HEX = r"[0-9A-Fa-f]+"

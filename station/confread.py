@@ -6,7 +6,7 @@ import difflib
 import re
 from typing import Any
 
-from .errors import ConfigError
+from station.errors import ConfigError
 
 _MISSING = object()
 

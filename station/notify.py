@@ -11,7 +11,7 @@ import os
 import socket
 from collections.abc import Mapping
 
-from .logfmt import kv
+from station.logfmt import kv
 
 log = logging.getLogger("station.notify")
 

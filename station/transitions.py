@@ -6,7 +6,7 @@ import logging
 import time
 from typing import Any
 
-from .logfmt import kv
+from station.logfmt import kv
 
 
 class Transitions:

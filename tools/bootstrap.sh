@@ -27,7 +27,7 @@ fi
 # libzbar0, libzbar0t64 on newer releases). STATION_SYSTEM_PACKAGES replaces the list ("" for none).
 # Without them the station still runs: the camera falls back to another decoder.
 optional_apt=(${STATION_SYSTEM_PACKAGES-libzbar0})
-# With "dev": systemd-analyze (package systemd) for the unit tests (tests/unit/test_systemd_units.py
+# With "dev": systemd-analyze (package systemd) for the unit tests (tests/app/test_systemd_units.py
 # verify the units and score their hardening); optional too: without it those tests read the files.
 if [ "$EXTRA" = dev ] && [ -z "${STATION_SYSTEM_PACKAGES+set}" ] && ! command -v systemd-analyze >/dev/null; then
   optional_apt+=("systemd")

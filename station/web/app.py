@@ -13,16 +13,16 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from urllib.parse import urlencode
 
-from ..config import StationConfig
-from ..errors import StoreError
-from ..keys import KeyRefused, block_key
-from ..logfmt import kv
-from ..records import COLUMNS, outbox_summary
-from ..store import Store
-from . import operator, pages, views
-from .auth import LoginGuard, Session, Sessions, csrf_ok
-from .html import frame
-from .texts import LANGS, t
+from station.config import StationConfig
+from station.core.keys import KeyRefused, block_key
+from station.errors import StoreError
+from station.logfmt import kv
+from station.store.db import Store
+from station.store.records import COLUMNS, outbox_summary
+from station.web import operator, pages, views
+from station.web.auth import LoginGuard, Session, Sessions, csrf_ok
+from station.web.html import frame
+from station.web.texts import LANGS, t
 
 log = logging.getLogger("station.web")
 

@@ -11,7 +11,7 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass
 
-from ..config import WebConfig
+from station.config import WebConfig
 
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1  # ~16 MiB and ~50 ms per check on this machine
 MAX_TRACKED_NAMES = 10_000  # failed-log-in counters kept (the oldest are forgotten)

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from ..texts import REASONS
-from .html import e
-from .texts import reason_in, t
+from station.core.texts import REASONS
+from station.web.html import e
+from station.web.texts import reason_in, t
 
 PALETTE = ("#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1",
            "#ff9da7", "#9c755f", "#17becf", "#1f3a93", "#8c564b", "#bcbd22", "#d62728",

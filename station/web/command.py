@@ -6,11 +6,11 @@ import argparse
 import getpass
 import sys
 
-from .. import config as config_mod
-from .. import logfmt
-from ..errors import StationError
-from . import lan
-from .auth import hash_password
+from station import config as config_mod
+from station import logfmt
+from station.errors import StationError
+from station.web import lan
+from station.web.auth import hash_password
 
 MIN_PASSWORD = 8
 
@@ -33,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     cfg = config_mod.load(args.config)
     logfmt.setup(args.log_level)
-    from .server import serve
+    from station.web.server import serve
 
     return serve(cfg)
 

@@ -6,7 +6,7 @@ import html
 from collections.abc import Iterable
 from urllib.parse import urlencode
 
-from .texts import t
+from station.web.texts import t
 
 STYLE = """
 :root{font-family:"Noto Sans CJK SC","Noto Sans SC","Source Han Sans SC","WenQuanYi Micro Hei",

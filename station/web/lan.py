@@ -12,9 +12,9 @@ import ipaddress
 import tomllib
 from pathlib import Path
 
-from ..config import WebConfig, _web
-from ..confread import Section
-from ..errors import ConfigError
+from station.config import WebConfig, _web
+from station.confread import Section
+from station.errors import ConfigError
 
 DROPIN = Path("/etc/systemd/system/station-web.service.d/50-lan.conf")
 HEADER = "# Written from [web] allow of the station's configuration by `make install`\n" \

@@ -6,8 +6,8 @@ import hashlib
 import json
 from typing import Any
 
-from .html import e
-from .texts import t
+from station.web.html import e
+from station.web.texts import t
 
 POLL_MS = 300  # a change reaches the screen within the daemon's poll + this + one request
 LOST_MS = 3000  # no answer for this long: the screen says the connection is lost

@@ -6,12 +6,12 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from ..fills import local
-from ..records import kg
-from . import views
-from .chart import refusal_chart
-from .html import csrf_field, e, href, note, num, post_button, table
-from .texts import reason_in, t
+from station.core.fills import local
+from station.store.records import kg
+from station.web import views
+from station.web.chart import refusal_chart
+from station.web.html import csrf_field, e, href, note, num, post_button, table
+from station.web.texts import reason_in, t
 
 
 @dataclass(frozen=True)

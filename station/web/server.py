@@ -13,13 +13,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import FrameType
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from ..config import StationConfig
-from ..errors import StoreError
-from ..logfmt import kv
-from ..notify import notify, watchdog_interval_s
-from ..store import Store
-from .app import Request, Response, WebApp
-from .lan import allowed
+from station.config import StationConfig
+from station.errors import StoreError
+from station.logfmt import kv
+from station.notify import notify, watchdog_interval_s
+from station.store.db import Store
+from station.web.app import Request, Response, WebApp
+from station.web.lan import allowed
 
 log = logging.getLogger("station.web")
 

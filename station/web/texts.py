@@ -1,8 +1,8 @@
-"""Every text the web pages show, in Chinese and English (refusal reasons: station.texts)."""
+"""Every text the web pages show, in Chinese and English (refusal reasons: station.core.texts)."""
 
 from __future__ import annotations
 
-from ..texts import Text, reason_text
+from station.core.texts import Text, reason_text
 
 LANGS = ("zh", "en")
 
@@ -154,7 +154,7 @@ T: dict[str, Text] = {
     # index
     "index_title": Text("充装站", "Filling station"),
     "manager_pages": Text("管理页面（需登录）", "Manager pages (log-in)"),
-    # block list: a key no reading could ever give (station.keys.block_key)
+    # block list: a key no reading could ever give (station.core.keys.block_key)
     "block_invalid": Text("未加入：该编号不可能与任何标签匹配（应为气瓶档案ID、信息化编码、"
                           "12位镂空码或RFID编号）",
                           "not added: no reading could ever match this key (it must be a "
@@ -176,7 +176,7 @@ def both(key: str) -> dict[str, str]:
 
 
 def reason(code: str) -> dict[str, str]:
-    """A refusal reason or warning code in both languages (station.texts)."""
+    """A refusal reason or warning code in both languages (station.core.texts)."""
     text = reason_text(code)
     return {"zh": text.zh, "en": text.en}
 

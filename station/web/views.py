@@ -11,14 +11,15 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from .. import chain, hmi
-from ..codes import MEDIA
-from ..errors import StoreError
-from ..fills import local
-from ..records import FILL_ORDER, SELECT_FILLS, fill_where, shape
-from ..store import Store
-from ..today import LOCAL_TZ
-from . import texts
+from station.core import hmi
+from station.core.codes import MEDIA
+from station.core.fills import local
+from station.errors import StoreError
+from station.store import chain
+from station.store.db import Store
+from station.store.records import FILL_ORDER, SELECT_FILLS, fill_where, shape
+from station.today import LOCAL_TZ
+from station.web import texts
 
 STALE_S = 3.0  # the daemon republishes at least every second; older than this is not live
 PAGE_SIZE = 50
@@ -34,7 +35,7 @@ MODES = {"green": "ok", "red": "refused", "amber": "warn", "blue": "filling", "g
 
 
 def rig_screen(store: Store | None, rig: str, now: float | None = None) -> dict[str, Any]:
-    """The operator screen's picture of one rig: its state (station.hmi, the same function the
+    """The operator screen's picture of one rig: its state (station.core.hmi, the same function the
     daemon lights the lamps from) and the facts of its current verdict. `store` None: the
     store cannot be read (the screen says so and keeps asking)."""
     now = time.time() if now is None else now
@@ -74,7 +75,7 @@ def _medium(code: Any) -> str | None:
 # --- records ---------------------------------------------------------------------------------
 @dataclass
 class RecordFilter:
-    """The records page's filters: the same as `station records` (station.records.select_fills)."""
+    """The records page's filters: the same as `station records` (station.store.records.select_fills)."""
 
     date_from: str = ""
     date_to: str = ""
@@ -178,7 +179,7 @@ def handled_issues(store: Store, limit: int = 20) -> list[dict[str, Any]]:
 def mark_handled(store: Store, record_id: str, by: str) -> bool:
     """An open overfill or override marked handled; False when there is none such (any more).
 
-    handled_at/handled_by are outside the record's hash (station.chain): `station verify`
+    handled_at/handled_by are outside the record's hash (station.store.chain): `station verify`
     still passes afterwards.
     """
     with store.transaction() as conn:

@@ -31,7 +31,7 @@ from simulators.dataset import demo_cylinders, qr_url
 from simulators.harness import OPERATORS, RigSpec, SimStation, wait_for
 from simulators.rig_model import RigModel
 from simulators.tcp_proxy import TcpProxy
-from station import retention
+from station.store import retention
 from station.today import station_today
 
 RIG = "rig-01"

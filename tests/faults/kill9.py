@@ -17,7 +17,7 @@ from pathlib import Path
 
 from simulators.dataset import demo_cylinders, qr_url
 from simulators.harness import OPERATORS, RigSpec, SimStation, wait_for
-from station.rigloop import OVER_REPORT
+from station.rig.loop import OVER_REPORT
 from station.today import station_today
 
 WATCHDOG_MS = 600

@@ -36,7 +36,7 @@ from typing import Any
 
 from simulators.dataset import demo_cylinders, qr_url
 from simulators.harness import SimStation, wait_for
-from station import chain
+from station.store import chain
 from station.today import station_today
 
 TMPFS_MB = 16  # room for the store and a WAL of 1000 pages (the autocheckpoint) in a long run

@@ -9,7 +9,7 @@ from stepclock import SteppedClock, build
 
 from simulators.dataset import demo_cylinders, qr_url
 from simulators.harness import OPERATORS, RigSpec, SimStation, wait_for
-from station import chain
+from station.store import chain
 from station.today import station_today
 
 CYL = demo_cylinders(station_today())

@@ -12,8 +12,8 @@ from stepclock import SteppedClock, build
 
 from simulators.dataset import PARTNER_UNIT, STATION_UNIT, demo_cylinders
 from station.config import RulesConfig
-from station.model import Lookup, Reading, RigCondition
-from station.rules import Policy, judge
+from station.core.model import Lookup, Reading, RigCondition
+from station.core.rules import Policy, judge
 from station.today import station_today
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -29,7 +29,7 @@ EDGES = [
     datetime(2028, 2, 29, 16, 0, tzinfo=UTC),  # leap day's evening
     datetime(2027, 4, 30, 22, 10, tzinfo=UTC),
 ]
-# The demo's dated cylinders and what the demo expects of them (station/demo.py).
+# The demo's dated cylinders and what the demo expects of them (station/app/demo.py).
 EXPECT = {"valid": ("OK", ()), "due_soon": ("OK", ("INSPECTION_DUE_SOON",)),
           "overdue": ("INSPECTION_OVERDUE", ()), "life_exceeded": ("SERVICE_LIFE_EXCEEDED", ()),
           "life_last_month": ("OK", ()), "special_23t0": ("OK", ())}

@@ -26,7 +26,7 @@ from store_faults import (
 
 from simulators.dataset import demo_cylinders, qr_url
 from simulators.harness import OPERATORS, RigSpec, SimStation, wait_for
-from station.texts import reason_text
+from station.core.texts import reason_text
 from station.today import station_today
 
 CYL = demo_cylinders(station_today())
@@ -191,7 +191,7 @@ def test_a_full_disk_is_no_hang_systemd_keeps_getting_watchdog_pings(watched):
     is not restarted (a restart would not free the disk and would lose what is held)."""
     st, sock = watched
     fault = mechanism_for(st)
-    hang_limit_s = 3 * WATCHDOG_MS / 1000 + 2.0  # station.liveness.hung_after_s
+    hang_limit_s = 3 * WATCHDOG_MS / 1000 + 2.0  # station.rig.liveness.hung_after_s
     model, d = fill_under_way(st)
     mark = LogMark(st)
     fault.block()

@@ -22,9 +22,9 @@ import pytest
 from webtools import HASHES, WebProcess
 
 from station import config
-from station.hmi import STATES
-from station.store import Store
-from station.texts import SCREENS
+from station.core.hmi import STATES
+from station.core.texts import SCREENS
+from station.store.db import Store
 from station.web.server import make_server
 
 REPO = Path(__file__).resolve().parents[2]

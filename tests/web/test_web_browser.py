@@ -22,8 +22,9 @@ from webtools import PASSWORDS, WebProcess, web_config
 
 from simulators.dataset import demo_cylinders, qr_url
 from simulators.harness import OPERATORS, RigSpec, SimStation, wait_for
-from station import chain, hmi
-from station.texts import REASONS
+from station.core import hmi
+from station.core.texts import REASONS
+from station.store import chain
 from station.today import station_today
 
 CYL = demo_cylinders(station_today())
@@ -52,7 +53,7 @@ def station(tmp_path_factory):
 
 def fill(st: SimStation, name: str, overfill: bool = False) -> dict:
     """One whole fill of a demo cylinder at rig-01; the cylinder is taken off afterwards. With
-    `overfill`, the daemon's picture must first show the overfill state (station.hmi)."""
+    `overfill`, the daemon's picture must first show the overfill state (station.core.hmi)."""
     st.place("rig-01", TARE_G)
     d = st.scan("rig-01", qr_url(CYL[name]["info_code"]))
     assert d["permit"] == 1, d

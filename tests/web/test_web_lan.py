@@ -57,7 +57,7 @@ def test_the_server_closes_a_client_outside_allow(tmp_path):
 
 
 def test_the_dropin_says_what_the_configuration_says(tmp_path, capsys):
-    from station.cli import main
+    from station.app.cli import main
 
     path = write(tmp_path, 'bind = "0.0.0.0"\nallow = ["192.168.10.0/24", "10.1.2.3"]\n')
     with pytest.raises(SystemExit) as done:

@@ -26,11 +26,11 @@ import pytest
 from webtools import HASHES, PASSWORDS
 
 from station import config
+from station.core.fills import local
+from station.core.model import Decision, Reading, Verdict
 from station.errors import ConfigError
-from station.fills import local
-from station.model import Decision, Reading, Verdict
-from station.records import select_fills
-from station.store import Store
+from station.store.db import Store
+from station.store.records import select_fills
 from station.today import LOCAL_TZ
 from station.web import operator, views
 from station.web.auth import verify_password
@@ -279,7 +279,7 @@ def test_health_shows_connection_heartbeat_and_last_error(site):
     assert "rig_lost: connection refused &lt;script&gt;" in rig1
     rig2 = page[page.index('data-rig="rig-02"'):]
     assert "无实时数据" in rig2 and "从未" in rig2
-    assert "<td>控制程序无响应</td>" in rig2  # what its operator screen shows, from station.hmi
+    assert "<td>控制程序无响应</td>" in rig2  # what its operator screen shows, from station.core.hmi
     assert "<td>控制程序无响应</td>" not in rig1
 
 

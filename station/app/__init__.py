@@ -1,0 +1,1 @@
+"""Entry points: the `station` command, the daemon, doctor, tag binding and the demo."""

@@ -1,0 +1,1 @@
+"""One rig's loop: the controller link, the permit, readings, decisions and the fill ledger."""

@@ -1,0 +1,1 @@
+"""The local store on SQLite, the one owner of SQL: records, chain, outbox, stats, retention, backup."""
