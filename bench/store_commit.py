@@ -17,8 +17,8 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from simulators.dataset import STATION_UNIT, demo_cylinders, qr_url  # noqa: E402
-from station import fills  # noqa: E402
 from station.city.lookup import tag_key  # noqa: E402
+from station.core import fills  # noqa: E402
 from station.core.fillcycle import FillContext  # noqa: E402
 from station.core.model import Decision, Reading, Verdict  # noqa: E402
 from station.store.db import FILL_COLUMNS, Store  # noqa: E402

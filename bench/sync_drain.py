@@ -20,10 +20,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from simulators.city import CitySimulator  # noqa: E402
 from simulators.dataset import STATION_UNIT, demo_cylinders, demo_dataset  # noqa: E402
-from station import fills  # noqa: E402
 from station.city.client import CityClient  # noqa: E402
 from station.city.sync import SyncWorker  # noqa: E402
 from station.config import CityConfig, SyncConfig  # noqa: E402
+from station.core import fills  # noqa: E402
 from station.store.db import FILL_COLUMNS, Store  # noqa: E402
 from station.today import station_today
 

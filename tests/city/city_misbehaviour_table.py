@@ -30,7 +30,7 @@ from simulators.city_misbehaving import (  # noqa: E402
     trickle,
     trickle_headers,
 )
-from station import cli  # noqa: E402
+from station.app import cli  # noqa: E402
 from station.city.client import CityClient  # noqa: E402
 from station.city.lookup import LookupService  # noqa: E402
 from station.city.sync import SyncWorker  # noqa: E402
