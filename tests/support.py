@@ -60,3 +60,16 @@ def city_dataset() -> dict:
             cylinder("C003", user_unit_name="别家燃气公司"),
         ],
     }
+
+
+# The rules table's valid cylinder (tests/core/test_rules.py), also judged by the rig loop's tests.
+UNIT = "重庆渝北燃气有限公司"
+RULES_RECORD = {
+    "id": "CYL-1", "user_unit_name": UNIT, "region_code": "500112", "variety": "2320",
+    "product_no": "118230000001", "medium_code": "G13", "manufacturer": "某厂",
+    "manufacture_date": "2023-06", "nominal_pressure_mpa": 2.1, "volume_l": 35.5,
+    "last_inspection_date": "2025-11-01", "next_inspection_date": "2029-11",
+    "unit_internal_no": "YB-1", "status": "在用", "tagging": "二维码", "info_code": "X1",
+    "qr_url": "https://qr.example/c/X1", "registration_cert_no": "瓶渝B0001",
+    "registration_date": "2023-07-01", "registration_authority": "渝北区市场监督管理局",
+}

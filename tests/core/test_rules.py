@@ -4,6 +4,8 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from support import RULES_RECORD as RECORD  # noqa: E402
+from support import UNIT  # noqa: E402
 
 from station.config import RulesConfig
 from station.core.model import Lookup, Reading, RigCondition
@@ -11,7 +13,7 @@ from station.core.rules import Policy, fill_plan, judge, parse_record, screen
 from station.core.texts import REASONS
 from station.today import LOCAL_TZ
 
-UNIT, PARTNER = "重庆渝北燃气有限公司", "重庆两江液化气有限公司"
+PARTNER = "重庆两江液化气有限公司"
 POLICY = Policy(frozenset({UNIT, PARTNER}), RulesConfig())
 # 2026-11-25 10:00 in Chongqing.
 NOW = datetime(2026, 11, 25, 10, 0, tzinfo=LOCAL_TZ)
@@ -26,15 +28,6 @@ STAMPED = {"tare_kg": 15.2, "fill_capacity_kg": 14.5}  # window 5 %: 14.44–29.
 def weighing(grams):
     return replace(RIG, scale_g=grams)
 
-RECORD = {
-    "id": "CYL-1", "user_unit_name": UNIT, "region_code": "500112", "variety": "2320",
-    "product_no": "118230000001", "medium_code": "G13", "manufacturer": "某厂",
-    "manufacture_date": "2023-06", "nominal_pressure_mpa": 2.1, "volume_l": 35.5,
-    "last_inspection_date": "2025-11-01", "next_inspection_date": "2029-11",
-    "unit_internal_no": "YB-1", "status": "在用", "tagging": "二维码", "info_code": "X1",
-    "qr_url": "https://qr.example/c/X1", "registration_cert_no": "瓶渝B0001",
-    "registration_date": "2023-07-01", "registration_authority": "渝北区市场监督管理局",
-}
 
 
 def rec(**over):

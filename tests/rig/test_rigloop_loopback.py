@@ -11,8 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import date
 from types import SimpleNamespace
 
-from test_rules import RECORD as RULES_RECORD
-from test_rules import UNIT
+from support import RULES_RECORD, UNIT
 
 from drivers.loopback_rig import LoopbackRig, ManualClock
 from drivers.reader import Line, TagReader
