@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import argparse
 import os
+import platform
 import re
 import shutil
-import subprocess
-import platform
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
