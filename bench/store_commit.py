@@ -1,11 +1,17 @@
-"""Store commit latency (decision, open fill, close fill) and `station records` on a big store."""
+"""Store commit latency (decision, open fill, close fill), fsyncs per scan and per fill against
+a floor of one durable commit (counted with strace), and `station records` on a big store.
+
+`python bench/store_commit.py [N]`; `--fsyncs-only` prints only the fsync counts."""
 
 from __future__ import annotations
 
 import argparse
 import os
 import platform
+import re
+import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -107,6 +113,117 @@ def commit_latencies(store: Store, n: int) -> dict[str, list[float]]:
         payload = fills.submission(row, STATION_UNIT)
         timed("close", lambda r=row, p=payload: store.close_fill(r, p))
     return out
+
+
+FSYNC_N = 200  # scans (or fills) per counted child process
+
+
+def scan_calls(store: Store, i: int, *, grant: bool) -> dict[str, Any]:
+    """The store calls of one scan of a good cylinder up to its permit, cache path, in the rig
+    loop's order (station/rig/loop.py); `grant`: the decision and the open fill row in one
+    transaction (Store.record_grant) instead of two. Returns the open fill row."""
+    c = demo_cylinders(station_today())["valid"]
+    reading = Reading(raw=qr_url(c["info_code"]), kind="qr_url", value=c["info_code"],
+                      reader="rig-01-reader1")
+    key = tag_key(reading)
+    store.operator_on_shift("rig-01")
+    store.take_for_binding("rig-01", reading.reader, reading.raw, 30.0)
+    store.blocklist()
+    store.cached(key)
+    store.city_refusal(key)
+    store.last_fill_at(c["id"])
+    store.blocklist()
+    tare = round(c.get("tare_kg", 15.2) * 1000)
+    verdict = Verdict(permit=True, cylinder_id=c["id"], tare_g=tare, target_g=14500)
+    decision = Decision(at=datetime.now(UTC), rig_id="rig-01", reading=reading, verdict=verdict,
+                        source="cache", cache_age_s=60.0, latency_ms=4.3, operator="张三")
+    now = time.time()
+    ctx = FillContext(record_id=fills.new_record_id(now), decision_id=None,
+                      cylinder_id=c["id"], info_code=c["info_code"], tag=c["info_code"],
+                      medium=c["medium_code"], operator="张三", source="cache",
+                      tare_g=tare, target_g=14500, prefill_g=tare + 40, permitted_at=now)
+    if grant:
+        ctx.decision_id = store.record_grant(decision, fills.row(ctx, "rig-01"), c, key)
+    else:
+        ctx.decision_id = store.record_decision(decision, c, key)
+        store.open_fill(fills.row(ctx, "rig-01"))
+    store.rig_event("rig-01", "permit_granted", c["id"])
+    return {"ctx": ctx, "cylinder": c}
+
+
+def fill_calls(store: Store, i: int, *, grant: bool) -> None:
+    """One whole fill: the scan to its permit, the valve opening, the end and the record."""
+    scan = scan_calls(store, i, grant=grant)
+    ctx, now = scan["ctx"], time.time()
+    store.fill_started(ctx.record_id, now + 0.4)
+    ctx.started_at, ctx.ended_at = now + 0.4, now + 95.0
+    ctx.gross_g, ctx.end_reason, ctx.post_check = ctx.tare_g + 14520, "done", "ok"
+    store.rig_event("rig-01", "permit_withdrawn", "target reached")
+    row = fills.row(ctx, "rig-01")
+    store.close_fill(row, fills.submission(row, STATION_UNIT))
+
+
+def fsync_child(scenario: str, n: int, path: str) -> None:
+    """Run `n` of a scenario on a fresh store (run under strace by fsync_counts)."""
+    if scenario == "floor":  # one small insert and one durable commit: the least a decision costs
+        import sqlite3
+
+        conn = sqlite3.connect(path, isolation_level=None)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=FULL")
+        conn.execute("CREATE TABLE IF NOT EXISTS t (a INTEGER PRIMARY KEY, b TEXT)")
+        for i in range(n):
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute("INSERT INTO t (b) VALUES (?)", (f"decision {i}",))
+            conn.execute("COMMIT")
+        conn.close()
+        return
+    store = Store(path)
+    grant = scenario.endswith("+grant") and hasattr(store, "record_grant")
+    calls = fill_calls if scenario.startswith("fill") else scan_calls
+    for i in range(n):
+        calls(store, i, grant=grant)
+    store.close()
+
+
+def fsyncs(scenario: str, n: int, work: Path) -> int:
+    """fsync + fdatasync calls of a child running `n` of a scenario (strace -f -c)."""
+    db = work / f"fsync-{scenario.replace('+', '-')}-{n}.db"
+    out = subprocess.run(["strace", "-f", "-c", "-e", "trace=fsync,fdatasync", sys.executable,
+                          __file__, "--fsync-child", scenario, str(n), str(db)],
+                         capture_output=True, text=True, check=True)
+    for f in work.glob(db.name + "*"):
+        f.unlink()
+    return sum(int(m.group(1)) for m in
+               re.finditer(r"^\s*[\d.]+\s+[\d.]+\s+\d+\s+(\d+)(?:\s+\d+)?\s+f(?:data)?sync$",
+                           out.stderr, re.M))
+
+
+def fsync_counts(work: Path, n: int = FSYNC_N) -> list[tuple[str, float]] | None:
+    """Per-operation fsyncs: (count with n) − (count with 0) over n, floor first."""
+    if shutil.which("strace") is None:
+        return None
+    rows = []
+    for scenario in ("floor", "scan", "scan+grant", "fill", "fill+grant"):
+        rows.append((scenario, (fsyncs(scenario, n, work) - fsyncs(scenario, 0, work)) / n))
+    return rows
+
+
+def print_fsyncs(rows: list[tuple[str, float]] | None, n: int = FSYNC_N) -> None:
+    if rows is None:
+        print("\nfsyncs: strace not installed, not counted")
+        return
+    floor = rows[0][1] or 1.0
+    names = {"floor": "floor: one insert, one durable commit (bare sqlite3)",
+             "scan": "scan to permit: record_decision, open_fill, rig_event",
+             "scan+grant": "scan to permit: record_grant (decision + open fill), rig_event",
+             "fill": "whole fill: scan, fill_started, close_fill, rig events",
+             "fill+grant": "whole fill with record_grant"}
+    print(f"\nfsyncs (fsync + fdatasync, strace -f -c, {n} per run less a run of 0)\n")
+    print("| operation | fsyncs each | × floor |")
+    print("|---|---:|---:|")
+    for scenario, count in rows:
+        print(f"| {names[scenario]} | {count:.2f} | {count / floor:.2f} |")
 
 
 def shanghai(epoch: float) -> str:
@@ -216,9 +333,19 @@ def plan(store: Store, args: argparse.Namespace) -> str:
 
 
 def main() -> None:
-    n = int(sys.argv[1]) if len(sys.argv) > 1 else 2000
+    if sys.argv[1:2] == ["--fsync-child"]:
+        fsync_child(sys.argv[2], int(sys.argv[3]), sys.argv[4])
+        return
     work = Path(tempfile.mkdtemp(prefix="bench-store-"))
+    if sys.argv[1:2] == ["--fsyncs-only"]:
+        try:
+            print_fsyncs(fsync_counts(work))
+        finally:
+            shutil.rmtree(work)
+        return
+    n = int(sys.argv[1]) if len(sys.argv) > 1 else 2000
     try:
+        counted = fsync_counts(work)
         store = Store(str(work / "commit.db"))
         mode = store.conn.execute("PRAGMA journal_mode").fetchone()[0]
         sync = store.conn.execute("PRAGMA synchronous").fetchone()[0]
@@ -274,6 +401,7 @@ def main() -> None:
     print("(a)–(c): one fill at a time in the rig loop's order (decision → open → close), each "
           "call timed alone; (d): median of 5 after one warm-up (page cache warm); "
           "rows = rows returned.")
+    print_fsyncs(counted)
     print("\nquery plans (d):")
     for name, _, _, qplan in results:
         print(f"- {name}: {qplan}")

@@ -59,10 +59,9 @@ def wait_for_tag(store: Store, rig_id: str, cylinder_id: str, timeout_s: float) 
           f"(waiting {timeout_s:.0f} s)", flush=True)
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        rows = store.query("SELECT reader, reading FROM bind_requests WHERE id = ? AND "
-                           "state = 'read'", (request,))
-        if rows:
-            return request, rows[0]["reader"], rows[0]["reading"]
+        read = store.bind_reading(request)
+        if read is not None:
+            return request, *read
         time.sleep(0.1)  # waiting for a person at the rig, polled with a deadline
     store.bind_done(request, "expired", None, "no tag read in time")
     raise StationError(f"no tag was read at {rig_id} within {timeout_s:.0f} s "

@@ -245,9 +245,7 @@ def cmd_decisions(args: argparse.Namespace) -> int:
 
     cfg = config_mod.load(args.config)
     store = Store(cfg.store)
-    rows = store.conn.execute("SELECT * FROM decisions ORDER BY id DESC LIMIT ?", (args.limit,))
-    cols = [c[0] for c in rows.description]
-    items = [dict(zip(cols, r, strict=True)) for r in rows.fetchall()][::-1]
+    items = store.recent_decisions(args.limit)
     if args.json:
         print(json.dumps(items, ensure_ascii=False, indent=1))
         return EXIT_OK
@@ -338,12 +336,11 @@ def cmd_outbox(args: argparse.Namespace) -> int:
 
 
 def cmd_sync(args: argparse.Namespace) -> int:
+    from station.store import outbox
     from station.store.db import Store
 
     cfg = config_mod.load(args.config)
-    store = Store(cfg.store)
-    with store.transaction() as conn:
-        n = conn.execute("UPDATE outbox SET next_at = 0 WHERE state = 'pending'").rowcount
+    n = outbox.due_now(Store(cfg.store))
     print(f"{n} pending record(s) due now; the running daemon delivers them within a second")
     return EXIT_OK
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from station.core.texts import reason_text
+from station.store.db import Store
 from station.today import station_today
 
 
@@ -126,15 +127,19 @@ def rfid_scan(station, rig: str, tags: list[str]) -> dict:
     from simulators.harness import wait_for
 
     since, rfid = station.last_id(), station.rfids[rig]
+    store = Store(str(station.store_path), readonly=True)
+
+    def decided() -> list[dict]:
+        return [d for d in store.decisions(since) if d["rig"] == rig]
+
     for tag in tags:
         rfid.enter(tag)
     try:
-        wait_for(lambda: len(station.rows("SELECT id FROM decisions WHERE id > ? AND rig = ?",
-                                          since, rig)) >= len(tags), 10, "the RFID decisions")
+        wait_for(lambda: len(decided()) >= len(tags), 10, "the RFID decisions")
+        last = decided()[-1]
     finally:
         rfid.leave()
-    last = station.rows("SELECT * FROM decisions WHERE id > ? AND rig = ? ORDER BY id DESC "
-                        "LIMIT 1", since, rig)[0]
+        store.close()
     wait_for(lambda: station.shows(rig, bool(last["permit"])), 5, f"{rig} to show the verdict")
     return last
 
@@ -200,7 +205,9 @@ def run_demo(interactive: bool = False, keep: bool = False, fills: bool = True) 
             line, ok = play(station, step, n)
             failures += not ok
             print(line + ("" if ok else f"   expected {step.expect}"), flush=True)
-        latencies = [r["latency_ms"] for r in station.rows("SELECT latency_ms FROM decisions")]
+        store = Store(str(station.store_path), readonly=True)
+        latencies = [r["latency_ms"] for r in store.decisions(limit=1_000_000)]
+        store.close()
         print(f"\n{len(latencies)} decisions in {time.monotonic() - started:.1f} s; "
               f"each recorded in {station.store_path.name} before the rig was told.")
         if fills:

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 from simulators.dataset import demo_cylinders, qr_url
 from simulators.harness import SimStation, wait_for
+from station.store import outbox
+from station.store.db import Store
 from station.today import station_today
 
 FLOW_G_PER_S = 10000
@@ -72,20 +74,23 @@ def play_fills(station: SimStation) -> int:
         watch(station, fill, tare_g, round(rec.get("fill_capacity_kg", 14.5) * 1000))
         results.append((fill, station.wait_fill("rig-01", decision["id"])))
         station.remove("rig-01")
-    wait_for(lambda: not station.rows("SELECT 1 FROM outbox WHERE state = 'pending'"), 15,
-             "the records delivered")
-    return table(station, results)
+    store = Store(str(station.store_path), readonly=True)
+    try:
+        wait_for(lambda: not outbox.pending_count(store), 15, "the records delivered")
+        return table(station, results, outbox.states(store))
+    finally:
+        store.close()
 
 
-def table(station: SimStation, results: list) -> int:
-    sync = {r["record_id"]: r for r in station.rows("SELECT * FROM outbox")}
+def table(station: SimStation, results: list, sync: dict[str, str]) -> int:
+    """The fills played and their outbox state (record id → state)."""
     at_city = {f["record_id"] for f in station.city.fillings}
     print("\n  record     cylinder    net kg  target  check        sync       at the city")
     failures = 0
     for fill, row in results:
         ok = (row["post_check"] or "").startswith(fill.expect)
         failures += not ok
-        state = sync.get(row["record_id"], {}).get("state", "-")
+        state = sync.get(row["record_id"], "-")
         net = "-" if row["net_g"] is None else f"{row['net_g'] / 1000:.2f}"
         print(f"  …{row['record_id'][-8:]}  {row['cylinder_id']:<11} {net:>6}  "
               f"{row['target_g'] / 1000:6.2f}  {row['post_check'] or '-':<12} {state:<10} "

@@ -19,9 +19,9 @@ import serial
 from station import config as config_mod
 from station.config import ReaderConfig, RigConfig, StationConfig
 from station.core.fills import local
-from station.errors import CityError, ConfigError, RigFault
+from station.errors import CityError, ConfigError, RigFault, StoreError
 from station.logfmt import escape
-from station.store import chain, retention
+from station.store import chain, probe, retention
 
 RIG_TIMEOUT_S = 1.0  # per Modbus exchange; a healthy controller answers in milliseconds
 BUSY = (errno.EAGAIN, errno.EWOULDBLOCK, errno.EBUSY)
@@ -72,18 +72,11 @@ def check_store(path: str) -> Check:
         return Check("store", "FAIL", f"{store} does not exist and {store.parent} is not a "
                      "writable folder")
     try:
-        conn = sqlite3.connect(f"file:{store}?mode=rw", uri=True, timeout=5)
-        try:
-            result = [r[0] for r in conn.execute("PRAGMA integrity_check").fetchall()]
-            if result != ["ok"]:
-                return Check("store", "FAIL", f"{store}: integrity_check: {'; '.join(result[:3])}")
-            version = conn.execute("PRAGMA user_version").fetchone()[0]
-            conn.execute("BEGIN IMMEDIATE")  # the write lock: fails on a read-only file
-            conn.execute("ROLLBACK")
-        finally:
-            conn.close()
-    except sqlite3.Error as err:
+        result, version = probe.writable(str(store))
+    except StoreError as err:
         return Check("store", "FAIL", f"{store}: {err}")
+    if result != ["ok"]:
+        return Check("store", "FAIL", f"{store}: integrity_check: {'; '.join(result[:3])}")
     if not _writable(store.parent):
         return Check("store", "FAIL", f"{store.parent} is not writable (SQLite keeps its -wal "
                      "and -shm files there)")
@@ -120,16 +113,12 @@ def check_chain(path: str, *, store_ok: bool = True) -> Check:
         return Check("chain", "PASS", "no store yet: nothing to verify")
     t0 = time.monotonic()
     try:
-        conn = sqlite3.connect(f"file:{store}?mode=ro", uri=True, timeout=5)
-        try:
-            if conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND "
-                            "name = 'chain'").fetchone() is None:
+        with probe.readonly(str(store)) as conn:
+            if not probe.has_table(conn, "chain"):
                 return Check("chain", "WARN", f"{store} has no chain table yet (an older "
                              "schema: the daemon adds it when it starts)")
             problems, _ = retention.verify(conn)
             top, entries = chain.newest(conn), chain.head(conn).records
-        finally:
-            conn.close()
     except sqlite3.Error as err:
         return Check("chain", "FAIL" if store_ok else "WARN", f"not verified: {err}")
     took = f"{time.monotonic() - t0:.1f} s"
@@ -151,12 +140,8 @@ def check_blocklist(path: str) -> Check:
     if not store.exists():
         return Check("blocklist", "PASS", "no store yet: no block list")
     try:
-        conn = sqlite3.connect(f"file:{store}?mode=ro", uri=True, timeout=5)
-        try:
-            keys = [k for (k,) in conn.execute("SELECT key FROM blocklist").fetchall()]
-        finally:
-            conn.close()
-    except sqlite3.Error as err:
+        keys = probe.blocklist_keys(str(store))
+    except StoreError as err:
         return Check("blocklist", "WARN", f"not read: {err}")
     bad = [(k, why) for k in keys if (why := unmatchable(k))]
     if not bad:

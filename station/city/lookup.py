@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from concurrent.futures import Executor
 from dataclasses import dataclass
@@ -161,8 +160,5 @@ class LookupService:
         """The cached record for a reading; a typed key by cylinder id, then information code."""
         if reading.kind != TYPED_KIND:
             return self.store.cached(tag_key(reading))
-        rows = self.store.query("SELECT record, fetched_at FROM cylinders WHERE id = ?",
-                                (reading.value,))
-        if rows:
-            return json.loads(rows[0]["record"]), float(rows[0]["fetched_at"])
-        return self.store.cached(f"info_code:{reading.value}")
+        return self.store.cached_by_id(reading.value) or \
+            self.store.cached(f"info_code:{reading.value}")

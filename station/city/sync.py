@@ -22,7 +22,7 @@ from station.backoff import Backoff
 from station.config import SyncConfig
 from station.errors import StoreError
 from station.logfmt import kv
-from station.store import chain
+from station.store import outbox
 from station.store.db import Store
 
 log = logging.getLogger("station.sync")
@@ -101,11 +101,11 @@ class SyncWorker(threading.Thread):
 
     def step(self, store: Store) -> float:
         """Deliver the oldest pending record if it is due; return how long to wait next."""
-        rows = store.query("SELECT * FROM outbox WHERE state = 'pending' ORDER BY id LIMIT 1")
-        self._watch_backlog(store, rows[0]["created_at"] if rows else None)
-        if not rows:
+        row = outbox.oldest_pending(store)
+        self._watch_backlog(store, row["created_at"] if row else None)
+        if row is None:
             return 5.0
-        row, now = rows[0], time.time()
+        now = time.time()
         if now < row["next_at"] <= now + self.cfg.backoff_cap_s:  # (further off: the clock
             return min(row["next_at"] - now, 5.0)  # was stepped back since; due now)
         if self.cfg.rate_per_s > 0:
@@ -149,12 +149,7 @@ class SyncWorker(threading.Thread):
         reply = self.city.query(condition, deadline_s=self.cfg.submit_timeout_s)
         if reply.outcome == "found" and len(reply.items) == 1:
             payload["id"] = reply.items[0].get("id")
-            with store.transaction() as conn:
-                conn.execute("UPDATE outbox SET payload = ? WHERE id = ?",
-                             (json.dumps(payload, ensure_ascii=False), row["id"]))
-                conn.execute("UPDATE fills SET cylinder_id = ? WHERE record_id = ?",
-                             (payload["id"], row["record_id"]))
-                chain.append(conn, "fill", row["record_id"])  # the amended record
+            outbox.amend_cylinder(store, row["id"], row["record_id"], payload)
             return payload
         if reply.outcome == "transient":
             self._retry(store, row, f"resolving the cylinder id: {reply.message}", None)
@@ -167,12 +162,7 @@ class SyncWorker(threading.Thread):
         """Commit the city's answer; one the store cannot take is kept, and committed before
         anything else is sent (sent again only if the worker stops meanwhile: a 409, once)."""
         self._unmarked = (row, state, trace_id, error)
-        with store.transaction() as conn:
-            conn.execute(
-                "UPDATE outbox SET state = ?, attempts = attempts + 1, delivered_at = ?, "
-                "trace_id = ?, last_error = coalesce(?, last_error) WHERE id = ?",
-                (state, time.time() if state == "delivered" else None, trace_id, error,
-                 row["id"]))
+        outbox.mark(store, row["id"], state, trace_id, error)
         self._unmarked = None
         event = "record_delivered" if state == "delivered" else "record_dead"
         (log.info if state == "delivered" else log.error)(kv(
@@ -182,9 +172,7 @@ class SyncWorker(threading.Thread):
     def _retry(self, store: Store, row: dict[str, Any], error: str,
                retry_after_s: float | None) -> None:
         wait = backoff_s(row["attempts"], self.cfg.backoff_cap_s, retry_after_s, self.rng)
-        with store.transaction() as conn:
-            conn.execute("UPDATE outbox SET attempts = attempts + 1, last_error = ?, "
-                         "next_at = ? WHERE id = ?", (error, time.time() + wait, row["id"]))
+        outbox.retry_later(store, row["id"], error, time.time() + wait)
         log.warning(kv("record_retry", record_id=row["record_id"], attempts=row["attempts"] + 1,
                        retry_in_s=wait, error=error))
 
@@ -195,8 +183,7 @@ class SyncWorker(threading.Thread):
         old = age_h > self.cfg.backlog_warn_h
         if old == self._backlog_old:
             return
-        pending = store.conn.execute("SELECT count(*) FROM outbox WHERE state = 'pending'"
-                                     ).fetchone()[0]
+        pending = outbox.pending_count(store)
         if old:
             log.warning(kv("backlog_old", pending=pending, oldest_h=age_h))
         elif self._backlog_old is not None:

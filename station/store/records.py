@@ -13,6 +13,7 @@ from station.config import StationConfig
 from station.core.fills import local
 from station.core.keys import typed_key
 from station.errors import StationError
+from station.store import outbox
 from station.store.db import Store
 
 COLUMNS = ("record_id", "fill_date", "started", "ended", "rig", "operator", "cylinder_id",
@@ -103,17 +104,14 @@ def print_records(cfg: StationConfig, args: argparse.Namespace) -> int:
 
 
 def outbox_summary(store: Store) -> dict[str, Any]:
-    counts = dict(store.conn.execute("SELECT state, count(*) FROM outbox GROUP BY state"))
-    oldest = store.conn.execute("SELECT min(created_at) FROM outbox WHERE state = 'pending'"
-                                ).fetchone()[0]
-    last = store.query("SELECT record_id, last_error, attempts FROM outbox WHERE last_error "
-                       "IS NOT NULL AND state != 'delivered' ORDER BY id DESC LIMIT 1")
-    dead = store.query("SELECT record_id, last_error FROM outbox WHERE state = 'dead' "
-                       "ORDER BY id")
+    counts = outbox.counts(store)
+    oldest = outbox.oldest_pending_at(store)
+    last = outbox.last_error(store)
+    dead = outbox.dead(store)
     return {"pending": counts.get("pending", 0), "delivered": counts.get("delivered", 0),
             "dead": counts.get("dead", 0), "oldest_pending": local(oldest),
             "oldest_pending_age_h": None if oldest is None else
-            round((time.time() - oldest) / 3600, 2), "last_error": last[0] if last else None,
+            round((time.time() - oldest) / 3600, 2), "last_error": last,
             "dead_records": dead}
 
 
@@ -132,11 +130,7 @@ def print_outbox(cfg: StationConfig) -> int:
 
 def outbox_retry(cfg: StationConfig, record_id: str) -> int:
     """Send a dead record again (after the cause was fixed); it is never deleted."""
-    store = Store(cfg.store)
-    with store.transaction() as conn:
-        n = conn.execute("UPDATE outbox SET state = 'pending', next_at = 0 WHERE record_id = ? "
-                         "AND state = 'dead'", (record_id,)).rowcount
-    if not n:
+    if not outbox.revive(Store(cfg.store), record_id):
         raise StationError(f"no dead record {record_id} in the outbox")
     print(f"{record_id} is pending again")
     return 0

@@ -78,3 +78,19 @@ def test_chain_still_verifies_but_a_deletion_behind_our_back_does_not(store, tmp
     other.close()
     problems, _ = retention.verify(store.conn)
     assert len(problems) == 1 and store.ids["young"] in problems[0] and "deleted" in problems[0]
+
+
+def test_small_batches_delete_the_same_rows_and_the_chain_still_verifies(store):
+    """Each batch its own write transaction (the daemon waits at most one batch for the lock):
+    the outcome is that of one transaction."""
+    r = Records(store)
+    for _ in range(5):
+        r.decision(OLD, permit=False, reason="SCRAPPED")
+    p = retention.prune(store, 2, now=NOW, batch=2)
+    assert (p.fills, p.outbox, p.decisions, p.rig_events) == (2, 1, 8, 0)
+    assert p.batches >= 5  # 2 fills in one batch, 8 decisions in four
+    assert fills(store) == {store.ids["old_pending"], store.ids["old_dead"], store.ids["young"]}
+    assert len(store.query("SELECT d.id FROM decisions d JOIN fills f ON f.decision_id = d.id"
+                           )) == 3
+    problems, pruned = retention.verify(store.conn)
+    assert problems == [] and pruned == 10

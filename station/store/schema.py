@@ -1,0 +1,82 @@
+"""The store's schema: its versioned migrations, applied in order by Store at start-up."""
+
+from __future__ import annotations
+
+# Versioned schema: migration N brings the store from user_version N-1 to N. Append only.
+MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE cylinders (id TEXT PRIMARY KEY, record TEXT NOT NULL, fetched_at REAL NOT NULL);
+    CREATE TABLE tag_index (key TEXT PRIMARY KEY, cylinder_id TEXT NOT NULL, at REAL NOT NULL);
+    CREATE TABLE decisions (
+        id INTEGER PRIMARY KEY AUTOINCREMENT, at REAL NOT NULL, local_time TEXT NOT NULL,
+        rig TEXT NOT NULL, reader TEXT, operator TEXT, reading TEXT NOT NULL, kind TEXT NOT NULL,
+        tag TEXT, cylinder_id TEXT, permit INTEGER NOT NULL, reason TEXT, warnings TEXT,
+        detail TEXT, source TEXT NOT NULL, cache_age_s REAL, latency_ms REAL NOT NULL);
+    CREATE INDEX decisions_at ON decisions(at);
+    CREATE INDEX decisions_cylinder ON decisions(cylinder_id, permit, at);
+    CREATE TABLE blocklist (key TEXT PRIMARY KEY, reason TEXT NOT NULL, added_at REAL NOT NULL,
+        added_by TEXT);
+    CREATE TABLE operator_events (id INTEGER PRIMARY KEY AUTOINCREMENT, at REAL NOT NULL,
+        rig TEXT NOT NULL, operator TEXT NOT NULL, event TEXT NOT NULL, via TEXT);
+    CREATE TABLE rig_events (id INTEGER PRIMARY KEY AUTOINCREMENT, at REAL NOT NULL,
+        rig TEXT NOT NULL, event TEXT NOT NULL, detail TEXT);
+    CREATE INDEX rig_events_rig ON rig_events(rig, id);
+    """,
+    """
+    CREATE TABLE fills (
+        record_id TEXT PRIMARY KEY, decision_id INTEGER, rig TEXT NOT NULL, state TEXT NOT NULL,
+        cylinder_id TEXT, info_code TEXT, tag TEXT, medium TEXT NOT NULL, operator TEXT,
+        source TEXT NOT NULL, cache_age_s REAL, tare_g INTEGER NOT NULL, target_g INTEGER NOT NULL,
+        prefill_g INTEGER, gross_g INTEGER, net_g INTEGER, pre_check TEXT, post_check TEXT,
+        end_reason TEXT, permitted_at REAL, started_at REAL, ended_at REAL, fill_date TEXT,
+        override_by TEXT, override_reason TEXT, handled_at REAL, handled_by TEXT);
+    CREATE INDEX fills_date ON fills(fill_date, rig);
+    CREATE INDEX fills_cylinder ON fills(cylinder_id, started_at);
+    CREATE INDEX fills_state ON fills(state);
+    CREATE TABLE outbox (
+        id INTEGER PRIMARY KEY AUTOINCREMENT, record_id TEXT NOT NULL UNIQUE,
+        payload TEXT NOT NULL, state TEXT NOT NULL DEFAULT 'pending',
+        attempts INTEGER NOT NULL DEFAULT 0, last_error TEXT, next_at REAL NOT NULL,
+        created_at REAL NOT NULL, delivered_at REAL, trace_id TEXT);
+    CREATE INDEX outbox_pending ON outbox(state, id);
+    """,
+    """
+    CREATE INDEX fills_info_code ON fills(info_code);
+    CREATE INDEX fills_tag ON fills(tag);
+    CREATE INDEX fills_time ON fills(coalesce(started_at, permitted_at));
+    """,
+    """
+    CREATE TABLE manual_entries (id INTEGER PRIMARY KEY AUTOINCREMENT, at REAL NOT NULL,
+        rig TEXT NOT NULL, code TEXT NOT NULL, via TEXT, taken_at REAL);
+    CREATE INDEX manual_entries_open ON manual_entries(rig, taken_at);
+    """,
+    """
+    CREATE TABLE bind_requests (id INTEGER PRIMARY KEY AUTOINCREMENT, at REAL NOT NULL,
+        rig TEXT NOT NULL, cylinder_id TEXT NOT NULL, state TEXT NOT NULL,
+        reader TEXT, reading TEXT, read_at REAL, info_code TEXT, message TEXT);
+    CREATE INDEX bind_requests_waiting ON bind_requests(rig, state);
+    """,
+    """
+    CREATE TABLE rig_live (rig TEXT PRIMARY KEY, at REAL NOT NULL, state TEXT NOT NULL);
+    """,
+    """
+    CREATE TABLE chain (seq INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT NOT NULL,
+        ref TEXT NOT NULL, digest TEXT NOT NULL, prev TEXT NOT NULL, hash TEXT NOT NULL);
+    CREATE INDEX chain_ref ON chain(kind, ref);
+    -- then: chain every record the store already holds (see _chain_existing)
+    """,
+    """
+    CREATE TABLE IF NOT EXISTS city_refusals (key TEXT PRIMARY KEY, outcome TEXT NOT NULL,
+        message TEXT, at REAL NOT NULL);
+    """,
+    """
+    CREATE INDEX IF NOT EXISTS operator_events_rig ON operator_events(rig, id);
+    """,
+    # Per-scan and prune lookups that scanned a whole table (issue 15 item 4): a decision with a
+    # city record clears its cylinder's remembered refusals through tag_index by cylinder; a
+    # forgotten tag drops every key of its cylinder; retention finds a decision's fill.
+    """
+    CREATE INDEX IF NOT EXISTS tag_index_cylinder ON tag_index(cylinder_id);
+    CREATE INDEX IF NOT EXISTS fills_decision ON fills(decision_id);
+    """,
+)
