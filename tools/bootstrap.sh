@@ -43,8 +43,10 @@ if [ "$EXTRA" = dev ] && [ -z "${STATION_SYSTEM_PACKAGES+set}" ] && ! command -v
   optional_apt+=("gcc" "libc6-dev")
 fi
 installed() { dpkg -s "$1" >/dev/null 2>&1 || dpkg -s "${1}t64" >/dev/null 2>&1; }
+# --no-install-recommends: libzbar0 alone would pull in ImageMagick and Ghostscript (recommends).
 apt_install() {
-  as_root apt-get update -qq && as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@"
+  as_root apt-get update -qq && as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+    --no-install-recommends "$@"
 }
 if [ ${#need_apt[@]} -gt 0 ] && command -v apt-get >/dev/null; then
   missing=()

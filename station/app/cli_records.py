@@ -75,8 +75,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     bak.add_argument("dir", nargs="?", help="the folder (default: [backup] dir)")
     bak.add_argument("--keep", type=count, help="keep this many copies there, remove older "
                      "ones (default: [backup] keep when the folder is the configured one)")
-    bak.add_argument("--print-dir", action="store_true",
-                     help="print the folder a backup goes to ([backup] dir) and exit")
+    bak.add_argument("--systemd-dropin", action="store_true",
+                     help="print the backup unit's drop-in for [backup] dir (make install)")
     prn = sub.add_parser("prune", help="delete records older than [retention] keep_years "
                          "(never one not yet delivered)")
     add_config(prn)
@@ -226,13 +226,11 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_backup(args: argparse.Namespace) -> int:
     from station.store.backup import backup
 
+    if args.systemd_dropin:
+        print(backup_dropin(args.config, config_mod.backup_only(args.config).dir), end="")
+        return EXIT_OK
     cfg = config_mod.load(args.config)
     folder = args.dir or cfg.backup.dir
-    if args.print_dir:
-        if not cfg.backup.dir:
-            raise UsageError(f"[backup] dir is not set in {cfg.file}")
-        print(cfg.backup.dir)
-        return EXIT_OK
     if not folder:
         raise UsageError("backup needs a folder: give DIR or set [backup] dir")
     keep = args.keep if args.keep is not None else (None if args.dir else cfg.backup.keep)
@@ -243,6 +241,19 @@ def cmd_backup(args: argparse.Namespace) -> int:
     for old in done.removed:
         print(f"removed old backup {old}")
     return EXIT_OK
+
+
+def backup_dropin(file: str, folder: str) -> str:
+    """station-backup.service's drop-in: mount [backup] dir first and let the unit write there
+    (the unit itself may write nowhere but the store's folder)."""
+    head = (f"# Written from [backup] dir of {file} by `make install`\n"
+            "# (station backup --systemd-dropin): edit the configuration, not this.\n")
+    if not folder:
+        return head + "# [backup] dir is empty: the nightly backup has no folder and fails\n"
+    if any(c.isspace() or not c.isprintable() for c in folder):
+        raise UsageError(f"[backup] dir {folder!r}: a folder for systemd must not contain "
+                         "spaces or control characters")
+    return head + f"[Unit]\nRequiresMountsFor={folder}\n\n[Service]\nReadWritePaths=-{folder}\n"
 
 
 def cmd_prune(args: argparse.Namespace) -> int:

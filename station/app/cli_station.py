@@ -9,6 +9,7 @@ import logging
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
+from pathlib import Path
 
 from station import config as config_mod
 from station import logfmt
@@ -17,6 +18,7 @@ from station.core.texts import reason_text
 from station.errors import StationError, UsageError
 
 EXIT_OK, EXIT_REFUSED, EXIT_CONFIG = 0, 1, 2
+EXIT_TEMPFAIL = 75  # sysexits EX_TEMPFAIL: another daemon holds the store; systemd retries
 LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
@@ -88,7 +90,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         logging.getLogger("station.daemon").error(logfmt.kv(
             "already_running", pid=err.pid, lock=err.lock_path, action="exit, nothing changed"))
         print(f"station: {err}", file=sys.stderr)
-        return EXIT_CONFIG
+        return EXIT_TEMPFAIL
     if create:
         init_store(cfg)
     return asyncio.run(serve(cfg))
@@ -116,7 +118,10 @@ def cmd_check(args: argparse.Namespace) -> int:
     cfg = config_mod.load(args.config)
     rig = rig_of(cfg, args.rig) if args.rig else cfg.rigs[0]
     reading = parse_scan(args.tag, cfg.qr_hosts, cfg.qr_allow_http, "cli", typed=True)
-    store = Store(store_path(cfg))
+    # Before the first start there is no store: judge without one (no block list, no cache)
+    # rather than create it here.
+    fresh = not Path(cfg.store).is_file()
+    store = Store(":memory:" if fresh else cfg.store)
     city = CityClient(cfg.city, cfg.unit_code)
     with ThreadPoolExecutor(1) as pool:
         lookups = LookupService(city, store, pool, cfg.city.decision_deadline_s)
@@ -139,6 +144,8 @@ def cmd_check(args: argparse.Namespace) -> int:
         print(f"warning:  {w}: {reason_text(w).zh} / {reason_text(w).en}")
     if verdict.detail:
         print(f"detail:   {verdict.detail}")
+    if fresh:
+        print(f"store:    none yet at {cfg.store}: no block list, no cache consulted")
     city.close()
     return EXIT_OK if verdict.permit else EXIT_REFUSED
 
@@ -155,8 +162,8 @@ def cmd_enter(args: argparse.Namespace) -> int:
     reading = parse_scan(code, cfg.qr_hosts, cfg.qr_allow_http, "manual", typed=True)
     if reading.refusal or (code.isascii() and code.isdigit() and not TRACEABLE_NO.fullmatch(code)):
         why = reading.detail or "a number must have 12 digits (3 maker, 2 year, 7 serial)"
-        raise UsageError(f"{logfmt.escape(code)!r} is not a code the station can look up: "
-                         f"{why}")
+        raise StationError(f"{logfmt.escape(code)!r} is not a code the station can look up: "
+                           f"{why}")
     entry = Store(store_path(cfg)).enter_manually(args.rig, code, via="cli")
     kind = {"id_or_code": "cylinder id or information code"}.get(reading.kind, reading.kind)
     print(f"entry {entry} for {args.rig}: {code} ({kind}); the daemon judges it now")

@@ -61,7 +61,7 @@ __all__ = [
     "SERIAL_KEYS", "BackupConfig", "CityConfig", "CityPaths", "CylinderType", "DoctorConfig",
     "FillConfig", "ModbusEndpoint", "Operator", "OverrideConfig", "ReaderConfig", "RegisterMap",
     "RetentionConfig", "RigConfig", "RulesConfig", "ServiceLife", "StationConfig", "SyncConfig",
-    "WebConfig", "WebUser", "_web", "load",
+    "WebConfig", "WebUser", "_web", "backup_only", "load", "read_toml",
 ]
 
 
@@ -100,15 +100,13 @@ class StationConfig:
         return None
 
 
-def load(path: str | os.PathLike[str], env: dict[str, str] | None = None) -> StationConfig:
-    """Read and validate the configuration file; raise ConfigError naming file, section, key.
+def read_toml(file: str) -> dict:
+    """The file's TOML as a dict; ConfigError naming the file when it cannot be read or parsed.
 
     A UTF-8 byte-order mark at the top (Windows Notepad writes one) is accepted.
     """
-    file = str(path)
-    env = dict(os.environ) if env is None else env
     try:
-        raw = tomllib.loads(Path(file).read_text(encoding="utf-8").removeprefix(BOM))
+        return tomllib.loads(Path(file).read_text(encoding="utf-8").removeprefix(BOM))
     except FileNotFoundError as err:
         raise ConfigError(file, "-", None, "file not found") from err
     except IsADirectoryError as err:
@@ -117,7 +115,18 @@ def load(path: str | os.PathLike[str], env: dict[str, str] | None = None) -> Sta
         raise ConfigError(file, "-", None, "cannot be read (permission denied)") from err
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
         raise ConfigError(file, "-", None, f"not valid TOML: {err}") from err
-    top = Section(file, "", raw)
+
+
+def backup_only(file: str) -> BackupConfig:
+    """Only [backup] of a configuration file, validated (no secret needed: install time)."""
+    return backup(Section(file, "backup", read_toml(file).get("backup", {})), file)
+
+
+def load(path: str | os.PathLike[str], env: dict[str, str] | None = None) -> StationConfig:
+    """Read and validate the configuration file; raise ConfigError naming file, section, key."""
+    file = str(path)
+    env = dict(os.environ) if env is None else env
+    top = Section(file, "", read_toml(file))
     station = top.sub("station", required=True)
     unit_name = station.get_str("unit_name", maxlen=UNIT_NAME_MAX)
     unit_code = station.get_str("unit_code", maxlen=50)
