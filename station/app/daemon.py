@@ -15,6 +15,7 @@ from pathlib import Path
 
 from drivers.modbus_rig import ModbusRig, links_for
 from drivers.registry import make_reader
+from station.app.startup import FIRST_START
 from station.city.client import CityClient
 from station.city.clockwatch import ClockWatch
 from station.city.lookup import LookupService
@@ -37,9 +38,6 @@ class AlreadyRunning(StationError):
         self.lock_path, self.pid = lock_path, pid
         super().__init__(f"already running (pid {pid or 'unknown'}): {lock_path} is locked; "
                          "this one changed nothing")
-
-
-FIRST_START = ".station-first-start"  # laid in the store's folder by tools/install.sh
 
 
 def may_create(cfg: StationConfig, *, asked: bool) -> bool:

@@ -10,6 +10,8 @@ from pathlib import Path
 
 from station.config import StationConfig
 
+FIRST_START = ".station-first-start"  # laid in the store's folder by tools/install.sh
+
 # The hashes published in config/station.example.toml: anyone can read them, so a station that
 # keeps one has a known password (tests/app/test_setup_traps.py keeps this list in step).
 EXAMPLE_HASHES = frozenset({
