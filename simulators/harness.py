@@ -176,7 +176,7 @@ class SimStation:
         self._log_start = log.tell()  # this daemon's lines start here
         env = dict(os.environ, PYTHONUNBUFFERED="1", **self.daemon_env)
         self.daemon = subprocess.Popen(
-            [sys.executable, "-m", "station", "run", "--config", str(self.config_path)],
+            [sys.executable, "-m", "station", "run", "--init", "--config", str(self.config_path)],
             stdout=subprocess.PIPE if self.log_pipe else log, stderr=subprocess.STDOUT,
             env=env, cwd=self.workdir)
         if self.log_pipe:

@@ -39,3 +39,7 @@ class CityError(StationError):
         self.transient = transient
         self.code = code
         self.retry_after_s = retry_after_s
+
+
+class UsageError(StationError):
+    """A command was given input it cannot use (a bad date, an unknown rig, no store): exit 2."""

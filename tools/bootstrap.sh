@@ -13,7 +13,7 @@ as_root() {
 }
 
 if ! command -v "$PY" >/dev/null; then
-  echo "bootstrap: $PY not found. Install Python 3.11 or newer (Debian: apt-get install python3 python3-venv)." >&2
+  echo "bootstrap: $PY not found. Install Python 3.11 or newer (Debian: apt-get install --no-install-recommends python3 python3-venv)." >&2
   exit 1
 fi
 if ! "$PY" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
@@ -43,8 +43,10 @@ if [ "$EXTRA" = dev ] && [ -z "${STATION_SYSTEM_PACKAGES+set}" ] && ! command -v
   optional_apt+=("gcc" "libc6-dev")
 fi
 installed() { dpkg -s "$1" >/dev/null 2>&1 || dpkg -s "${1}t64" >/dev/null 2>&1; }
+# --no-install-recommends: libzbar0 alone would pull in ImageMagick and Ghostscript (recommends).
 apt_install() {
-  as_root apt-get update -qq && as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@"
+  as_root apt-get update -qq && as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+    --no-install-recommends "$@"
 }
 if [ ${#need_apt[@]} -gt 0 ] && command -v apt-get >/dev/null; then
   missing=()
@@ -53,7 +55,7 @@ if [ ${#need_apt[@]} -gt 0 ] && command -v apt-get >/dev/null; then
     echo "bootstrap: installing system packages: ${missing[*]}"
     if ! apt_install "${missing[@]}"; then
       echo "bootstrap: cannot install ${missing[*]} (not root, no sudo). Ask an administrator to run:" >&2
-      echo "    sudo apt-get install ${missing[*]}" >&2
+      echo "    sudo apt-get install --no-install-recommends ${missing[*]}" >&2
       exit 1
     fi
   fi
@@ -66,18 +68,18 @@ if [ ${#optional_apt[@]} -gt 0 ] && command -v apt-get >/dev/null; then
     if ! apt_install "${missing[@]}"; then
       echo "bootstrap: could not install ${missing[*]} (optional: the camera's pyzbar decoder; for the tests, systemd-analyze, chromium, a C compiler)." >&2
       echo "bootstrap: continuing without; to add it, ask an administrator to run:" >&2
-      echo "    sudo apt-get install ${missing[*]}" >&2
+      echo "    sudo apt-get install --no-install-recommends ${missing[*]}" >&2
     fi
   fi
 fi
 
 if [ "$EXTRA" = dev ] && ! command -v chromium >/dev/null; then
   echo "bootstrap: no chromium: the browser tests (tests/web) will be skipped. To run them, ask" >&2
-  echo "    an administrator to run: sudo apt-get install chromium fonts-noto-cjk" >&2
+  echo "    an administrator to run: sudo apt-get install --no-install-recommends chromium fonts-noto-cjk" >&2
 fi
 if [ "$EXTRA" = dev ] && ! command -v cc >/dev/null; then
   echo "bootstrap: no C compiler: the clock-step tests (tests/faults) will be skipped. To run them," >&2
-  echo "    ask an administrator to run: sudo apt-get install gcc libc6-dev" >&2
+  echo "    ask an administrator to run: sudo apt-get install --no-install-recommends gcc libc6-dev" >&2
 fi
 if [ ! -x "$VENV/bin/python" ]; then
   echo "bootstrap: creating $VENV"

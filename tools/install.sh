@@ -18,6 +18,8 @@ UNITDIR=/etc/systemd/system
 BIN=/usr/local/bin/station
 PY=${PYTHON:-python3}
 UNITS=(station.service station-web.service station-backup.service station-backup.timer)
+STATE=/var/lib/station
+MARKER=.station-first-start  # station/app/daemon.py FIRST_START: the first `station run` creates
 
 say() { echo "install: $*"; }
 live() { [ -z "$DESTDIR" ]; }
@@ -35,6 +37,7 @@ uninstall() {
   fi
   for unit in "${UNITS[@]}"; do rm -f "$DESTDIR$UNITDIR/$unit"; done
   rm -rf "$DESTDIR$UNITDIR/station-web.service.d/50-lan.conf"
+  rm -rf "$DESTDIR$UNITDIR/station-backup.service.d/50-dir.conf"
   rm -rf "$DESTDIR$OPT"
   rm -f "$DESTDIR$BIN"
   if systemd_up; then systemctl daemon-reload; fi
@@ -83,6 +86,36 @@ install_units() {
   say "installed ${UNITS[*]} in $UNITDIR and $BIN"
 }
 
+install_state() {
+  # The state folder before the first start (doctor checks it), with the first-start marker
+  # when no store is there yet: the first `station run` creates the store and removes it. A
+  # store path that later changes (a typo) then finds no marker and refuses to start empty.
+  install -d -m 0750 "$DESTDIR$STATE"
+  if live; then chown station:station "$STATE"; fi
+  if ls "$DESTDIR$STATE"/*.db >/dev/null 2>&1; then
+    say "kept $STATE and its store (no first-start marker)"
+  else
+    install -m 0640 /dev/null "$DESTDIR$STATE/$MARKER"
+    if live; then chown station:station "$STATE/$MARKER"; fi
+    say "created $STATE with the first-start marker: the first start creates the store"
+  fi
+}
+
+install_backup_dropin() {
+  # The backup unit's mount and only writable folder, from [backup] dir of the configuration.
+  local dir="$DESTDIR$UNITDIR/station-backup.service.d"
+  install -d -m 0755 "$dir"
+  if "$DESTDIR$OPT/.venv/bin/station" backup --config "$DESTDIR$CONF/station.toml" \
+      --systemd-dropin >"$dir/50-dir.conf.new"; then
+    mv "$dir/50-dir.conf.new" "$dir/50-dir.conf"
+    say "wrote $UNITDIR/station-backup.service.d/50-dir.conf from [backup] dir"
+  else
+    rm -f "$dir/50-dir.conf.new"
+    say "could not read [backup] of $CONF/station.toml: fix it, then run make install again"
+  fi
+  if systemd_up; then systemctl daemon-reload; fi
+}
+
 install_lan_dropin() {
   # The web unit's IPAddressAllow= for the tablets, from [web] allow of the configuration.
   local dir="$DESTDIR$UNITDIR/station-web.service.d"
@@ -104,8 +137,9 @@ next_steps() {
 Next steps (README: "From a new box to a running station"):
   1. Put the city app secret in $CONF/app_secret:  install -m 0600 /dev/null $CONF/app_secret
      then write the secret into it (the units pass it as a credential; it stays root-only).
-  2. Edit $CONF/station.toml: the unit, the city, every rig and reader, [backup] dir.
-  3. Check everything:     station doctor --config $CONF/station.toml
+  2. Edit $CONF/station.toml: the unit, the city, every rig and reader, [backup] dir
+     (then run make install again: it writes the units' drop-ins from [web] and [backup]).
+  3. Check everything:     station doctor
   4. Start and enable:     systemctl enable --now station.service station-web.service \\
                                station-backup.timer
   5. Follow the log:       journalctl -u station -f
@@ -118,7 +152,9 @@ case "$ACTION" in
     install_package
     install_config
     install_units
+    install_state
     install_lan_dropin
+    install_backup_dropin
     next_steps
     ;;
   uninstall) uninstall ;;

@@ -11,15 +11,17 @@ import os
 import signal
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 from drivers.modbus_rig import ModbusRig, links_for
 from drivers.registry import make_reader
+from station.app.startup import FIRST_START
 from station.city.client import CityClient
 from station.city.clockwatch import ClockWatch
 from station.city.lookup import LookupService
 from station.city.sync import SyncWorker
 from station.config import StationConfig
-from station.errors import StationError, StoreError
+from station.errors import StationError, StoreError, UsageError
 from station.logfmt import kv
 from station.notify import notify, watchdog_interval_s
 from station.rig.liveness import Progress, Watched, hung_rigs
@@ -36,6 +38,42 @@ class AlreadyRunning(StationError):
         self.lock_path, self.pid = lock_path, pid
         super().__init__(f"already running (pid {pid or 'unknown'}): {lock_path} is locked; "
                          "this one changed nothing")
+
+
+def may_create(cfg: StationConfig, *, asked: bool) -> bool:
+    """Whether `station run` is to create the store: never silently (a typo in `store =` would
+    start an empty store, hiding history, shifts, block list and chain). True when there is
+    none and it was asked for (--init) or the first-start marker lies in the store's folder;
+    False when the store exists; UsageError (exit 2: systemd does not restart) otherwise."""
+    store = Path(cfg.store)
+    if store.is_file():
+        return False
+    if store.exists():
+        raise UsageError(f"[station] store {store} in {cfg.file} is not a file")
+    if asked or (store.parent / FIRST_START).is_file():
+        return True
+    raise UsageError(f"no store at {store} ([station] store in {cfg.file}): for the first "
+                     f"start run `station init --config {cfg.file}` (make install lays down "
+                     f"{store.parent / FIRST_START} for this); otherwise correct the path")
+
+
+def init_store(cfg: StationConfig) -> bool:
+    """Create the store (and its folder) with the current schema; False when it existed.
+    The first-start marker is removed: from now on a missing store is an error."""
+    existed = Path(cfg.store).is_file()
+    Store(cfg.store).close()
+    (Path(cfg.store).parent / FIRST_START).unlink(missing_ok=True)
+    if not existed:
+        log.info(kv("store_created", store=cfg.store))
+    return not existed
+
+
+def warn_setup(cfg: StationConfig) -> None:
+    """Log what is set up oddly but does not stop a start (station.app.startup)."""
+    from station.app.startup import rig_notices
+
+    for n in rig_notices(cfg):
+        log.warning(kv(n.event, **dict(n.fields), why=n.text))
 
 
 def lock_path(store: str) -> str:
@@ -97,6 +135,7 @@ def build(cfg: StationConfig, store: Store, executor: ThreadPoolExecutor,
 
 async def serve(cfg: StationConfig) -> int:
     """Run until SIGTERM/SIGINT; withdraw every permit before returning."""
+    warn_setup(cfg)
     store = Store(cfg.store)
     if not store.integrity_ok():
         raise StoreError(f"store {cfg.store} failed its integrity check")

@@ -42,7 +42,7 @@ def run(config_path: str, env: Mapping[str, str] | None = None) -> list[Check]:
         return [Check("config", "FAIL", str(err))]
     readers = sum(len(r.readers) for r in cfg.rigs)
     checks = [Check("config", "PASS", f"{cfg.file}: {len(cfg.rigs)} rig(s), {readers} reader(s)")]
-    checks.append(check_store(cfg.store))
+    checks.append(check_store(cfg.store, cfg.file))
     checks.append(check_chain(cfg.store, store_ok=checks[-1].status == "PASS"))
     checks += asyncio.run(check_rigs(cfg))
     checks += [check_reader(rig.id, rd) for rig in cfg.rigs for rd in rig.readers]
@@ -50,7 +50,17 @@ def run(config_path: str, env: Mapping[str, str] | None = None) -> list[Check]:
     checks.append(check_clock(cfg))
     checks.append(check_disk(cfg))
     checks.append(check_blocklist(cfg.store))
+    checks += setup_checks(cfg)
     return checks
+
+
+def setup_checks(cfg: StationConfig) -> list[Check]:
+    """The start-up warnings (station.app.startup) as WARN lines; a missing serial port is
+    already a reader's or rig's FAIL above."""
+    from station.app.startup import notices
+
+    return [Check("setup", "WARN", n.text) for n in notices(cfg)
+            if n.event != "serial_port_missing"]
 
 
 def render(checks: list[Check]) -> str:
@@ -62,15 +72,28 @@ def failed(checks: list[Check]) -> bool:
 
 
 # --- the store ------------------------------------------------------------------------------
-def check_store(path: str) -> Check:
-    """Opens without creating, passes integrity_check, and takes the write lock."""
+def check_store(path: str, config_file: str = "FILE") -> Check:
+    """Opens without creating, passes integrity_check, and takes the write lock. Before the
+    first start: PASS when the first `station run` will create it (the first-start marker of
+    `make install` in a writable folder), else FAIL naming the step that comes first."""
+    from station.app.startup import FIRST_START
+
     store = Path(path)
     if not store.exists():
-        folder = _existing(store.parent)
-        if folder == store.parent and _writable(folder):
-            return Check("store", "PASS", f"{store} not created yet; its folder is writable")
-        return Check("store", "FAIL", f"{store} does not exist and {store.parent} is not a "
-                     "writable folder")
+        init = f"`station init --config {config_file}`"
+        if not store.parent.is_dir():
+            return Check("store", "FAIL", f"{store} not created yet and its folder "
+                         f"{store.parent} does not exist: run {init} (or make install), or "
+                         "correct [station] store")
+        if not _writable(store.parent):
+            return Check("store", "FAIL", f"{store} not created yet and {store.parent} is not "
+                         "writable for this user (run as the station user: sudo station …)")
+        if (store.parent / FIRST_START).is_file():
+            return Check("store", "PASS", f"{store} not created yet: the first `station run` "
+                         "creates it (first-start marker of make install)")
+        return Check("store", "FAIL", f"{store} does not exist, and `station run` will not "
+                     f"create it: for a first start run {init}; otherwise correct [station] "
+                     "store")
     try:
         result, version = probe.writable(str(store))
     except StoreError as err:

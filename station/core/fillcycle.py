@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from drivers.rig import RigStatus
+from station.config import FillConfig, RigConfig
 
 MASS_NOISE_G = 50  # a gain above this means gas went in
 
@@ -61,16 +62,16 @@ class FillContext:
 
 @dataclass(frozen=True)
 class Limits:
-    """The configured numbers the cycle needs."""
+    """The configured numbers the cycle needs, in g and s; defaults are the configuration's."""
 
-    permit_timeout_s: float = 120.0
-    tolerance_g: int = 500
+    permit_timeout_s: float = RigConfig.permit_timeout_s
+    tolerance_g: int = round(FillConfig.tolerance_kg * 1000)
     max_residual_g: int | None = None  # None: no residual check
-    refuse_residual: bool = False
-    settle_timeout_s: float = 10.0
+    refuse_residual: bool = FillConfig.refuse_residual
+    settle_timeout_s: float = FillConfig.settle_timeout_s
     # A gain above this (g) with the valve never seen open is a fill the samples missed; below
     # it, weight put on with the valve shut (a clamped filling head weighs ~150 g).
-    start_gain_g: int = 1000
+    start_gain_g: int = round(FillConfig.start_gain_kg * 1000)
 
 
 # Actions for the rig loop.

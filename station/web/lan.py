@@ -9,12 +9,10 @@ refuses to start when its drop-in says otherwise than the configuration (`--chec
 from __future__ import annotations
 
 import ipaddress
-import tomllib
 from pathlib import Path
 
-from station.config import WebConfig, _web
+from station.config import WebConfig, _web, read_toml
 from station.confread import Section
-from station.errors import ConfigError
 
 DROPIN = Path("/etc/systemd/system/station-web.service.d/50-lan.conf")
 HEADER = "# Written from [web] allow of the station's configuration by `make install`\n" \
@@ -40,10 +38,7 @@ def dropin_text(web: WebConfig) -> str:
 
 def web_config(path: str) -> WebConfig:
     """Only the [web] section of a configuration file, validated (no secret needed)."""
-    try:
-        data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, tomllib.TOMLDecodeError) as err:
-        raise ConfigError(path, "web", None, str(err)) from err
+    data = read_toml(path)  # a BOM accepted, as by config.load
     return _web(Section(path, "web", data.get("web", {})))
 
 

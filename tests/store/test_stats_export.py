@@ -117,4 +117,4 @@ def test_the_commands(store, tmp_path, monkeypatch, capsys):
     assert json.loads(capsys.readouterr().out)[0]["fills"] == 3
     with pytest.raises(SystemExit) as done:
         main(["stats", "--config", str(cfg), "--from", "2026-03-12", "--to", "2026-03-10"])
-    assert done.value.code == 1 and "after" in capsys.readouterr().err
+    assert done.value.code == 2 and "after" in capsys.readouterr().err

@@ -287,7 +287,7 @@ def test_operator_cli_and_records_filters(station):
     outbox = station_cli(station, "outbox")
     assert "delivered 1" in outbox.stdout
     bad = station_cli(station, "operator", "login", "--rig", "rig-01", "无名氏")
-    assert bad.returncode == 1 and "not an operator" in bad.stderr
+    assert bad.returncode == 2 and "not an operator" in bad.stderr
 
 
 def test_fill_cut_by_a_crash_is_recorded_as_interrupted_after_restart(station):

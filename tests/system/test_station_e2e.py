@@ -352,7 +352,7 @@ def test_a_bom_or_eci_escape_before_a_scanned_url_is_stripped(demo_station):
 
 
 # --- issue 10, step 6: one daemon per store ---------------------------------------------------
-def test_a_second_daemon_on_the_same_store_exits_2_and_changes_nothing(station):
+def test_a_second_daemon_on_the_same_store_exits_75_and_changes_nothing(station):
     d = station.scan("rig-01", qr_url(CYL["valid"]["info_code"]))
     [live] = wait_for(lambda: station.rows("SELECT * FROM fills WHERE state = 'open'"), 5,
                       "the open fill row of the permit")
@@ -365,7 +365,7 @@ def test_a_second_daemon_on_the_same_store_exits_2_and_changes_nothing(station):
     second = subprocess.run([sys.executable, "-m", "station", "run", "--config",
                              str(station.config_path)], capture_output=True, text=True,
                             timeout=30, cwd=station.workdir)
-    assert second.returncode == 2, second.stderr
+    assert second.returncode == 75, second.stderr
     assert f"already running (pid {first})" in second.stderr
     assert "rig_connected" not in second.stderr and "station_ready" not in second.stderr
     # The first daemon's live fill is untouched: no interrupted record, the permit still set.
