@@ -24,7 +24,7 @@ from station.city.profile import DEFAULT_PROFILE, CityProfile
 from station.today import station_today
 
 from .city_api import API_PATHS, PATHS, CityLedger, Reply
-from .httpsim import TrackedHandler
+from .httpsim import ContractHandler
 
 log = logging.getLogger("simulators.city")
 
@@ -261,7 +261,9 @@ class _Server(ThreadingHTTPServer):
         log.debug("connection from %s ended with an error", client_address, exc_info=True)
 
 
-class _Handler(TrackedHandler):
+class _Handler(ContractHandler):
+    """POST for the API and /_sim/faults, GET for /_sim/state; the envelope for all else."""
+
     server: _Server
 
     def tracker(self) -> CitySimulator:
@@ -270,13 +272,21 @@ class _Handler(TrackedHandler):
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the stdlib's name
         log.debug("%s %s", self.address_string(), format % args)
 
-    def do_GET(self) -> None:
-        if urlsplit(self.path).path == "/_sim/state":
-            self._send_json(200, self.server.sim.state())
-        else:
-            self._send_json(404, {"error": "no such path"})
+    def envelope(self, status: int, code: str, message: str) -> None:
+        self._send_envelope(status, code, message, None)
 
-    def do_POST(self) -> None:
+    def serve_GET(self) -> None:
+        path = urlsplit(self.path).path
+        if not self.discard_body():
+            self.envelope(413, "400", "request body length missing or too large")
+        elif path == "/_sim/state":
+            self._send_json(200, self.server.sim.state())
+        elif path in API_PATHS or path == "/_sim/faults":
+            self.envelope(405, "405", "method GET not allowed: POST")
+        else:
+            self.envelope(404, "404", f"no such path {path[:200]}")
+
+    def serve_POST(self) -> None:
         sim, path = self.server.sim, urlsplit(self.path).path
         raw = self._read_body()
         if raw is None:
@@ -395,17 +405,7 @@ class _Handler(TrackedHandler):
 
     def _send(self, status: int, body: bytes, ctype: str,
               extra: dict[str, str] | None = None) -> None:
-        try:
-            self.send_response(status)
-            self.send_header("Content-Type", ctype)
-            self.send_header("Content-Length", str(len(body)))
-            for key, value in (extra or {}).items():
-                self.send_header(key, value)
-            self.end_headers()
-            self.wfile.write(body)
-        except OSError:
-            self.close_connection = True
-            log.debug("client went away before the answer was sent")
+        self.send_body(status, body, ctype, extra)
 
 
 def run_city(dataset_path: str | None, host: str, port: int, token_ttl_s: int) -> None:

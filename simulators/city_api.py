@@ -26,6 +26,7 @@ PATHS = CityPaths()
 API_PATHS = (PATHS.token, PATHS.query, PATHS.bind, PATHS.submit, PATHS.inspections, PATHS.trace)
 TIMESTAMP_WINDOW_S = 300
 NONCE_WINDOW_S = 600
+MAX_TIMESTAMP = 2**53  # larger is malformed (10**400 overflowed the clock arithmetic)
 MAX_PHOTO = 2 * 1024 * 1024
 MAX_PAGE_SIZE = 500
 QUERY_KEYS = ("info_code", "qr_url", "rfid_uid", "id", "product_no", "user_unit_name")
@@ -63,6 +64,36 @@ def _text(body: dict, key: str, maxlen: int, *, required: bool = True, pattern: 
         raise _bad(f"{key} is malformed")
     if choices and value not in choices:
         raise _bad(f"{key} must be one of {', '.join(choices)}")
+    return value
+
+
+def parse_body(raw: bytes) -> dict:
+    """The request body as a JSON object of well-formed text, else _Answer 400: not UTF-8, not
+    JSON, nested past the parser's depth, an integer past Python's 4,300 digits, NaN or an
+    infinite number, a lone surrogate (\\ud800) anywhere (issue 16: these dropped the
+    connection)."""
+    try:
+        body = json.loads(raw.decode("utf-8"), parse_constant=_no_constant,
+                          parse_float=_finite)
+    except (UnicodeDecodeError, ValueError, RecursionError) as err:
+        raise _bad("request body is not JSON") from err
+    if not isinstance(body, dict):
+        raise _bad("request body must be a JSON object")
+    try:
+        json.dumps(body, ensure_ascii=False).encode("utf-8")
+    except (UnicodeEncodeError, RecursionError, ValueError) as err:
+        raise _bad("request body holds text that is not valid Unicode") from err
+    return body
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        raise ValueError(f"{text[:20]} is out of range")
     return value
 
 
@@ -181,16 +212,12 @@ class CityLedger:
         if path != PATHS.token and path not in endpoints:
             return 404, "404", f"no such endpoint {path}", None
         try:
-            body = json.loads(raw.decode("utf-8"))
-            if not isinstance(body, dict):
-                raise _bad("request body must be a JSON object")
+            body = parse_body(raw)
             with self._lock:
                 if path == PATHS.token:
                     return 200, "200", "ok", self._auth(body)
                 unit = self._bearer(authorization)
                 return 200, "200", "ok", endpoints[path](unit, body)
-        except (UnicodeDecodeError, json.JSONDecodeError):
-            return 200, "400", "request body is not JSON", None
         except _Answer as ans:
             return 200, ans.code, ans.message, ans.data
 
@@ -201,7 +228,7 @@ class CityLedger:
         nonce = _text(body, "nonce", 64)
         sign = _text(body, "sign", 128)
         ts = body.get("timestamp")
-        if isinstance(ts, bool) or not isinstance(ts, int):
+        if isinstance(ts, bool) or not isinstance(ts, int) or not 0 <= ts <= MAX_TIMESTAMP:
             raise _bad("timestamp must be an integer (Unix seconds)")
         cred = self._credentials.get((unit_code, app_key))
         if cred is None:

@@ -8,6 +8,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
 from pymodbus.constants import ExcCodes
 from pymodbus.exceptions import NoSuchIdException
@@ -101,6 +102,51 @@ def _model_action(model: RigModel):
         return None
 
     return action
+
+
+class MapGuard:
+    """The server's datastore behind a check of the register map: a request that touches an
+    address outside the map answers illegal-address (exception code 2) for a rig's unit id, as a
+    controller does (issue 16: coils and discrete inputs 4–15 read 0 and took writes, because
+    pymodbus keeps bits 16 to a register). "The map" is, per kind, the span from its lowest to
+    its highest point: the daemon reads each kind as one span (drivers/modbus_rig.py)."""
+
+    def __init__(self, inner: Any, m: RegisterMap, units: set[int]):
+        self.inner, self.units = inner, units
+        self.spans = {kind: (min(addrs), max(addrs)) for kind, addrs in _map_points(m).items()}
+
+    def allows(self, func_code: int, address: int, count: int) -> bool:
+        kind = _FC_KIND.get(func_code)
+        if kind is None:
+            return True  # the device answers illegal-function itself
+        low, high = self.spans[kind]
+        return count >= 1 and low <= address and address + count - 1 <= high
+
+    async def async_getValues(self, device_id: int, func_code: int, address: int,
+                              count: int = 1) -> Any:
+        if device_id in self.units and not self.allows(func_code, address, count):
+            return ExcCodes.ILLEGAL_ADDRESS
+        return await self.inner.async_getValues(device_id, func_code, address, count)
+
+    async def async_setValues(self, device_id: int, func_code: int, address: int,
+                              values: list[int] | list[bool]) -> Any:
+        if device_id in self.units and not self.allows(func_code, address, len(values)):
+            return ExcCodes.ILLEGAL_ADDRESS
+        return await self.inner.async_setValues(device_id, func_code, address, values)
+
+    def __getattr__(self, name: str) -> Any:  # device_ids() and whatever else the server asks
+        return getattr(self.inner, name)
+
+
+def _map_points(m: RegisterMap) -> dict[str, list[int]]:
+    """Every address of the map, per kind (32-bit values take two registers)."""
+    return {
+        "coils": [getattr(m, n) for n in COIL_NAMES],
+        "inputs": [getattr(m, n) for n in INPUT_NAMES],
+        "holding": [m.heartbeat, m.watchdog_ms, m.target_net_g, m.target_net_g + 1, m.tare_g,
+                    m.tare_g + 1],
+        "input": [m.gross_g, m.gross_g + 1, m.scale_status, m.fault_code],
+    }
 
 
 async def _no_such_unit(*_args) -> ExcCodes:
@@ -269,6 +315,7 @@ class RigSimulator:
                 baudrate=self.baudrate,
                 ignore_missing_devices=True,
             )
+        server.context = MapGuard(server.context, self.registers, set(self._models))
         await server.serve_forever(background=True)
         if self._modem is None:
             self.port = server.transport.sockets[0].getsockname()[1]

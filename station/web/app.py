@@ -7,6 +7,7 @@ import io
 import json
 import logging
 import math
+import re
 import secrets
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -27,6 +28,7 @@ from station.web.texts import LANGS, t
 log = logging.getLogger("station.web")
 
 SESSION_COOKIE, LOGIN_COOKIE, LANG_COOKIE = "station_session", "station_login", "station_lang"
+SAFE_NEXT = re.compile(r"/[!-\[\]-~]*")  # "/" then printable ASCII except "\\"
 CSV_FORMULA = ("=", "+", "-", "@", "\t", "\r")
 
 
@@ -39,6 +41,7 @@ class Request:
     cookies: dict[str, str]
     headers: dict[str, str]
     form: dict[str, str] = field(default_factory=dict)
+    client: str = ""  # the peer's IP address (the log-in limit per address)
 
 
 @dataclass
@@ -218,7 +221,7 @@ class WebApp:
             log.warning(kv("web_forbidden", path="/login", signed_in=False))
             return self.page(req, "forbidden", "", None, 403)
         name = req.form.get("name", "")[:64]
-        attempt = self.guard.attempt(name, req.form.get("password", "")[:200])
+        attempt = self.guard.attempt(name, req.form.get("password", "")[:200], req.client)
         lang = self.lang(req)
         if attempt.ok:
             session = self.sessions.create(attempt.user)
@@ -227,18 +230,24 @@ class WebApp:
                             cookie(SESSION_COOKIE, session.token,
                                    round(self.cfg.web.session_hours * 3600)),
                             cookie(LOGIN_COOKIE, "", 0, "/login"))
+        if attempt.busy:
+            log.warning(kv("web_login_busy", name=name, client=req.client))
+            return self.login_form(req, t("login_busy", lang), 503)
         if attempt.locked_s > 0:
-            log.warning(kv("web_login_locked", name=name, seconds=round(attempt.locked_s)))
+            log.warning(kv("web_login_locked", name=name, client=req.client,
+                           seconds=round(attempt.locked_s)))
             minutes = max(1, math.ceil(attempt.locked_s / 60))
             return self.login_form(req, t("locked", lang, minutes=minutes), 429)
-        log.warning(kv("web_login_failed", name=name))
+        log.warning(kv("web_login_failed", name=name, client=req.client))
         return self.login_form(req, t("login_failed", lang), 401)
 
     @staticmethod
     def safe_next(target: str | None) -> str:
-        """Only a path on this server (never //host or a scheme) after log-in."""
-        if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
-            return "/records"
+        """A plain path on this server, else "/": printable ASCII only (no control character,
+        whitespace, backslash or non-ASCII: issue 16 planted a cookie through CR/LF, and a tab
+        made `/\t/evil` read as `//evil`), starting with one "/" (never `//host`)."""
+        if not target or not SAFE_NEXT.fullmatch(target) or target.startswith("//"):
+            return "/"
         return target
 
     def logout(self, req: Request, session: Session) -> Response:

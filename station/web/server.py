@@ -1,14 +1,17 @@
-"""The HTTP server of `station web`: the standard library's ThreadingHTTPServer, loopback first."""
+"""The HTTP server of `station web`: the stdlib's ThreadingHTTPServer, bounded against slow clients."""
 
 from __future__ import annotations
 
+import errno
 import http.client
 import logging
+import resource
 import signal
 import socket
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import FrameType
 from urllib.parse import parse_qsl, unquote, urlsplit
@@ -24,6 +27,11 @@ from station.web.lan import allowed
 log = logging.getLogger("station.web")
 
 MAX_BODY = 64 * 1024  # forms are small; anything bigger is refused unread
+MAX_CONNECTIONS = 128  # open connections, one thread each (at the cap, see WebServer)
+FD_RESERVE = 32  # descriptors kept for the store, logs and the listening socket
+REQUEST_S = 10.0  # a request must arrive whole this long after accept or the previous answer
+ACCEPT_BACKOFF_S = (0.05, 1.0)  # first and longest pause after a failing accept (EMFILE, …)
+OUT_OF_FDS = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
 
 
 def csp(nonce: str) -> str:
@@ -40,7 +48,7 @@ class Handler(BaseHTTPRequestHandler):
     disable_nagle_algorithm = True  # headers and body leave at once (PITFALLS.md: 44 ms → <1 ms)
     server_version = "station-web"
     sys_version = ""
-    timeout = 30  # an idle keep-alive connection gives its thread back after this
+    timeout = 30  # one send or receive waits at most this (the whole request: REQUEST_S)
     server: WebServer
 
     def do_GET(self) -> None:
@@ -52,6 +60,13 @@ class Handler(BaseHTTPRequestHandler):
     def _serve(self, method: str) -> None:
         started = time.perf_counter()
         req = self._request(method)
+        self.server.answering(self.connection)  # read whole: no deadline while answering
+        try:
+            self._answer(req, method, started)
+        finally:
+            self.server.waiting(self.connection)
+
+    def _answer(self, req: Request | Response, method: str, started: float) -> None:
         if isinstance(req, Response):
             resp = req
         else:
@@ -72,7 +87,7 @@ class Handler(BaseHTTPRequestHandler):
             return _plain(400, "bad query")
         headers = {k.lower(): v for k, v in self.headers.items()}
         req = Request(method, unquote(parts.path), {}, items, _cookies(headers.get("cookie", "")),
-                      headers)
+                      headers, client=str(self.client_address[0]))
         for k, v in items:
             req.query.setdefault(k, v)
         if method == "POST":
@@ -105,6 +120,9 @@ class Handler(BaseHTTPRequestHandler):
         return form
 
     def _send(self, resp: Response) -> None:
+        if any(_unsafe_header(n) or _unsafe_header(v) for n, v in resp.headers):
+            log.error(kv("web_header_refused", path=self.path[:200], status=resp.status))
+            resp = _plain(500, "internal server error")  # never split a response
         self.send_response(resp.status)
         self.send_header("Content-Type", resp.ctype)
         self.send_header("Cache-Control", "no-store")
@@ -141,6 +159,11 @@ def _plain(status: int, text: str) -> Response:
     return Response(status, (text + "\n").encode("utf-8"), "text/plain; charset=utf-8")
 
 
+def _unsafe_header(text: str) -> bool:
+    """A header name or value that could end the header or start another (CR, LF, NUL, …)."""
+    return any(ord(c) < 0x20 and c != "\t" or c == "\x7f" for c in text)
+
+
 def _cookies(header: str) -> dict[str, str]:
     """Cookie header → name → value (the first of a name wins; malformed parts are skipped)."""
     out: dict[str, str] = {}
@@ -151,13 +174,33 @@ def _cookies(header: str) -> dict[str, str]:
     return out
 
 
+@dataclass
+class _Conn:
+    client: str
+    deadline: float | None  # monotonic; None while the request is being answered
+
+
 class WebServer(ThreadingHTTPServer):
+    """ThreadingHTTPServer that slow clients cannot take offline (issue 16: ~1,024 connections
+    sending a byte every 10 s did): at most MAX_CONNECTIONS connections, each request due whole
+    within REQUEST_S (else the connection is cut), and at the cap a new connection replaces the
+    one that has waited longest for its request, so a tablet's poll always gets in. A failing
+    accept (out of file descriptors) backs off instead of spinning."""
+
     daemon_threads = True
+    request_queue_size = 128  # a burst of connections waits in the kernel, not refused
     app: WebApp
 
-    def __init__(self, app: WebApp, bind: str, port: int):
+    def __init__(self, app: WebApp, bind: str, port: int,
+                 max_connections: int | None = None, request_s: float = REQUEST_S):
         self.address_family = socket.AF_INET6 if ":" in bind else socket.AF_INET
         self.app = app
+        self.max_connections = max_connections or connection_cap()
+        self.request_s = request_s
+        self._conns: dict[socket.socket, _Conn] = {}
+        self._conns_lock = threading.Lock()
+        self._backoff_s = 0.0
+        self.dropped = 0  # connections cut at the cap or past their deadline
         super().__init__((bind, port), Handler)
 
     def verify_request(self, request: object, client_address: object) -> bool:
@@ -168,11 +211,110 @@ class WebServer(ThreadingHTTPServer):
         log.warning(kv("web_refused_client", client=client, why="not in [web] allow"))
         return False
 
+    # --- connections: a cap, a deadline per request, a back-off on a failing accept ------------
+    def get_request(self) -> tuple[socket.socket, object]:
+        try:
+            conn, addr = self._accept()
+        except OSError as err:
+            if err.errno in OUT_OF_FDS:
+                self._accept_failed(err)
+            raise  # socketserver drops this round and selects again
+        self._backoff_s = 0.0
+        return conn, addr
+
+    def _accept(self) -> tuple[socket.socket, object]:
+        return self.socket.accept()
+
+    def _accept_failed(self, err: OSError) -> None:
+        """Out of descriptors: free the longest-waiting connection and pause the accept loop
+        (the listening socket stays readable, so retrying at once spins at 100 % CPU)."""
+        first, longest = ACCEPT_BACKOFF_S
+        self._backoff_s = min(longest, self._backoff_s * 2 or first)
+        log.warning(kv("web_accept_failed", error=err.strerror or str(err),
+                       pause_s=self._backoff_s))
+        self._drop_longest_waiting("accept failed")
+        time.sleep(self._backoff_s)  # a pause of the accept loop, not a synchronisation
+
+    def process_request(self, request: socket.socket, client_address: object) -> None:  # type: ignore[override]
+        client = str(client_address[0]) if isinstance(client_address, tuple) else ""
+        with self._conns_lock:
+            full = len(self._conns) >= self.max_connections
+        if full and not self._drop_longest_waiting("connection cap"):
+            log.warning(kv("web_connection_refused", client=client, why="every slot answering"))
+            self.shutdown_request(request)
+            return
+        with self._conns_lock:
+            self._conns[request] = _Conn(client, time.monotonic() + self.request_s)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: socket.socket) -> None:  # type: ignore[override]
+        with self._conns_lock:
+            self._conns.pop(request, None)
+        super().shutdown_request(request)
+
+    def answering(self, conn: socket.socket) -> None:
+        """The request on `conn` arrived whole: no deadline while it is answered."""
+        with self._conns_lock:
+            if conn in self._conns:
+                self._conns[conn].deadline = None
+
+    def waiting(self, conn: socket.socket) -> None:
+        """Answered: the next request on `conn` is due whole within request_s."""
+        with self._conns_lock:
+            if conn in self._conns:
+                self._conns[conn].deadline = time.monotonic() + self.request_s
+
+    @property
+    def open_connections(self) -> int:
+        with self._conns_lock:
+            return len(self._conns)
+
+    def service_actions(self) -> None:
+        """Each turn of the accept loop (every poll_interval at most): cut the connections whose
+        request is late."""
+        now = time.monotonic()
+        with self._conns_lock:
+            late = [(s, c) for s, c in self._conns.items()
+                    if c.deadline is not None and c.deadline <= now]
+            for sock, _ in late:
+                del self._conns[sock]
+        for sock, conn in late:
+            self._cut(sock, conn, "request deadline")
+
+    def _drop_longest_waiting(self, why: str) -> bool:
+        """Cut the connection that has waited longest for its request; False when every
+        connection is being answered."""
+        with self._conns_lock:
+            waiting = [(c.deadline, s) for s, c in self._conns.items() if c.deadline is not None]
+            if not waiting:
+                return False
+            _, sock = min(waiting, key=lambda pair: pair[0])
+            conn = self._conns.pop(sock)
+        self._cut(sock, conn, why)
+        return True
+
+    def _cut(self, sock: socket.socket, conn: _Conn, why: str) -> None:
+        """Wake the connection's thread with end-of-file: it closes and ends."""
+        self.dropped += 1
+        log.debug(kv("web_connection_cut", client=conn.client, why=why))
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass  # already closed by its thread
+
     @property
     def url(self) -> str:
         host, port = self.server_address[:2]
         host = str(host)
         return f"http://{'[' + host + ']' if ':' in host else host}:{port}/"
+
+
+def connection_cap() -> int:
+    """MAX_CONNECTIONS, or fewer when the descriptor limit (RLIMIT_NOFILE) would run out first."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return MAX_CONNECTIONS
+    return max(8, min(MAX_CONNECTIONS, soft - FD_RESERVE))
 
 
 def make_server(cfg: StationConfig) -> WebServer:
@@ -193,7 +335,8 @@ def serve(cfg: StationConfig) -> int:
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, on_signal)
-    log.info(kv("web_ready", url=server.url, store=cfg.store, users=len(cfg.web.users)))
+    log.info(kv("web_ready", url=server.url, store=cfg.store, users=len(cfg.web.users),
+                max_connections=server.max_connections, request_s=server.request_s))
     notify("READY=1")
     interval = watchdog_interval_s()
     if interval:

@@ -38,6 +38,7 @@ T: dict[str, Text] = {
     "login_failed": Text("用户名或密码错误", "wrong name or password"),
     "locked": Text("失败次数过多，账户已锁定，请 {minutes} 分钟后再试",
                    "too many failed attempts: locked; try again in {minutes} min"),
+    "login_busy": Text("系统繁忙，请稍后再试", "busy: try again in a moment"),
     "signed_out": Text("已退出登录", "signed out"),
     "session_expired": Text("请先登录", "please log in"),
     # errors
