@@ -16,6 +16,7 @@ from station.core.texts import reason_text
 from station.errors import ConfigError, StationError
 
 EXIT_OK, EXIT_REFUSED, EXIT_CONFIG = 0, 1, 2
+CSV_LANG = "CSV headings: zh (default) or en; the file starts with a UTF-8 BOM either way"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -53,6 +54,7 @@ def _parser() -> argparse.ArgumentParser:
     fmt = rec.add_mutually_exclusive_group()
     fmt.add_argument("--json", action="store_true")
     fmt.add_argument("--csv", action="store_true")
+    rec.add_argument("--lang", choices=("zh", "en"), default="zh", help=CSV_LANG)
     out = sub.add_parser("outbox", help="what waits to be delivered to the city")
     out.add_argument("--config", required=True)
     out.add_argument("action", nargs="?", choices=("show", "retry"), default="show")
@@ -121,6 +123,7 @@ def _manager_parsers(sub: argparse._SubParsersAction) -> None:
     fmt.add_argument("--csv", action="store_true", help="one table, column kind (default)")
     fmt.add_argument("--json", action="store_true", help='{"decisions": [...], "fills": [...]}')
     exp.add_argument("--out", help="write to this file instead of standard output")
+    exp.add_argument("--lang", choices=("zh", "en"), default="zh", help=CSV_LANG)
     bak = sub.add_parser("backup", help="an online, verified copy of the store into a folder")
     bak.add_argument("--config", required=True)
     bak.add_argument("dir", nargs="?", help="the folder (default: [backup] dir)")
@@ -320,10 +323,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_records(args: argparse.Namespace) -> int:
-    from station.store.records import print_records
+    from station.store.records import COLUMNS, print_records
+    from station.web.texts import csv_headers
 
     cfg = config_mod.load(args.config)
-    return print_records(cfg, args)
+    return print_records(cfg, args, csv_headers(COLUMNS, args.lang))
 
 
 def cmd_outbox(args: argparse.Namespace) -> int:
@@ -389,7 +393,10 @@ def cmd_export(args: argparse.Namespace) -> int:
     cfg = config_mod.load(args.config)
     first, last = day_range(args.date_from, args.date_to, default_days=None)
     store = Store(cfg.store, readonly=True)
-    text = export.as_json(store, first, last) if args.json else export.as_csv(store, first, last)
+    from station.web.texts import csv_headers
+
+    text = export.as_json(store, first, last) if args.json else export.as_csv(
+        store, first, last, csv_headers(export.CSV_COLUMNS, args.lang))
     if not args.out:
         sys.stdout.write(text if text.endswith("\n") else text + "\n")
         return EXIT_OK

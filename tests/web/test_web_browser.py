@@ -25,7 +25,9 @@ from simulators.harness import OPERATORS, RigSpec, SimStation, wait_for
 from station.core import hmi
 from station.core.texts import REASONS
 from station.store import chain
+from station.store.records import COLUMNS
 from station.today import station_today
+from station.web.texts import csv_headers
 
 CYL = demo_cylinders(station_today())
 TARE_G = 15200
@@ -279,8 +281,11 @@ def test_manager_logs_in_filters_and_downloads_csv(station, context, web):
     assert station.overfill["record_id"] in table and station.ok_fill["record_id"] not in table
     with page.expect_download() as download:
         page.click("#csv")
-    rows = list(csv.DictReader(io.StringIO(
-        Path(download.value.path()).read_text(encoding="utf-8-sig"))))
+    text = Path(download.value.path()).read_text(encoding="utf-8")
+    assert text.startswith("\ufeff记录号,")  # a BOM and Chinese headings (Excel)
+    english = {zh: key for key, zh in csv_headers(COLUMNS, "zh").items()}
+    rows = [{english[k]: v for k, v in r.items()}
+            for r in csv.DictReader(io.StringIO(text.removeprefix("\ufeff")))]
     overfills = [r["record_id"] for r in station.rows(  # (the overfill screen's test adds one)
         "SELECT record_id FROM fills WHERE post_check LIKE 'overfill%' ORDER BY rowid")]
     assert station.overfill["record_id"] in overfills
@@ -288,7 +293,7 @@ def test_manager_logs_in_filters_and_downloads_csv(station, context, web):
     assert {(r["post_check"], r["operator"]) for r in rows} == {("overfill", OPERATORS[0][0])}
 
     # The whole export, fetched with the session cookie like any HTTP client would.
-    all_rows = get_csv(web.url, "/records.csv", f"station_session={session['value']}")
+    all_rows = get_csv(web.url, "/records.csv?lang=en", f"station_session={session['value']}")
     want = {r["record_id"] for r in station.rows("SELECT record_id FROM fills WHERE "
                                                   "state != 'open'")}
     assert {r["record_id"] for r in all_rows} == want and len(all_rows) == len(want)
