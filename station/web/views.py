@@ -180,7 +180,8 @@ def chain_head(store: Store) -> dict[str, Any] | None:
 def devices_down(store: Store, rigs: Any, now: float | None = None) -> dict[str, list[str]]:
     """The configured rigs whose controller is not connected or whose daemon is silent (no
     picture newer than STALE_S), and the readers their daemon reports as lost (its picture's
-    `readers`: reader id → connected; a reader never opened yet, None, is not down):
+    `readers`: reader id → connected, as the daemon reports them; a reader never opened yet,
+    None, is not down):
     {"rigs": [rig id], "readers": ["rig id/reader id"]}."""
     now = time.time() if now is None else now
     lives = overview.live(store)
@@ -190,5 +191,5 @@ def devices_down(store: Store, rigs: Any, now: float | None = None) -> dict[str,
         if row is None or now - row["at"] > STALE_S or not row["state"].get("connected"):
             out["rigs"].append(rig.id)
         readers = (row or {}).get("state", {}).get("readers") or {}
-        out["readers"] += [f"{rig.id}/{r.id}" for r in rig.readers if readers.get(r.id) is False]
+        out["readers"] += [f"{rig.id}/{r}" for r, up in sorted(readers.items()) if up is False]
     return out
