@@ -150,8 +150,10 @@ def search(v: Viewer, typed: str, found: dict[str, Any]) -> str:
 
 
 # --- one cylinder ------------------------------------------------------------------------------
-RECORD_FIELDS = ("id", "info_code", "product_no", "rfid_uid", "unit_name", "medium", "status",
-                 "next_inspection", "scrap_date", "made")
+RECORD_FIELDS = ("id", "info_code", "product_no", "rfid_uid", "user_unit_name", "medium_code",
+                 "status", "next_inspection_date", "last_inspection_date", "manufacture_date",
+                 "manufacturer", "unit_internal_no", "registration_cert_no", "tare_kg",
+                 "fill_capacity_kg", "volume_l", "nominal_pressure_mpa")
 
 
 def cylinder(v: Viewer, c: dict[str, Any], blocked: list[tuple[str, str]],
@@ -164,7 +166,8 @@ def cylinder(v: Viewer, c: dict[str, Any], blocked: list[tuple[str, str]],
     else:
         shown = [k for k in RECORD_FIELDS if k in rec] + sorted(k for k in rec
                                                                if k not in RECORD_FIELDS)
-        rows = [[f"<code>{e(k)}</code>", e(_field(k, rec[k]))] for k in shown]
+        rows = [[(e(v.t("rec_" + k)) if k in RECORD_FIELDS else f"<code>{e(k)}</code>"),
+                 e(_field(k, rec[k], v.lang))] for k in shown]
         rows.append([e(v.t("fetched_at")), e(local(c["fetched_at"]))])
         city = f'<div id="city-record">{table(["", ""], rows)}</div>'
     block = ('<ul id="blocked">' + "".join(
@@ -187,7 +190,9 @@ def cylinder(v: Viewer, c: dict[str, Any], blocked: list[tuple[str, str]],
             + decision_table(v, c["decisions"]) + actions_table(v, actions))
 
 
-def _field(key: str, value: Any) -> str:
-    if key == "medium" and isinstance(value, str) and value in MEDIA:
+def _field(key: str, value: Any, lang: str) -> str:
+    if key == "medium_code" and isinstance(value, str) and value in MEDIA:
         return f"{value} {MEDIA[value]}"
+    if key == "status":
+        return state(value, lang)
     return "-" if value is None else str(value)

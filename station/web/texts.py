@@ -244,6 +244,22 @@ T: dict[str, Text] = {
     "report_by_rig": Text("按工位", "per rig"),
     "report_by_operator": Text("按充装人员", "per operator"),
     "printed_at": Text("打印时间", "printed"),
+    # a city record's fields on the cylinder page (the wire contract's names)
+    "rec_id": Text("档案ID", "id"), "rec_info_code": Text("信息化编码", "information code"),
+    "rec_product_no": Text("12位编码（产品编号）", "12-digit number (product no.)"),
+    "rec_rfid_uid": Text("RFID 编号", "RFID UID"),
+    "rec_user_unit_name": Text("使用单位", "user unit"),
+    "rec_medium_code": Text("充装介质", "medium"), "rec_status": Text("状态", "status"),
+    "rec_next_inspection_date": Text("下次检验", "next inspection"),
+    "rec_last_inspection_date": Text("上次检验", "last inspection"),
+    "rec_manufacture_date": Text("制造年月", "made"),
+    "rec_manufacturer": Text("制造单位", "manufacturer"),
+    "rec_unit_internal_no": Text("单位内编号", "unit's own number"),
+    "rec_registration_cert_no": Text("使用登记证号", "registration certificate"),
+    "rec_tare_kg": Text("皮重 kg", "tare kg"),
+    "rec_fill_capacity_kg": Text("充装量 kg", "fill capacity kg"),
+    "rec_volume_l": Text("容积 L", "volume L"),
+    "rec_nominal_pressure_mpa": Text("公称压力 MPa", "nominal pressure MPa"),
 }
 
 # Every state, check and event a person sees (issue 16, item 4): value → Chinese, English.
@@ -275,6 +291,9 @@ STATES: dict[str, Text] = {
     "city": Text("市平台", "city"), "cache": Text("本地缓存", "cache"),
     "pending": Text("待上报", "pending"), "delivered": Text("已上报", "delivered"),
     "dead": Text("被拒收", "dead (refused)"), "none": Text("不上报", "never sent"),
+    # a cylinder's status in the city record
+    "in_use": Text("在用", "in use"), "scrapped": Text("已报废", "scrapped"),
+    "stopped": Text("已停用", "stopped"),
 }
 
 # CSV column headings (records and export; Chinese by default, `--lang en` / `?lang=en`).

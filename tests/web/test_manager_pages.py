@@ -19,8 +19,8 @@ from station.today import LOCAL_TZ, station_today
 
 HOST = "qr.cqtzsb.example"
 RECORD = {"id": "CYL-000105", "info_code": "500112CQ0000000105", "product_no": "123456789012",
-          "unit_name": "重庆渝北燃气有限公司", "medium": "G13", "status": "in_use",
-          "next_inspection": "2029-03"}
+          "user_unit_name": "重庆渝北燃气有限公司", "medium_code": "G13", "status": "在用",
+          "next_inspection_date": "2029-03"}
 
 
 def decide(store: Store, tag: str, permit: bool, reason: str | None = None,
@@ -198,7 +198,8 @@ def test_a_cylinder_page_shows_its_whole_history(manager):
     page = client.get("/cylinder?id=cyl-000105")[2]
     assert "气瓶 CYL-000105" in page
     city = page[page.index('id="city-record"'):page.index('id="blocked"')]
-    assert "2029-03" in city and "G13" in city and "重庆渝北燃气有限公司" in city
+    assert "2029-03" in city and "G13 液化石油气" in city and "重庆渝北燃气有限公司" in city
+    assert "<td>下次检验</td>" in city and "next_inspection_date" not in city
     assert "500112CQ0000000105: 钢印不清" in page
     fills = page[page.index('id="fills"'):page.index('id="decisions"')]
     assert "0190-0020" in fills and "0190-0021" in fills and "王主管: 主管现场核验后放行" in fills
