@@ -127,7 +127,7 @@ def _partial(store: Store, fragment: str, found: dict[str, str], limit: int) -> 
     for row in store.query("SELECT key, cylinder_id FROM tag_index WHERE key LIKE ? ESCAPE '\\' "
                            "LIMIT ?", (f"%:{like}", limit)):
         found.setdefault(row["cylinder_id"], row["key"].split(":", 1)[0])
-    if len(found) < limit:  # cylinders never cached (a store restored without its cache)
+    if not found:  # cylinders never cached (a store restored without its cache)
         for row in store.query("SELECT DISTINCT cylinder_id FROM fills WHERE cylinder_id LIKE ? "
                                "ESCAPE '\\' LIMIT ?", (like, limit)):
             found.setdefault(row["cylinder_id"], "cylinder_id")
@@ -144,9 +144,9 @@ def _bare_tags(store: Store, forms: list[str] | None, found: dict[str, str], fra
     else:
         like = "%" + fragment.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
         rows = store.query("SELECT tag, count(*) AS n, max(at) AS last_at FROM decisions "
-                           "WHERE tag IN (SELECT DISTINCT tag FROM decisions WHERE tag LIKE ? "
-                           "ESCAPE '\\' LIMIT ?) AND cylinder_id IS NULL GROUP BY tag",
-                           (like, limit))
+                           "WHERE cylinder_id IS NULL AND tag IN (SELECT DISTINCT tag FROM "
+                           "decisions WHERE cylinder_id IS NULL AND tag LIKE ? ESCAPE '\\' "
+                           "LIMIT ?) GROUP BY tag", (like, limit))
     return rows
 
 
