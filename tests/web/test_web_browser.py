@@ -322,10 +322,14 @@ def test_manager_marks_an_overfill_handled(station, context):
     record = station.overfill["record_id"]
     row = page.locator("main table tr", has_text=record)
     assert row.count() == 1 and "超装" in row.text_content()
-    row.locator("button").click()
+    row.locator("a.act").click()  # a confirmation and a note first (issue 16)
+    assert urlsplit(page.url).path == "/confirm"
+    page.fill("#confirm textarea[name=note]", "复称后确认，已通知客户")
+    page.click("#confirm button[type=submit]")
     assert urlsplit(page.url).path == "/issues" and "msg=handled" in page.url
     assert page.text_content(".note") == "已标记为已处理"
-    assert page.locator("main table tr", has_text=record).locator("button").count() == 0
+    assert page.locator("main table tr", has_text=record).locator("a.act").count() == 0
+    assert "复称后确认，已通知客户" in page.text_content("main")
     [f] = station.rows("SELECT handled_at, handled_by FROM fills WHERE record_id = ?", record)
     assert f["handled_by"] == "manager" and f["handled_at"] > 0
     with sqlite3.connect(station.store_path) as conn:
@@ -353,7 +357,9 @@ def test_a_forged_post_without_the_csrf_token_is_refused(station, context):
     assert "钢印不清 <b>test</b>" in page.text_content("main table")  # shown as text
     [b] = station.rows("SELECT * FROM blocklist WHERE key = ?", key)
     assert b["added_by"] == "manager"
-    page.locator("main table tr", has_text=key).locator("button").click()
+    page.locator("main table tr", has_text=key).locator("a.act").click()
+    page.fill("#confirm textarea[name=note]", "测试完毕")
+    page.click("#confirm button[type=submit]")
     assert station.rows("SELECT * FROM blocklist WHERE key = ?", key) == []
 
 
@@ -369,4 +375,4 @@ def test_a_wrong_password_locks_the_account_out(context, web):
     assert not any(c["name"] == "station_session" for c in context.cookies())
     assert "event=web_login_locked name=clerk" in web.log()
     log_in(page, "manager")  # another account is not affected
-    assert urlsplit(page.url).path == "/records"
+    assert urlsplit(page.url).path == "/home"
