@@ -15,6 +15,7 @@ from station.errors import StationError, UsageError
 from station.store import outbox
 
 EXIT_OK, EXIT_REFUSED, EXIT_CONFIG = 0, 1, 2
+CSV_LANG = "CSV headings: zh (default) or en; the file starts with a UTF-8 BOM either way"
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
@@ -43,6 +44,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     fmt = rec.add_mutually_exclusive_group()
     fmt.add_argument("--json", action="store_true")
     fmt.add_argument("--csv", action="store_true")
+    rec.add_argument("--lang", choices=("zh", "en"), default="zh", help=CSV_LANG)
     out = sub.add_parser("outbox", help="what waits to be delivered to the city")
     add_config(out)
     out.add_argument("action", nargs="?", choices=("show", "retry"), default="show")
@@ -71,6 +73,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     fmt.add_argument("--csv", action="store_true", help="one table, column kind (default)")
     fmt.add_argument("--json", action="store_true", help='{"decisions": [...], "fills": [...]}')
     exp.add_argument("--out", help="write to this file instead of standard output")
+    exp.add_argument("--lang", choices=("zh", "en"), default="zh", help=CSV_LANG)
     bak = sub.add_parser("backup", help="an online, verified copy of the store into a folder")
     add_config(bak)
     bak.add_argument("dir", nargs="?", help="the folder (default: [backup] dir)")
@@ -136,7 +139,8 @@ def cmd_decisions(args: argparse.Namespace) -> int:
 
 
 def cmd_records(args: argparse.Namespace) -> int:
-    from station.store.records import print_records
+    from station.store.records import COLUMNS, print_records
+    from station.web.texts import csv_headers
 
     cfg = config_mod.load(args.config)
     if args.rig:
@@ -144,7 +148,7 @@ def cmd_records(args: argparse.Namespace) -> int:
     if args.date_from and args.date_to and args.date_from > args.date_to:
         raise UsageError(f"--from {args.date_from} is after --to {args.date_to}")
     store_path(cfg)
-    return print_records(cfg, args)
+    return print_records(cfg, args, csv_headers(COLUMNS, args.lang))
 
 
 def cmd_outbox(args: argparse.Namespace) -> int:
@@ -205,7 +209,10 @@ def cmd_export(args: argparse.Namespace) -> int:
     cfg = config_mod.load(args.config)
     first, last = _days(args.date_from, args.date_to, None)
     store = _store(cfg, readonly=True)
-    text = export.as_json(store, first, last) if args.json else export.as_csv(store, first, last)
+    from station.web.texts import csv_headers
+
+    text = export.as_json(store, first, last) if args.json else export.as_csv(
+        store, first, last, csv_headers(export.CSV_COLUMNS, args.lang))
     if not args.out:
         sys.stdout.write(text if text.endswith("\n") else text + "\n")
         return EXIT_OK

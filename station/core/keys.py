@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import unicodedata
+from dataclasses import dataclass
 
 from station.errors import StationError
 
@@ -102,3 +103,53 @@ def unmatchable(stored: str) -> str:
     except KeyRefused as err:
         return err.why
     return ""
+
+
+SEARCH_MIN_PARTIAL = 3  # characters: a shorter fragment matches too much to be worth a scan
+
+
+@dataclass(frozen=True)
+class SearchKey:
+    """What a person typed into the search box, normalised: `exact` forms to look up by index
+    (the code form first), `partial` a fragment to find inside ids, codes and numbers ('' when
+    too short or none); `typed` as given (for the page)."""
+
+    typed: str
+    exact: tuple[str, ...]
+    partial: str
+
+
+def search_key(text: str, hosts: tuple[str, ...] = (), allow_http: bool = True) -> SearchKey:
+    """The one normalisation of a search (issue 16): any form a person has of a cylinder.
+
+    The text goes through `typed_key` (NFKC: full-width characters and the ideographic space
+    become ASCII; trimmed; a `code` upper-cased, dashes unified): `cyl-000105`, `ＣＹＬ－０００１０５`
+    and `CYL-000105` are one key. A URL gives the information code it carries: a city QR URL
+    through `reading.parse_qr_url`, any other URL its `code=` parameter or its last path
+    segment (a search permits nothing, so a foreign host is no reason to find nothing). A 12-digit
+    traceable number, a product number, an id or an information code is looked up as itself;
+    a fragment of at least SEARCH_MIN_PARTIAL characters (`000105`) is found inside them.
+    Never raises: an empty or unusable text gives no forms.
+    """
+    from urllib.parse import parse_qs, unquote, urlsplit
+
+    from station.core.reading import parse_qr_url
+
+    tag = typed_key(text[:500], "tag")
+    if "://" in tag:
+        verdict, value = parse_qr_url(tag, hosts, allow_http)
+        if verdict != "ok":
+            try:
+                parts = urlsplit(tag)
+            except ValueError:
+                parts = None
+            codes = parse_qs(parts.query).get("code", []) if parts else []
+            segments = [s for s in (parts.path.split("/") if parts else []) if s]
+            value = codes[0] if codes else unquote(segments[-1]) if segments else ""
+        tag = value
+    code = typed_key(tag, "code")
+    if not code or any(unicodedata.category(ch)[0] == "C" for ch in code):
+        return SearchKey(text, (), "")
+    exact = tuple(dict.fromkeys((code, typed_key(tag, "name"))))
+    partial = code if len(code) >= SEARCH_MIN_PARTIAL else ""
+    return SearchKey(text, exact, partial)

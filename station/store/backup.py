@@ -1,10 +1,15 @@
-"""Online backup of the store (SQLite's backup API), verified, with rotation of old copies."""
+"""Online backup of the store (SQLite's backup API), verified, with rotation of old copies.
+
+Each run's result (time, ok or the error, the copy, its rows and size) is written into the
+store's `backups` table, so that the manager's home page shows the last backup and whether it
+worked (issue 16)."""
 
 from __future__ import annotations
 
 import os
 import re
 import sqlite3
+import time
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -29,7 +34,56 @@ class Backup:
 
 def backup(store_path: str, folder: str | os.PathLike[str], keep: int | None = None,
            now: datetime | None = None) -> Backup:
-    """Copy the store into folder/station-YYYYmmdd-HHMMSS.db, verify it, then rotate."""
+    """Copy the store into folder/station-YYYYmmdd-HHMMSS.db, verify it, then rotate; the
+    result (or the BackupError raised) is recorded in the store (`record`)."""
+    try:
+        done = _backup(store_path, folder, keep, now)
+    except BackupError as err:
+        record(store_path, False, None, str(err))
+        raise
+    record(store_path, True, done.path, "", sum(done.rows.values()), done.size)
+    return done
+
+
+def record(store_path: str, ok: bool, path: Path | None, detail: str, rows: int | None = None,
+           size: int | None = None) -> bool:
+    """Write one backup result into the store's `backups` table; False when the store cannot
+    take it (missing, from before the table, locked for 5 s): the backup's own result stands
+    and the home page then shows the previous one."""
+    if not Path(store_path).is_file():
+        return False
+    try:
+        conn = sqlite3.connect(f"file:{store_path}?mode=rw", uri=True, timeout=5,
+                               isolation_level=None)
+    except sqlite3.Error:
+        return False
+    try:
+        conn.execute("INSERT INTO backups (at, ok, path, detail, rows, size) VALUES "
+                     "(?, ?, ?, ?, ?, ?)", (time.time(), int(ok), None if path is None
+                                            else str(path), detail[:500], rows, size))
+        return True
+    except sqlite3.Error:
+        return False
+    finally:
+        conn.close()
+
+
+def last(conn: sqlite3.Connection) -> dict | None:
+    """The newest backup result: at (epoch s), ok, path, detail, rows, size; None: none yet
+    (or a store from before results were recorded)."""
+    try:
+        cur = conn.execute("SELECT at, ok, path, detail, rows, size FROM backups "
+                           "ORDER BY id DESC LIMIT 1")
+    except sqlite3.OperationalError as err:
+        if "no such table" in str(err):
+            return None
+        raise
+    row = cur.fetchone()
+    return None if row is None else dict(zip([c[0] for c in cur.description], row, strict=True))
+
+
+def _backup(store_path: str, folder: str | os.PathLike[str], keep: int | None,
+            now: datetime | None) -> Backup:
     target_dir = Path(folder)
     if not target_dir.is_dir():
         raise BackupError(f"{target_dir} is not a folder (is the USB stick mounted?)")

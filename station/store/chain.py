@@ -2,7 +2,9 @@
 
 Each record, when committed, appends an entry to the `chain` table in the same transaction:
 digest = SHA-256 of the row's canonical JSON, hash = SHA-256(previous hash, kind, ref, digest).
-A fill whose record is amended later (its cylinder id resolved after an override) appends a new
+A manager's action from the web pages (a block-list entry removed, an overfill or override
+marked handled, a dead letter sent again: station.store.audit) is a record of its own, with who,
+when and the note. A fill whose record is amended later (its cylinder id resolved after an override) appends a new
 entry; the latest entry for a record is the one its row must match. Fields a manager may change
 afterwards (an overfill marked handled) are outside the digest. Verification names the first
 row that was edited, deleted or reordered, and any record that is not in the chain at all.
@@ -21,7 +23,9 @@ from typing import Any
 GENESIS = "0" * 64
 SHORT = 16  # hex digits of a hash shown to people (64 bits: enough to compare by eye)
 UNHASHED = {"fills": ("handled_at", "handled_by")}
-KINDS = {"decision": ("decisions", "id"), "fill": ("fills", "record_id")}
+KINDS = {"decision": ("decisions", "id"), "fill": ("fills", "record_id"),
+         "action": ("manager_actions", "id")}
+OPEN = {"fills": " WHERE state != 'open'"}  # rows not yet records (chained when they close)
 
 
 def digest(table: str, row: dict[str, Any]) -> str:
@@ -77,7 +81,7 @@ class Newest:
     hash: str
     kind: str
     ref: str
-    at: float | None  # the decision's time, or the fill's end (None: that record is gone)
+    at: float | None  # the decision's or action's time, or the fill's end (None: record gone)
 
     @property
     def short(self) -> str:
@@ -87,7 +91,9 @@ class Newest:
 NEWEST = """SELECT c.seq, c.hash, c.kind, c.ref, CASE c.kind
     WHEN 'decision' THEN (SELECT d.at FROM decisions d WHERE d.id = CAST(c.ref AS INTEGER))
     WHEN 'fill' THEN (SELECT coalesce(f.ended_at, f.started_at, f.permitted_at) FROM fills f
-                      WHERE f.record_id = c.ref) END
+                      WHERE f.record_id = c.ref)
+    WHEN 'action' THEN (SELECT a.at FROM manager_actions a WHERE a.id = CAST(c.ref AS INTEGER))
+    END
     FROM chain c ORDER BY c.seq DESC LIMIT 1"""
 
 
@@ -143,8 +149,14 @@ def _unchained(conn: sqlite3.Connection, chained: dict) -> list[str]:
     """Records in the tables that the station never chained: inserted behind its back."""
     out = []
     for kind, (table, key) in KINDS.items():
-        where = "" if table == "decisions" else " WHERE state != 'open'"
-        for (ref,) in conn.execute(f"SELECT {key} FROM {table}{where} ORDER BY rowid"):
+        try:
+            refs = conn.execute(f"SELECT {key} FROM {table}{OPEN.get(table, '')} ORDER BY rowid"
+                                ).fetchall()
+        except sqlite3.OperationalError as err:  # a store from before that table
+            if "no such table" in str(err):
+                continue
+            raise
+        for (ref,) in refs:
             if (kind, str(ref)) not in chained:
                 out.append(f"{kind} {ref} is not in the chain (inserted outside the station)")
     return out

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import json
+from collections.abc import Iterator
 from datetime import date
 from typing import Any
 
 from station.store.db import Store
-from station.store.records import select_fills
+from station.store.records import csv_lines, select_fills
 from station.store.stats import epoch_range
 
 DECISION_COLUMNS = ("reader", "reading", "reading_kind", "permit", "reason", "warnings", "detail",
@@ -43,13 +42,12 @@ def as_json(store: Store, first: date, last: date) -> str:
     return json.dumps(doc, ensure_ascii=False, indent=1)
 
 
-def as_csv(store: Store, first: date, last: date) -> str:
-    out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=CSV_COLUMNS, extrasaction="ignore")
-    writer.writeheader()
-    for d in decisions(store, first, last):
-        writer.writerow({**d, "kind": "decision", "reading_kind": d["kind"],
-                         "time": d["local_time"]})
-    for f in fills(store, first, last):
-        writer.writerow({**f, "kind": "fill", "id": f["record_id"], "time": f["started"]})
-    return out.getvalue()
+def as_csv(store: Store, first: date, last: date, headers: dict[str, str] | None = None) -> str:
+    """One CSV table (station.store.records.csv_lines: a UTF-8 BOM, `headers` as headings,
+    formulas neutralised): the decisions, then the fills."""
+    def rows() -> Iterator[dict[str, Any]]:
+        for d in decisions(store, first, last):
+            yield {**d, "kind": "decision", "reading_kind": d["kind"], "time": d["local_time"]}
+        for f in fills(store, first, last):
+            yield {**f, "kind": "fill", "id": f["record_id"], "time": f["started"]}
+    return "".join(csv_lines(rows(), CSV_COLUMNS, headers))

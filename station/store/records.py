@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import csv
+import io
 import json
 import sys
 import time
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from station.config import StationConfig
@@ -82,14 +84,34 @@ def shape(r: dict[str, Any]) -> dict[str, Any]:
             "attempts": r["attempts"], "last_error": r["last_error"], "trace_id": r["trace_id"]}
 
 
-def print_records(cfg: StationConfig, args: argparse.Namespace) -> int:
+CSV_FORMULA = ("=", "+", "-", "@", "\t", "\r")  # a cell starting so is a formula to Excel
+
+
+def csv_lines(rows: Iterable[dict[str, Any]], columns: tuple[str, ...],
+              headers: dict[str, str] | None = None) -> Iterator[str]:
+    """CSV text a line at a time: first a UTF-8 BOM (Excel then reads the file as UTF-8) with
+    the heading line (`headers`: column → heading; default the column names), then one line
+    a row; a text cell that a spreadsheet would run as a formula gets a leading `'`."""
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow([(headers or {}).get(c, c) for c in columns])
+    yield "\ufeff" + buf.getvalue()
+    for row in rows:
+        buf.seek(0)
+        buf.truncate()
+        writer.writerow(["'" + v if isinstance(v, str) and v.startswith(CSV_FORMULA) else v
+                         for v in (row.get(c) for c in columns)])
+        yield buf.getvalue()
+
+
+def print_records(cfg: StationConfig, args: argparse.Namespace,
+                  headers: dict[str, str] | None = None) -> int:
+    """`station records`: a table, JSON, or CSV (BOM, `headers` as the heading line)."""
     rows = select_fills(Store(cfg.store), args)
     if args.json:
         print(json.dumps(rows, ensure_ascii=False, indent=1))
     elif args.csv:
-        writer = csv.DictWriter(sys.stdout, fieldnames=COLUMNS)
-        writer.writeheader()
-        writer.writerows(rows)
+        sys.stdout.writelines(csv_lines(rows, COLUMNS, headers))
     else:
         for r in rows:
             net = "-" if r["net_kg"] is None else f"{r['net_kg']:.2f}"

@@ -79,4 +79,18 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX IF NOT EXISTS tag_index_cylinder ON tag_index(cylinder_id);
     CREATE INDEX IF NOT EXISTS fills_decision ON fills(decision_id);
     """,
+    # --- issue 16, the manager's pages: audited actions (chained, station.store.audit), backup
+    # results (station.store.backup), and the indexes the search and the home page read by.
+    """
+    CREATE TABLE IF NOT EXISTS manager_actions (id INTEGER PRIMARY KEY AUTOINCREMENT,
+        at REAL NOT NULL, user TEXT NOT NULL, action TEXT NOT NULL, target TEXT NOT NULL,
+        note TEXT NOT NULL, done INTEGER NOT NULL);
+    CREATE INDEX IF NOT EXISTS manager_actions_target ON manager_actions(target, id);
+    CREATE TABLE IF NOT EXISTS backups (id INTEGER PRIMARY KEY AUTOINCREMENT, at REAL NOT NULL,
+        ok INTEGER NOT NULL, path TEXT, detail TEXT, rows INTEGER, size INTEGER);
+    CREATE INDEX IF NOT EXISTS decisions_tag ON decisions(tag);
+    CREATE INDEX IF NOT EXISTS decisions_reason ON decisions(reason, id);
+    CREATE INDEX IF NOT EXISTS fills_issues ON fills(handled_at)
+        WHERE post_check LIKE 'overfill%' OR override_by IS NOT NULL;
+    """,
 )

@@ -31,6 +31,22 @@ input,select,button{font:inherit;padding:.2em .4em}
  box-shadow:0 1px 4px #0002}.login label{display:block;margin:.6em 0}
 .login input{width:100%;box-sizing:border-box}
 footer{padding:.5em 1em 1em;color:#667;font-size:.85em}
+.badge{display:inline-block;min-width:1.1em;padding:0 .35em;margin-left:.25em;border-radius:.6em;
+ background:#fff;color:#1f3a5f;font-size:.8em;text-align:center;font-weight:bold}
+.badge.bad{background:#e0453a;color:#fff}
+header form.search input{width:12em}
+.cards{display:flex;flex-wrap:wrap;gap:.8em;margin:.5em 0 1em}
+.card{background:#fff;border:1px solid #d0d4da;border-radius:6px;padding:.6em .9em;min-width:9em}
+.card .n{font-size:1.8em;font-weight:bold;display:block}.card a{color:inherit}
+.card.alarm{border-color:#e0453a;background:#fdecea}.card.alarm .n{color:#b3261e}
+.card small{display:block;color:#667}
+.confirm{background:#fff;padding:1em;border-radius:6px;max-width:40em}
+.confirm textarea{width:100%;box-sizing:border-box;min-height:4em}
+@media print{header,footer,form,.noprint{display:none!important}body{background:#fff}
+ main{padding:0;max-width:none}table{font-size:9pt}th{background:#eee!important}
+ a{color:inherit;text-decoration:none}@page{size:A4;margin:12mm}}
+@media (max-width:800px){main{padding:.5em}table{font-size:.8em}
+ header form.search input{width:8em}}
 """
 
 
@@ -58,19 +74,26 @@ def href(path: str, items: Iterable[tuple[str, str]] = ()) -> str:
     return path + ("?" + query if query else "")
 
 
-NAV = (("/records", "nav_records"), ("/refusals", "nav_refusals"), ("/issues", "nav_issues"),
+NAV = (("/home", "nav_home"), ("/records", "nav_records"), ("/decisions", "nav_decisions"), ("/refusals", "nav_refusals"), ("/issues", "nav_issues"),
        ("/blocklist", "nav_blocklist"), ("/outbox", "nav_outbox"), ("/health", "nav_health"),
-       ("/", "nav_screens"))
+       ("/report", "nav_report"), ("/", "nav_screens"))
 
 
 def frame(title: str, body: str, *, lang: str, path: str, query: list[tuple[str, str]],
-          user: str | None, csrf: str | None, nonce: str, footer: str = "") -> str:
-    """The managers' page: header with navigation, language switch and sign-out, then body
-    and the footer (already-escaped HTML)."""
+          user: str | None, csrf: str | None, nonce: str, footer: str = "",
+          badges: dict[str, tuple[int, bool]] | None = None) -> str:
+    """The managers' page: header with navigation (a count badge after a link in `badges`:
+    path → (count, alarming); none for 0), the search box, language switch and sign-out, then
+    body and the footer (already-escaped HTML)."""
     other = "en" if lang == "zh" else "zh"
     switch = href(path, [(k, v) for k, v in query if k != "lang"] + [("lang", other)])
-    links = "".join(f'<a href="{p}"{" class=on" if p == path else ""}>{e(t(key, lang))}</a>'
+    links = "".join(f'<a href="{p}"{" class=on" if p == path else ""}>{e(t(key, lang))}'
+                    f'{badge(*(badges or {}).get(p, (0, False)))}</a>'
                     for p, key in NAV) if user else ""
+    if user:
+        links += (f'<form method="get" action="/search" class="search" role="search">'
+                  f'<input name="q" type="search" placeholder="{e(t("search", lang))}" '
+                  f'title="{e(t("search_hint", lang))}" maxlength="300"></form>')
     me = ""
     if user and csrf:
         me = (f'<span class="me">{e(t("signed_in_as", lang))}: {e(user)} '
@@ -101,3 +124,10 @@ def num(value: object) -> str:
 
 def note(text: str, bad: bool = False) -> str:
     return f'<p class="note{" warn" if bad else ""}" role="status">{e(text)}</p>'
+
+
+def badge(n: int, alarming: bool = False) -> str:
+    """A count after a navigation link ('' for none)."""
+    if n <= 0:
+        return ""
+    return f' <span class="badge{" bad" if alarming else ""}" data-n="{n}">{n}</span>'

@@ -5,13 +5,14 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 from station.core.fills import local
 from station.store.records import kg
 from station.web import views
 from station.web.chart import refusal_chart
-from station.web.html import csrf_field, e, href, note, num, post_button, table
-from station.web.texts import reason_in, t
+from station.web.html import csrf_field, e, href, note, num, table
+from station.web.texts import reason_in, state, t
 
 
 @dataclass(frozen=True)
@@ -60,10 +61,11 @@ def records(v: Viewer, flt: views.RecordFilter, rows: list[dict[str, Any]], tota
     head = [v.t(k) for k in ("col_started", "col_rig", "col_operator", "col_cylinder",
                              "col_medium", "col_net", "col_target", "col_pre", "col_post",
                              "col_override", "col_sync", "col_record")]
-    body = [[e(r["started"]), e(r["rig"]), e(r["operator"]), e(r["cylinder_id"] or r["info_code"]),
-             e(r["medium"]), num(r["net_kg"]), num(r["target_kg"]), e(r["pre_check"]),
-             _check(r["post_check"]), e(r["override_by"]), _sync(v, r), e(r["record_id"])]
-            for r in rows]
+    body = [[e(r["started"]), e(r["rig"]), e(r["operator"]),
+             cylinder_link(r["cylinder_id"] or r["info_code"]), e(r["medium"]),
+             num(r["net_kg"]), num(r["target_kg"]), e(state(r["pre_check"], v.lang)),
+             check_cell(v, r["post_check"]), e(r["override_by"]), sync_cell(v, r),
+             e(r["record_id"])] for r in rows]
     nav = [f'<span>{e(v.t("n_records", n=total, page=flt.page, pages=pages))}</span>']
     if flt.page > 1:
         nav.append(f'<a href="{e(href("/records", flt.query_items(flt.page - 1)))}" '
@@ -93,7 +95,8 @@ def _filters(v: Viewer, flt: views.RecordFilter, rigs: list[str]) -> str:
         + field(v.t("rig"), select("rig", flt.rig, [(r, r) for r in rigs]))
         + field(v.t("operator"), f'<input name="operator" value="{e(flt.operator)}" size="8">')
         + field(v.t("cylinder"), f'<input name="cylinder" value="{e(flt.cylinder)}" size="16">')
-        + field(v.t("check"), select("check", flt.check, [(c, c) for c in views.CHECKS]))
+        + field(v.t("check"), select("check", flt.check,
+                                           [(c, state(c, v.lang)) for c in views.CHECKS]))
         + field(v.t("sync"), select("sync", flt.sync, [(s, v.t("sync_" + s)) for s in views.SYNCS]))
         + field(v.t("override_only"), f'<input type="checkbox" name="override" value="1"'
                 f'{" checked" if flt.override else ""}>')
@@ -101,16 +104,25 @@ def _filters(v: Viewer, flt: views.RecordFilter, rigs: list[str]) -> str:
         + f'<a href="/records">{e(v.t("reset"))}</a></form>')
 
 
-def _check(check: str | None) -> str:
+def check_cell(v: Viewer, check: str | None) -> str:
+    """A post-fill check in the reader's language, coloured; its code as data-check."""
     css = "ok" if check == "ok" else "bad" if check and check != "cancelled" else ""
-    return f'<td class="{css}">{e(check)}</td>'
+    return f'<td class="{css}" data-check="{e(check)}">{e(state(check, v.lang))}</td>'
 
 
-def _sync(v: Viewer, r: dict[str, Any]) -> str:
-    state = r["sync"]
-    label = v.t(state) if state in ("pending", "delivered", "dead") else "-"
+def sync_cell(v: Viewer, r: dict[str, Any]) -> str:
+    """A record's delivery state; the city's last error as its title."""
+    sync = r["sync"]
+    label = v.t(sync) if sync in ("pending", "delivered", "dead") else "-"
     title = f' title="{e(r["last_error"])}"' if r.get("last_error") else ""
-    return f'<td class="{"bad" if state == "dead" else ""}"{title}>{e(label)}</td>'
+    return f'<td class="{"bad" if sync == "dead" else ""}"{title}>{e(label)}</td>'
+
+
+def cylinder_link(shown: str | None) -> str:
+    """A cylinder id or code linking to its page."""
+    if not shown:
+        return "-"
+    return f'<a href="/cylinder?id={quote(str(shown), safe="")}">{e(shown)}</a>'
 
 
 # --- refusals ----------------------------------------------------------------------------------
@@ -120,27 +132,32 @@ def refusals(v: Viewer, days: int, dates: list[str], counts: dict[str, dict[str,
     if not counts:
         return intro + f'<p class="muted" id="no-refusals">{e(v.t("no_refusals"))}</p>'
     totals = sorted(((sum(c.values()), code) for code, c in counts.items()), reverse=True)
-    rows = [[e(reason_in(code, v.lang)), e(code), num(n)] for n, code in totals]
+    rows = [[f'<a href="/decisions?reason={quote(code)}">{e(reason_in(code, v.lang))}</a>',
+             f"<code>{e(code)}</code>", num(n)] for n, code in totals]
     return (intro + f'<figure id="chart">{refusal_chart(dates, counts, v.lang)}</figure>'
-            + table([v.t("reason"), "code", v.t("refusals_total")], rows))
+            + table([v.t("reason"), v.t("code"), v.t("refusals_total")], rows))
 
 
 # --- overfills and overrides -------------------------------------------------------------------
-def issues(v: Viewer, open_rows: list[dict[str, Any]], handled: list[dict[str, Any]]) -> str:
+def issues(v: Viewer, open_rows: list[dict[str, Any]], handled: list[dict[str, Any]],
+           actions: list[dict[str, Any]]) -> str:
+    """Open overfills and overrides (each marked handled after a confirmation and a note) and
+    those handled lately, with who, when and the note (station.store.audit)."""
     head = ["", v.t("col_started"), v.t("col_rig"), v.t("col_operator"), v.t("col_cylinder"),
             v.t("col_net"), v.t("col_target"), v.t("col_override"), v.t("col_record"), ""]
     body = [[_kind(v, r), e(local(r["started_at"] or r["permitted_at"])), e(r["rig"]),
-             e(r["operator"]), e(r["cylinder_id"] or r["info_code"]), num(kg(r["net_g"])),
-             num(kg(r["target_g"])),
+             e(r["operator"]), cylinder_link(r["cylinder_id"] or r["info_code"]),
+             num(kg(r["net_g"])), num(kg(r["target_g"])),
              e(f'{r["override_by"]}: {r["override_reason"]}' if r["override_by"] else None),
-             e(r["record_id"]),
-             post_button("/issues/handle", v.t("mark_handled"), v.csrf,
-                         {"record_id": r["record_id"]})] for r in open_rows]
-    done = [[_kind(v, r), e(r["record_id"]), e(r["handled_by"]), e(local(r["handled_at"]))]
-            for r in handled]
+             e(r["record_id"]), confirm_link(v, "handle", r["record_id"], "mark_handled")]
+            for r in open_rows]
+    notes = {a["target"]: a["note"] for a in reversed(actions)}
+    done = [[_kind(v, r), e(r["record_id"]), e(r["handled_by"]), e(local(r["handled_at"])),
+             e(notes.get(r["record_id"]))] for r in handled]
     return (table(head, body, v.t("no_issues"))
             + (f'<h2>{e(v.t("recently_handled"))}</h2>' if done else "")
-            + table(["", v.t("col_record"), v.t("handled_by"), v.t("handled_at")], done))
+            + table(["", v.t("col_record"), v.t("handled_by"), v.t("handled_at"),
+                     v.t("action_note")], done))
 
 
 def _kind(v: Viewer, r: dict[str, Any]) -> str:
@@ -154,13 +171,13 @@ def _kind(v: Viewer, r: dict[str, Any]) -> str:
 
 # --- block list --------------------------------------------------------------------------------
 def blocklist(v: Viewer, rows: list[dict[str, Any]]) -> str:
+    """The add form and the list; a removal asks for a confirmation and a note."""
     form = (f'<form method="post" action="/blocklist/add" class="filters">{csrf_field(v.csrf)}'
             f'<label>{e(v.t("block_key"))}<input name="key" required maxlength="200"></label>'
             f'<label>{e(v.t("block_reason"))}<input name="reason" required maxlength="200">'
             f'</label><button type="submit">{e(v.t("add"))}</button></form>')
     body = [[e(r["key"]), e(r["reason"]), e(local(r["added_at"])), e(r["added_by"]),
-             post_button("/blocklist/remove", v.t("remove"), v.csrf, {"key": r["key"]})]
-            for r in rows]
+             confirm_link(v, "unblock", r["key"], "remove")] for r in rows]
     return form + table([v.t("block_key"), v.t("block_reason"), v.t("added_at"),
                          v.t("added_by"), ""], body, v.t("empty_list"))
 
@@ -175,8 +192,7 @@ def outbox(v: Viewer, s: dict[str, Any]) -> str:
     last_html = (f'<p>{e(v.t("last_error"))}: {e(last["record_id"])} ×{e(last["attempts"])}: '
                  f'{e(last["last_error"])}</p>' if last else "")
     dead = [[e(d["record_id"]), e(d["last_error"]),
-             post_button("/outbox/retry", v.t("retry"), v.csrf, {"record_id": d["record_id"]})]
-            for d in s["dead_records"]]
+             confirm_link(v, "retry", d["record_id"], "retry")] for d in s["dead_records"]]
     return (counts + last_html + f'<h2>{e(v.t("dead_letters"))}</h2>'
             + table([v.t("col_record"), v.t("city_message"), ""], dead, v.t("none")))
 
@@ -196,11 +212,13 @@ def health(v: Viewer, rigs: list[dict[str, Any]]) -> str:
                  f'{e(v.t("yes") if h["connected"] else v.t("no"))}</td>'],
                 [e(v.t("last_heartbeat")), e(beat)],
                 [e(v.t("fault")), e(h["fault"])],
-                [e(v.t("phase")), e(h["phase"])],
+                [e(v.t("phase")), e(state(h["phase"], v.lang))],
                 [e(v.t("operator")), e(h["operator"])],
                 [e(v.t("last_error_event")),
-                 e(f'{err["at"]} {err["event"]}: {err["detail"] or ""}' if err else None)]]
-        events = table(["", "", ""], [[e(x["at"]), e(x["event"]), e(x["detail"])]
+                 e(f'{err["at"]} {state(err["event"], v.lang)}: {err["detail"] or ""}'
+                   if err else None)]]
+        events = table(["", "", ""], [[e(x["at"]), f'<span data-event="{e(x["event"])}">'
+                                       f'{e(state(x["event"], v.lang))}</span>', e(x["detail"])]
                                       for x in h["events"]])
         stale = note(v.t("live_stale"), True) if h["stale"] else ""
         out.append(f'<section class="rig" data-rig="{e(h["rig"])}"><h2>{e(h["rig"])}</h2>'
@@ -237,4 +255,22 @@ def chain_footer(lang: str, head: dict[str, Any] | None) -> str:
 
 def index(lang: str, rigs: list[str]) -> str:
     links = "".join(f'<li><a href="/rig/{e(r)}">{e(r)}</a></li>' for r in rigs)
-    return (f'<ul>{links}</ul><p><a href="/records">{e(t("manager_pages", lang))}</a></p>')
+    return (f'<ul>{links}</ul><p><a href="/home">{e(t("manager_pages", lang))}</a></p>')
+
+
+def confirm_link(v: Viewer, action: str, target: str, label: str) -> str:
+    """A link to the confirmation page of an audited action (station.web.confirm)."""
+    link = href("/confirm", [("action", action), ("target", target)])
+    return f'<td><a class="act" href="{e(link)}">{e(v.t(label))}…</a></td>'
+
+
+def actions_table(v: Viewer, rows: list[dict[str, Any]]) -> str:
+    """Manager actions (station.store.audit): when, who, what, on what, the note."""
+    body = [[e(local(a["at"])), e(a["user"]), e(v.t("action_" + a["action"]))
+             + ("" if a["done"] else " " + e(v.t("action_nothing"))), e(a["target"]),
+             e(a["note"])] for a in rows]
+    if not body:
+        return ""
+    return (f'<section id="actions"><h2>{e(v.t("recent_actions"))}</h2>'
+            + table([v.t("action_at"), v.t("action_user"), "", v.t("action_target"),
+                     v.t("action_note")], body) + "</section>")

@@ -161,7 +161,186 @@ T: dict[str, Text] = {
                           "not added: no reading could ever match this key (it must be a "
                           "cylinder id, information code, 12-digit traceable number or RFID "
                           "UID)"),
+    # issue 16: the manager's home page, finding things, audited actions, print report
+    "nav_home": Text("今日概览", "Today"),
+    "nav_decisions": Text("判定记录", "Decisions"),
+    "nav_report": Text("日报", "Day report"),
+    "home_title": Text("今日概览（{day}）", "Today at a glance ({day})"),
+    "home_fills": Text("充装", "fills"),
+    "home_permits": Text("许可", "permits"),
+    "home_refusals": Text("拒充", "refusals"),
+    "home_open_issues": Text("待处理超装与主管放行", "open overfills and overrides"),
+    "home_pending": Text("待上报记录", "records not yet delivered"),
+    "home_oldest": Text("最早一条已等待 {h} 小时", "the oldest has waited {h} h"),
+    "home_backlog_warn": Text("超过 {limit} 小时未上报，请检查与市平台的连接",
+                              "older than {limit} h: check the link to the city"),
+    "home_dead": Text("被市平台拒收", "refused by the city (dead letters)"),
+    "home_backup": Text("最近备份", "last backup"),
+    "home_backup_none": Text("尚无备份记录", "no backup recorded yet"),
+    "home_backup_ok": Text("成功", "ok"),
+    "home_backup_failed": Text("失败", "failed"),
+    "home_rigs_down": Text("离线的充装工位", "rigs down"),
+    "home_readers_down": Text("离线的读码器", "readers down"),
+    "home_all_up": Text("全部正常", "all up"),
+    "home_no_refusals": Text("今天没有拒充", "no refusals today"),
+    "search": Text("查找气瓶", "Find a cylinder"),
+    "search_hint": Text("气瓶编号、信息码、12位编码、产品编号、二维码网址或其中一部分",
+                        "id, information code, 12-digit number, product number, QR URL, or a "
+                        "part of one"),
+    "search_go": Text("查找", "Search"),
+    "search_title": Text("查找：{q}", "Search: {q}"),
+    "search_none": Text("没有找到与之相符的气瓶或标签", "no cylinder or tag matches"),
+    "search_tags": Text("未关联气瓶的标签（读到但未识别）", "tags read but never tied to a cylinder"),
+    "matched_by": Text("匹配项", "matched by"),
+    "times_read": Text("读到次数", "times read"),
+    "last_read": Text("最近读到", "last read"),
+    "cylinder_title": Text("气瓶 {id}", "Cylinder {id}"),
+    "city_record": Text("市平台档案（最近一次读取）", "City record (as last seen)"),
+    "city_record_none": Text("本站未缓存该气瓶的市平台档案", "no city record cached here"),
+    "fetched_at": Text("读取时间", "fetched"),
+    "keys": Text("编号与标签", "ids and tags"),
+    "blocked_state": Text("禁充名单", "block list"),
+    "not_blocked": Text("不在禁充名单中", "not on the block list"),
+    "decisions_here": Text("本站判定", "decisions here"),
+    "fills_here": Text("本站充装记录", "fill records here"),
+    "overrides": Text("主管放行", "overrides"),
+    "actions": Text("管理操作记录", "manager actions"),
+    "decisions_title": Text("判定记录", "Decisions"),
+    "verdict": Text("判定", "verdict"),
+    "verdict_permit": Text("允许充装", "permit"),
+    "verdict_refuse": Text("禁止充装", "refuse"),
+    "col_time": Text("时间", "time"),
+    "col_reading": Text("读到内容", "reading"),
+    "col_source": Text("来源", "source"),
+    "col_latency": Text("耗时 ms", "latency ms"),
+    "col_reason": Text("原因", "reason"),
+    "col_decision": Text("判定号", "decision id"),
+    "col_handled": Text("处理", "handled"),
+    "code": Text("代码", "code"),
+    "n_decisions": Text("共 {n} 条判定，第 {page}/{pages} 页",
+                        "{n} decisions, page {page} of {pages}"),
+    # audited actions: a confirmation and a note, then who, when and the note on the pages
+    "confirm_title": Text("请确认", "Please confirm"),
+    "confirm_unblock": Text("从禁充名单移除 {target}", "remove {target} from the block list"),
+    "confirm_handle": Text("将记录 {target} 标记为已处理", "mark record {target} handled"),
+    "confirm_retry": Text("重新上报被拒收的记录 {target}", "send dead record {target} again"),
+    "note": Text("备注（必填：原因、核实情况）", "note (required: why, what was checked)"),
+    "note_needed": Text("请填写备注后再确认", "write a note, then confirm"),
+    "confirm": Text("确认", "Confirm"),
+    "cancel": Text("取消", "Cancel"),
+    "action_unblock": Text("移除禁充", "removed from block list"),
+    "action_handle": Text("标记已处理", "marked handled"),
+    "action_retry": Text("重新上报", "sent again"),
+    "action_user": Text("操作人", "by"),
+    "action_at": Text("时间", "when"),
+    "action_target": Text("对象", "on"),
+    "action_note": Text("备注", "note"),
+    "action_nothing": Text("（无可更改）", "(nothing to change)"),
+    "recent_actions": Text("最近的管理操作", "recent manager actions"),
+    # the printable day report
+    "report_title": Text("充装日报 {day}", "Day report {day}"),
+    "report_day": Text("日期", "day"),
+    "report_show": Text("显示", "Show"),
+    "print": Text("打印", "Print"),
+    "report_by_rig": Text("按工位", "per rig"),
+    "report_by_operator": Text("按充装人员", "per operator"),
+    "printed_at": Text("打印时间", "printed"),
+    # a city record's fields on the cylinder page (the wire contract's names)
+    "rec_id": Text("档案ID", "id"), "rec_info_code": Text("信息化编码", "information code"),
+    "rec_product_no": Text("12位编码（产品编号）", "12-digit number (product no.)"),
+    "rec_rfid_uid": Text("RFID 编号", "RFID UID"),
+    "rec_user_unit_name": Text("使用单位", "user unit"),
+    "rec_medium_code": Text("充装介质", "medium"), "rec_status": Text("状态", "status"),
+    "rec_next_inspection_date": Text("下次检验", "next inspection"),
+    "rec_last_inspection_date": Text("上次检验", "last inspection"),
+    "rec_manufacture_date": Text("制造年月", "made"),
+    "rec_manufacturer": Text("制造单位", "manufacturer"),
+    "rec_unit_internal_no": Text("单位内编号", "unit's own number"),
+    "rec_registration_cert_no": Text("使用登记证号", "registration certificate"),
+    "rec_tare_kg": Text("皮重 kg", "tare kg"),
+    "rec_fill_capacity_kg": Text("充装量 kg", "fill capacity kg"),
+    "rec_volume_l": Text("容积 L", "volume L"),
+    "rec_nominal_pressure_mpa": Text("公称压力 MPa", "nominal pressure MPa"),
 }
+
+# Every state, check and event a person sees (issue 16, item 4): value → Chinese, English.
+STATES: dict[str, Text] = {
+    # post-fill checks and record states
+    "ok": Text("合格", "ok"), "overfill": Text("超装", "overfill"),
+    "underfill": Text("欠装", "underfill"), "interrupted": Text("中断", "interrupted"),
+    "cancelled": Text("已取消（未使用许可）", "cancelled (permit unused)"),
+    "residual": Text("残液", "residual"), "closed": Text("已完成", "closed"),
+    "open": Text("进行中", "open"),
+    "(scale not stable)": Text("（秤未稳定）", "(scale not stable)"),
+    # rig phases
+    "idle": Text("空闲", "idle"), "accepted": Text("已受理", "accepted"),
+    "permitted": Text("已许可", "permitted"), "filling": Text("充装中", "filling"),
+    "ended": Text("充装结束", "ended"),
+    # rig events
+    "rig_connected": Text("工位已连接", "rig connected"), "rig_lost": Text("工位断开", "rig lost"),
+    "permit_granted": Text("已发放许可", "permit granted"),
+    "permit_withdrawn": Text("许可已撤回", "permit withdrawn"),
+    "permit_failed": Text("许可写入失败", "permit write failed"),
+    "pre_check_refused": Text("充前检查未通过", "pre-check refused"),
+    "override_refused": Text("主管放行被拒绝", "override refused"),
+    "reading_ignored": Text("读码被忽略", "reading ignored"),
+    "badge_ignored": Text("工卡被忽略", "badge ignored"),
+    "login": Text("登录", "log-in"), "logout": Text("退出", "log-out"),
+    # end reasons, sources, delivery
+    "done": Text("到达目标", "done"), "ESTOP": Text("急停", "emergency stop"),
+    "cylinder removed": Text("气瓶被移走", "cylinder removed"),
+    "city": Text("市平台", "city"), "cache": Text("本地缓存", "cache"),
+    "pending": Text("待上报", "pending"), "delivered": Text("已上报", "delivered"),
+    "dead": Text("被拒收", "dead (refused)"), "none": Text("不上报", "never sent"),
+    # a cylinder's status in the city record
+    "in_use": Text("在用", "in use"), "scrapped": Text("已报废", "scrapped"),
+    "stopped": Text("已停用", "stopped"),
+}
+
+# CSV column headings (records and export; Chinese by default, `--lang en` / `?lang=en`).
+COLUMNS: dict[str, Text] = {
+    "record_id": Text("记录号", "record_id"), "fill_date": Text("充装日期", "fill_date"),
+    "started": Text("开始时间", "started"), "ended": Text("结束时间", "ended"),
+    "rig": Text("工位", "rig"), "operator": Text("充装人员", "operator"),
+    "cylinder_id": Text("气瓶编号", "cylinder_id"), "info_code": Text("信息码", "info_code"),
+    "medium": Text("介质", "medium"), "tare_kg": Text("皮重kg", "tare_kg"),
+    "prefill_kg": Text("充前重kg", "prefill_kg"), "net_kg": Text("净重kg", "net_kg"),
+    "target_kg": Text("目标kg", "target_kg"), "pre_check": Text("充前检查", "pre_check"),
+    "post_check": Text("充后检查", "post_check"), "end_reason": Text("结束原因", "end_reason"),
+    "source": Text("数据来源", "source"), "override_by": Text("放行主管", "override_by"),
+    "override_reason": Text("放行原因", "override_reason"), "sync": Text("上报状态", "sync"),
+    "attempts": Text("上报次数", "attempts"), "last_error": Text("最近错误", "last_error"),
+    "trace_id": Text("追踪号", "trace_id"), "kind": Text("类别", "kind"),
+    "id": Text("编号", "id"), "time": Text("时间", "time"), "reader": Text("读码器", "reader"),
+    "reading": Text("读到内容", "reading"), "reading_kind": Text("读码类型", "reading_kind"),
+    "permit": Text("许可", "permit"), "reason": Text("原因代码", "reason"),
+    "warnings": Text("警告", "warnings"), "detail": Text("详情", "detail"),
+    "cache_age_s": Text("缓存时长s", "cache_age_s"), "latency_ms": Text("耗时ms", "latency_ms"),
+}
+
+
+def state(value: object, lang: str) -> str:
+    """A state, check or event in the reader's language: known words translated, a value with
+    a tail ("overfill (scale not stable)", "residual 0.40 kg") by its first word and the
+    rest; an unknown value as itself; None as a dash."""
+    if value is None or value == "":
+        return "-"
+    text = str(value)
+    whole = STATES.get(text)
+    if whole is not None:
+        return whole.en if lang == "en" else whole.zh
+    head, _, rest = text.partition(" ")
+    if head in STATES and rest:
+        tail = STATES.get(rest)
+        rest_text = (tail.en if lang == "en" else tail.zh) if tail else rest
+        return f"{state(head, lang)} {rest_text}"
+    return text
+
+
+def csv_headers(columns: tuple[str, ...], lang: str) -> dict[str, str]:
+    """Column key → heading for a CSV file (Chinese unless lang is "en")."""
+    return {c: (COLUMNS[c].en if lang == "en" else COLUMNS[c].zh) if c in COLUMNS else c
+            for c in columns}
 
 
 def t(key: str, lang: str, **fmt: object) -> str:

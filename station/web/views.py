@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import re
-import sqlite3
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -14,10 +12,9 @@ from typing import Any
 from station.core import hmi
 from station.core.codes import MEDIA
 from station.core.fills import local
-from station.errors import StoreError
-from station.store import chain
+from station.store import browse, overview
 from station.store.db import Store
-from station.store.records import FILL_ORDER, SELECT_FILLS, fill_where, shape
+from station.store.records import fill_where
 from station.today import LOCAL_TZ
 from station.web import texts
 
@@ -26,7 +23,6 @@ PAGE_SIZE = 50
 CHECKS = ("ok", "overfill", "underfill", "interrupted")
 SYNCS = ("pending", "delivered", "dead", "none")
 DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
-ERROR_EVENTS = ("rig_lost", "permit_failed", "pre_check_refused", "override_refused")
 
 
 # --- the operator screen ---------------------------------------------------------------------
@@ -39,9 +35,7 @@ def rig_screen(store: Store | None, rig: str, now: float | None = None) -> dict[
     daemon lights the lamps from) and the facts of its current verdict. `store` None: the
     store cannot be read (the screen says so and keeps asking)."""
     now = time.time() if now is None else now
-    rows = store.query("SELECT at, state FROM rig_live WHERE rig = ?", (rig,)) if store else []
-    live = json.loads(rows[0]["state"]) if rows else {}
-    at = rows[0]["at"] if rows else None
+    at, live = overview.live_one(store, rig) if store else (None, {})
     stale = store is not None and (at is None or now - at > STALE_S)
     verdict = live.get("verdict") or {}
     view = hmi.screen(live, stale=stale, store_unreadable=store is None)
@@ -126,23 +120,12 @@ class RecordFilter:
 
 def records_page(store: Store, flt: RecordFilter) -> tuple[list[dict[str, Any]], int]:
     """One page of matching records, newest first, and how many match in all."""
-    where, params = flt.where()
-    join = "LEFT JOIN outbox o ON o.record_id = f.record_id " if flt.sync else ""
-    total = int(store.value(f"SELECT count(*) FROM fills f {join}WHERE {where}", tuple(params)))
-    rows = store.query(f"{SELECT_FILLS}{where} ORDER BY {FILL_ORDER} DESC LIMIT ? OFFSET ?",
-                       (*params, PAGE_SIZE, (flt.page - 1) * PAGE_SIZE))
-    return [shape(r) for r in rows], total
+    return browse.records_page(store, flt, flt.page, PAGE_SIZE)
 
 
-def records_all(store: Store, flt: RecordFilter, batch: int = 1000
-                ) -> Iterator[dict[str, Any]]:
-    """Every matching record, oldest first, a batch at a time (the CSV export)."""
-    where, params = flt.where()
-    cur = store.conn.execute(f"{SELECT_FILLS}{where} ORDER BY {FILL_ORDER}", params)
-    cols = [c[0] for c in cur.description]
-    while rows := cur.fetchmany(batch):
-        for r in rows:
-            yield shape(dict(zip(cols, r, strict=True)))
+def records_all(store: Store, flt: RecordFilter) -> Iterator[dict[str, Any]]:
+    """Every matching record, oldest first (the CSV export)."""
+    return browse.records_all(store, flt)
 
 
 # --- refusals by reason and day ----------------------------------------------------------------
@@ -152,69 +135,24 @@ def refusals_by_day(store: Store, days: int, today: datetime | None = None
     today = today or datetime.now(LOCAL_TZ)
     first = (today - timedelta(days=days - 1)).replace(hour=0, minute=0, second=0, microsecond=0)
     dates = [(first + timedelta(days=i)).date().isoformat() for i in range(days)]
-    rows = store.query("SELECT substr(local_time, 1, 10) AS day, reason, count(*) AS n "
-                       "FROM decisions WHERE permit = 0 AND at >= ? GROUP BY day, reason",
-                       (first.timestamp(),))
     counts: dict[str, dict[str, int]] = {}
-    for r in rows:
+    for r in overview.refusals_since(store, first.timestamp()):
         if r["day"] in dates:
             counts.setdefault(r["reason"] or "?", {})[r["day"]] = int(r["n"])
     return dates, counts
-
-
-# --- overfills and overrides to handle --------------------------------------------------------
-ISSUE = "(f.post_check = 'overfill' OR f.override_by IS NOT NULL)"
-
-
-def open_issues(store: Store, limit: int = 500) -> list[dict[str, Any]]:
-    return store.query(f"SELECT f.* FROM fills f WHERE f.state != 'open' AND f.handled_at IS "
-                       f"NULL AND {ISSUE} ORDER BY {FILL_ORDER} DESC LIMIT ?", (limit,))
-
-
-def handled_issues(store: Store, limit: int = 20) -> list[dict[str, Any]]:
-    return store.query(f"SELECT f.* FROM fills f WHERE f.handled_at IS NOT NULL AND {ISSUE} "
-                       "ORDER BY f.handled_at DESC LIMIT ?", (limit,))
-
-
-def mark_handled(store: Store, record_id: str, by: str) -> bool:
-    """An open overfill or override marked handled; False when there is none such (any more).
-
-    handled_at/handled_by are outside the record's hash (station.store.chain): `station verify`
-    still passes afterwards.
-    """
-    with store.transaction() as conn:
-        return conn.execute(f"UPDATE fills AS f SET handled_at = ?, handled_by = ? WHERE "
-                            f"record_id = ? AND state != 'open' AND handled_at IS NULL AND "
-                            f"{ISSUE}", (time.time(), by, record_id)).rowcount > 0
-
-
-# --- block list and outbox -------------------------------------------------------------------
-def blocklist(store: Store) -> list[dict[str, Any]]:
-    return store.query("SELECT key, reason, added_at, added_by FROM blocklist ORDER BY added_at "
-                       "DESC")
-
-
-def outbox_retry(store: Store, record_id: str) -> bool:
-    """A dead record pending again (as `station outbox retry`); False when it is not dead."""
-    with store.transaction() as conn:
-        return conn.execute("UPDATE outbox SET state = 'pending', next_at = 0 WHERE record_id "
-                            "= ? AND state = 'dead'", (record_id,)).rowcount > 0
 
 
 # --- device health ---------------------------------------------------------------------------
 def health(store: Store, rigs: list[str], now: float | None = None) -> list[dict[str, Any]]:
     """Per rig: connected, last heartbeat, current fault, last error event and recent events."""
     now = time.time() if now is None else now
-    live = {r["rig"]: r for r in store.query("SELECT rig, at, state FROM rig_live")}
-    marks = ", ".join("?" * len(ERROR_EVENTS))
+    lives = overview.live(store)
     out = []
     for rig in rigs:
-        row = live.get(rig)
-        state = json.loads(row["state"]) if row else {}
-        errors = store.query(f"SELECT at, event, detail FROM rig_events WHERE rig = ? AND "
-                             f"event IN ({marks}) ORDER BY id DESC LIMIT 1", (rig, *ERROR_EVENTS))
-        events = store.query("SELECT at, event, detail FROM rig_events WHERE rig = ? "
-                             "ORDER BY id DESC LIMIT 8", (rig,))
+        row = lives.get(rig)
+        state = row["state"] if row else {}
+        errors = overview.rig_events(store, rig, errors_only=True, limit=1)
+        events = overview.rig_events(store, rig)
         beat = state.get("heartbeat_at")
         stale = row is None or now - row["at"] > STALE_S
         shows = hmi.screen(state, stale=stale)
@@ -231,18 +169,27 @@ def health(store: Store, rigs: list[str], now: float | None = None) -> list[dict
 
 # --- the record chain's head -----------------------------------------------------------------
 def chain_head(store: Store) -> dict[str, Any] | None:
-    """The hash chain's newest entry, read in one indexed query (never verified here: that
-    walks the whole chain; `station verify` and `station doctor` do it). None: no records yet,
-    or a store from before the chain that the daemon has not upgraded yet."""
-    try:
-        top = chain.newest(store.conn)
-    except sqlite3.OperationalError as err:
-        if "no such table" in str(err):
-            return None
-        raise StoreError(f"store read failed: {err}") from err
-    except sqlite3.Error as err:
-        raise StoreError(f"store read failed: {err}") from err
+    """The hash chain's newest entry (station.store.overview.chain_head), shaped for pages."""
+    top = overview.chain_head(store)
     if top is None:
         return None
     return {"seq": top.seq, "hash": top.hash, "short": top.short, "kind": top.kind,
             "ref": top.ref, "at": local(top.at)}
+
+
+def devices_down(store: Store, rigs: Any, now: float | None = None) -> dict[str, list[str]]:
+    """The configured rigs whose controller is not connected or whose daemon is silent (no
+    picture newer than STALE_S), and the readers their daemon reports as lost (its picture's
+    `readers`: reader id → connected, as the daemon reports them; a reader never opened yet,
+    None, is not down):
+    {"rigs": [rig id], "readers": ["rig id/reader id"]}."""
+    now = time.time() if now is None else now
+    lives = overview.live(store)
+    out: dict[str, list[str]] = {"rigs": [], "readers": []}
+    for rig in rigs:
+        row = lives.get(rig.id)
+        if row is None or now - row["at"] > STALE_S or not row["state"].get("connected"):
+            out["rigs"].append(rig.id)
+        readers = (row or {}).get("state", {}).get("readers") or {}
+        out["readers"] += [f"{rig.id}/{r}" for r, up in sorted(readers.items()) if up is False]
+    return out

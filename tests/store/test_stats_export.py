@@ -63,7 +63,9 @@ def test_dates_are_checked():
 
 
 def test_export_csv_has_both_kinds_in_range(store):
-    rows = list(csv.DictReader(io.StringIO(export.as_csv(store, DAY1.date(), DAY2.date()))))
+    text = export.as_csv(store, DAY1.date(), DAY2.date())
+    assert text.startswith("\ufeffkind,id,time,")  # a BOM; headings as given (default: keys)
+    rows = list(csv.DictReader(io.StringIO(text.removeprefix("\ufeff"))))
     kinds = [r["kind"] for r in rows]
     assert kinds.count("decision") == 8  # 5 fills' permits (one cancelled) and 3 refusals
     assert kinds.count("fill") == 5
@@ -118,3 +120,33 @@ def test_the_commands(store, tmp_path, monkeypatch, capsys):
     with pytest.raises(SystemExit) as done:
         main(["stats", "--config", str(cfg), "--from", "2026-03-12", "--to", "2026-03-10"])
     assert done.value.code == 2 and "after" in capsys.readouterr().err
+
+
+def test_export_and_records_csv_carry_a_bom_and_chinese_headings(store, tmp_path, monkeypatch,
+                                                                  capsys):
+    """Issue 16: Excel garbled Chinese (no BOM) and the headings were English only."""
+    from station.app.cli import main
+
+    monkeypatch.setenv("STATION_APP_SECRET", "x")
+    cfg = tmp_path / "station.toml"
+    cfg.write_text(CONFIG, encoding="utf-8")
+    out = tmp_path / "march.csv"
+    span = ["--from", "2026-03-10", "--to", "2026-03-11"]
+    with pytest.raises(SystemExit) as done:
+        main(["export", "--config", str(cfg), *span, "--out", str(out)])
+    assert done.value.code == 0
+    raw = out.read_bytes()
+    assert raw.startswith(b"\xef\xbb\xbf")  # the UTF-8 BOM
+    text = raw.decode("utf-8-sig")
+    assert text.startswith("类别,编号,时间,工位,充装人员,气瓶编号,")
+    assert len(list(csv.DictReader(io.StringIO(text)))) == 13
+    with pytest.raises(SystemExit):
+        main(["export", "--config", str(cfg), *span, "--lang", "en"])
+    assert capsys.readouterr().out.startswith("\ufeffkind,id,time,rig,")
+    with pytest.raises(SystemExit):
+        main(["records", "--config", str(cfg), "--csv", "--from", "2026-03-10"])
+    records = capsys.readouterr().out
+    assert records.startswith("\ufeff记录号,充装日期,开始时间,") and records.count("\n") == 7
+    with pytest.raises(SystemExit):
+        main(["records", "--config", str(cfg), "--csv", "--lang", "en"])
+    assert capsys.readouterr().out.startswith("\ufeffrecord_id,fill_date,started,")

@@ -274,8 +274,11 @@ def test_operator_cli_and_records_filters(station):
                        ).returncode == 0  # as typed: full-width letters, trailing blanks
     _, f = fill(station, qr_url(CYL["valid_partner"]["info_code"]))
     assert f["operator"] == "李四"
-    out = station_cli(station, "records", "--operator", "李四", "--csv")
-    rows = list(csv.DictReader(io.StringIO(out.stdout)))
+    out = station_cli(station, "records", "--operator", "李四", "--csv", "--lang", "en")
+    assert out.stdout.startswith("\ufeffrecord_id,")  # a BOM for Excel, English headings
+    rows = list(csv.DictReader(io.StringIO(out.stdout.removeprefix("\ufeff"))))
+    chinese = station_cli(station, "records", "--operator", "李四", "--csv").stdout
+    assert chinese.startswith("\ufeff记录号,充装日期,") and f["record_id"] in chinese
     assert len(rows) == 1 and rows[0]["record_id"] == f["record_id"]
     assert rows[0]["post_check"] == "ok" and rows[0]["operator"] == "李四"
     none = station_cli(station, "records", "--operator", "张三", "--json")

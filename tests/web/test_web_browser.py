@@ -25,7 +25,9 @@ from simulators.harness import OPERATORS, RigSpec, SimStation, wait_for
 from station.core import hmi
 from station.core.texts import REASONS
 from station.store import chain
+from station.store.records import COLUMNS
 from station.today import station_today
+from station.web.texts import csv_headers
 
 CYL = demo_cylinders(station_today())
 TARE_G = 15200
@@ -279,8 +281,11 @@ def test_manager_logs_in_filters_and_downloads_csv(station, context, web):
     assert station.overfill["record_id"] in table and station.ok_fill["record_id"] not in table
     with page.expect_download() as download:
         page.click("#csv")
-    rows = list(csv.DictReader(io.StringIO(
-        Path(download.value.path()).read_text(encoding="utf-8-sig"))))
+    text = Path(download.value.path()).read_text(encoding="utf-8")
+    assert text.startswith("\ufeff记录号,")  # a BOM and Chinese headings (Excel)
+    english = {zh: key for key, zh in csv_headers(COLUMNS, "zh").items()}
+    rows = [{english[k]: v for k, v in r.items()}
+            for r in csv.DictReader(io.StringIO(text.removeprefix("\ufeff")))]
     overfills = [r["record_id"] for r in station.rows(  # (the overfill screen's test adds one)
         "SELECT record_id FROM fills WHERE post_check LIKE 'overfill%' ORDER BY rowid")]
     assert station.overfill["record_id"] in overfills
@@ -288,7 +293,7 @@ def test_manager_logs_in_filters_and_downloads_csv(station, context, web):
     assert {(r["post_check"], r["operator"]) for r in rows} == {("overfill", OPERATORS[0][0])}
 
     # The whole export, fetched with the session cookie like any HTTP client would.
-    all_rows = get_csv(web.url, "/records.csv", f"station_session={session['value']}")
+    all_rows = get_csv(web.url, "/records.csv?lang=en", f"station_session={session['value']}")
     want = {r["record_id"] for r in station.rows("SELECT record_id FROM fills WHERE "
                                                   "state != 'open'")}
     assert {r["record_id"] for r in all_rows} == want and len(all_rows) == len(want)
@@ -317,10 +322,14 @@ def test_manager_marks_an_overfill_handled(station, context):
     record = station.overfill["record_id"]
     row = page.locator("main table tr", has_text=record)
     assert row.count() == 1 and "超装" in row.text_content()
-    row.locator("button").click()
+    row.locator("a.act").click()  # a confirmation and a note first (issue 16)
+    assert urlsplit(page.url).path == "/confirm"
+    page.fill("#confirm textarea[name=note]", "复称后确认，已通知客户")
+    page.click("#confirm button[type=submit]")
     assert urlsplit(page.url).path == "/issues" and "msg=handled" in page.url
     assert page.text_content(".note") == "已标记为已处理"
-    assert page.locator("main table tr", has_text=record).locator("button").count() == 0
+    assert page.locator("main table tr", has_text=record).locator("a.act").count() == 0
+    assert "复称后确认，已通知客户" in page.text_content("main")
     [f] = station.rows("SELECT handled_at, handled_by FROM fills WHERE record_id = ?", record)
     assert f["handled_by"] == "manager" and f["handled_at"] > 0
     with sqlite3.connect(station.store_path) as conn:
@@ -348,7 +357,9 @@ def test_a_forged_post_without_the_csrf_token_is_refused(station, context):
     assert "钢印不清 <b>test</b>" in page.text_content("main table")  # shown as text
     [b] = station.rows("SELECT * FROM blocklist WHERE key = ?", key)
     assert b["added_by"] == "manager"
-    page.locator("main table tr", has_text=key).locator("button").click()
+    page.locator("main table tr", has_text=key).locator("a.act").click()
+    page.fill("#confirm textarea[name=note]", "测试完毕")
+    page.click("#confirm button[type=submit]")
     assert station.rows("SELECT * FROM blocklist WHERE key = ?", key) == []
 
 
@@ -364,4 +375,4 @@ def test_a_wrong_password_locks_the_account_out(context, web):
     assert not any(c["name"] == "station_session" for c in context.cookies())
     assert "event=web_login_locked name=clerk" in web.log()
     log_in(page, "manager")  # another account is not affected
-    assert urlsplit(page.url).path == "/records"
+    assert urlsplit(page.url).path == "/home"

@@ -195,8 +195,10 @@ def test_csv_neutralises_formulas_and_carries_a_bom(site, tmp_path):
     store.close()
     status, headers, text = client.get("/records.csv?cylinder=%3DHYPERLINK(%22http%3A%2F%2Fx%22)")
     assert status == 200 and headers["content-disposition"].startswith("attachment")
-    assert text.startswith("\ufeffrecord_id,")
+    assert text.startswith("\ufeff记录号,充装日期,开始时间,")  # Chinese headings by default
     assert "'=HYPERLINK" in text and "'@SUM(1)" in text
+    english = client.get("/records.csv?lang=en&cylinder=%3DHYPERLINK(%22http%3A%2F%2Fx%22)")[2]
+    assert english.startswith("\ufeffrecord_id,fill_date,started,")
 
 
 # --- the records filters are the CLI's ----------------------------------------------------------
@@ -242,14 +244,19 @@ def test_a_dead_letter_shows_the_citys_message_and_is_sent_again(site):
     assert "0190-0003" in page and "400 E_FIELD: &lt;script&gt;" in page
     assert re.search(r"<td class=\"num\">1</td>", page)  # one dead
     assert client.post("/outbox/retry", {"record_id": "0190-0003"})[0] == 403  # no token
-    status, where = client.post("/outbox/retry", {"record_id": "0190-0003",
-                                                  "csrf": csrf_of(page)})
+    status, confirm = client.post("/outbox/retry", {"record_id": "0190-0003",
+                                                    "csrf": csrf_of(page)})
+    assert status == 200 and 'id="confirm"' in confirm  # one click only asks
+    status, where = client.post("/act", {"action": "retry", "target": "0190-0003",
+                                         "note": "字段已由市平台修正", "confirm": "1",
+                                         "csrf": csrf_of(page)})
     assert (status, where) == (303, "/outbox?msg=retried")
     store = Store(str(store_path), readonly=True)
     assert store.query("SELECT state, next_at FROM outbox WHERE record_id = '0190-0003'") == [
         {"state": "pending", "next_at": 0}]
     store.close()
-    assert client.post("/outbox/retry", {"record_id": "0190-0003", "csrf": csrf_of(page)}) == (
+    assert client.post("/outbox/retry", {"record_id": "0190-0003", "csrf": csrf_of(page),
+                                         "note": "again", "confirm": "1"}) == (
         303, "/outbox?msg=retry_gone")
     assert "没有这条被拒收的记录" in client.get("/outbox?msg=retry_gone")[2]
 
@@ -259,7 +266,7 @@ def test_an_override_is_marked_handled_once(site):
     client.login()
     page = client.get("/issues")[2]
     assert "0190-0005" in page and "0190-0006" in page and "0190-0001" not in page
-    form = {"record_id": "0190-0006", "csrf": csrf_of(page)}
+    form = {"record_id": "0190-0006", "csrf": csrf_of(page), "note": "已核实", "confirm": "1"}
     assert client.post("/issues/handle", form) == (303, "/issues?msg=handled")
     assert client.post("/issues/handle", form) == (303, "/issues?msg=handled_gone")
     assert client.post("/issues/handle", form | {"record_id": "0190-0001"}) == (
@@ -276,7 +283,8 @@ def test_health_shows_connection_heartbeat_and_last_error(site):
     page = client.get("/health")[2]
     rig1 = page[page.index('data-rig="rig-01"'):page.index('data-rig="rig-02"')]
     assert '<td class="ok">是</td>' in rig1 and "秒前" in rig1
-    assert "rig_lost: connection refused &lt;script&gt;" in rig1
+    assert "工位断开: connection refused &lt;script&gt;" in rig1  # the event in Chinese
+    assert "rig_lost" not in rig1.replace('data-event="rig_lost"', "")
     rig2 = page[page.index('data-rig="rig-02"'):]
     assert "无实时数据" in rig2 and "从未" in rig2
     assert "<td>控制程序无响应</td>" in rig2  # what its operator screen shows, from station.core.hmi
