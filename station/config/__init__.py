@@ -11,6 +11,7 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
+from station.config.checks import ChecksConfig, PhotosConfig, checks, photos
 from station.config.city import CityConfig, CityPaths, city
 from station.config.ops import (
     HEX,
@@ -58,9 +59,9 @@ BOM = "\ufeff"
 __all__ = [
     "BOM", "CAMERA_KEYS", "DEFAULT_CYLINDER_TYPES", "DEFAULT_SERVICE_LIFE", "HEX",
     "MEDIUM_CODES", "NEVER_OVERRIDE", "OVERRIDABLE", "PASSWORD_HASH", "READER_KINDS",
-    "SERIAL_KEYS", "BackupConfig", "CityConfig", "CityPaths", "CylinderType", "DoctorConfig",
+    "SERIAL_KEYS", "BackupConfig", "ChecksConfig", "CityConfig", "CityPaths", "CylinderType", "DoctorConfig",
     "FillConfig", "ModbusEndpoint", "Operator", "OverrideConfig", "ReaderConfig", "RegisterMap",
-    "RetentionConfig", "RigConfig", "RulesConfig", "ServiceLife", "StationConfig", "SyncConfig",
+    "PhotosConfig", "RetentionConfig", "RigConfig", "RulesConfig", "ServiceLife", "StationConfig", "SyncConfig",
     "WebConfig", "WebUser", "_web", "backup_only", "load", "read_toml",
 ]
 
@@ -86,6 +87,8 @@ class StationConfig:
     retention: RetentionConfig = RetentionConfig()
     backup: BackupConfig = BackupConfig()
     doctor: DoctorConfig = DoctorConfig()
+    checks: ChecksConfig = ChecksConfig()
+    photos: PhotosConfig = PhotosConfig()
 
     def rig(self, rig_id: str) -> RigConfig:
         for r in self.rigs:
@@ -157,6 +160,8 @@ def load(path: str | os.PathLike[str], env: dict[str, str] | None = None) -> Sta
     retention = simple(top.sub("retention"), RetentionConfig)
     backup_cfg = backup(top.sub("backup"), file)
     doctor = simple(top.sub("doctor"), DoctorConfig)
+    checks_cfg = checks(top.sub("checks"))
+    photos_cfg = photos(top.sub("photos"), file, store)
     rigs = tuple(rig(s) for s in top.subs("rigs", required=True))
     if not rigs:
         raise top.error("rigs", "at least one [[rigs]] is required")
@@ -171,4 +176,4 @@ def load(path: str | os.PathLike[str], env: dict[str, str] | None = None) -> Sta
                          city=city_cfg, rules=rules_cfg, rigs=rigs, operators=operators,
                          web=web_cfg, offline_recheck_s=recheck_s, fill=fill, sync=sync,
                          override=override_cfg, retention=retention, backup=backup_cfg,
-                         doctor=doctor)
+                         doctor=doctor, checks=checks_cfg, photos=photos_cfg)

@@ -23,13 +23,18 @@ from typing import Any
 GENESIS = "0" * 64
 SHORT = 16  # hex digits of a hash shown to people (64 bits: enough to compare by eye)
 UNHASHED = {"fills": ("handled_at", "handled_by")}
+# Columns added after records were chained: left out of the digest while NULL, so that a record
+# chained before they existed still verifies (issue 17: a fill's checklists and photo hash).
+LATER = {"fills": ("checks", "photo_sha256")}
 KINDS = {"decision": ("decisions", "id"), "fill": ("fills", "record_id"),
          "action": ("manager_actions", "id")}
 OPEN = {"fills": " WHERE state != 'open'"}  # rows not yet records (chained when they close)
 
 
 def digest(table: str, row: dict[str, Any]) -> str:
-    kept = {k: v for k, v in row.items() if k not in UNHASHED.get(table, ())}
+    later = LATER.get(table, ())
+    kept = {k: v for k, v in row.items()
+            if k not in UNHASHED.get(table, ()) and not (v is None and k in later)}
     text = json.dumps(kept, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -22,10 +23,12 @@ from station.store.schema import MIGRATIONS
 from station.store.shifts import Shifts
 from station.today import LOCAL_TZ
 
+ADD_COLUMN = re.compile(r"\s*ALTER TABLE (\w+) ADD COLUMN (\w+)", re.I)
 FILL_COLUMNS = ("record_id", "decision_id", "rig", "state", "cylinder_id", "info_code", "tag",
                 "medium", "operator", "source", "cache_age_s", "tare_g", "target_g", "prefill_g",
                 "gross_g", "net_g", "pre_check", "post_check", "end_reason", "permitted_at",
-                "started_at", "ended_at", "fill_date", "override_by", "override_reason")
+                "started_at", "ended_at", "fill_date", "override_by", "override_reason", "checks",
+                "photo_sha256")
 
 
 class Store:
@@ -60,7 +63,8 @@ class Store:
         for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
             with self.transaction() as conn:
                 for statement in filter(str.strip, script.split(";")):
-                    conn.execute(statement)
+                    if not _column_exists(conn, statement):
+                        conn.execute(statement)
                 if "CREATE TABLE chain" in script:
                     _chain_existing(conn)
                 conn.execute(f"PRAGMA user_version={number}")
@@ -392,6 +396,13 @@ class Store:
         so written on the quick connection (no fsync of its own)."""
         self._quick("INSERT INTO rig_events (at, rig, event, detail) VALUES (?, ?, ?, ?)",
                     (time.time(), rig, event, detail), "rig event")
+
+
+def _column_exists(conn: sqlite3.Connection, statement: str) -> bool:
+    """An `ALTER TABLE t ADD COLUMN c` whose column is there already (a migration run again
+    after its version was reset: ADD COLUMN has no IF NOT EXISTS)."""
+    m = ADD_COLUMN.match(statement)
+    return bool(m) and any(r[1] == m[2] for r in conn.execute(f"PRAGMA table_info({m[1]})"))
 
 
 def _chain_existing(conn: sqlite3.Connection) -> None:

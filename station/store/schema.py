@@ -93,4 +93,16 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX IF NOT EXISTS fills_issues ON fills(handled_at)
         WHERE post_check LIKE 'overfill%' OR override_by IS NOT NULL;
     """,
+    # --- issue 17, the operator's checklists and a photo per fill: answers posted by the rig's
+    # screen for the daemon to take (station.store.answers); on the fill, the answers as JSON and
+    # the photo's SHA-256 (both in the chain's digest once set: station.store.chain.LATER).
+    """
+    ALTER TABLE fills ADD COLUMN checks TEXT;
+    ALTER TABLE fills ADD COLUMN photo_sha256 TEXT;
+    CREATE TABLE IF NOT EXISTS checklist_answers (id INTEGER PRIMARY KEY AUTOINCREMENT,
+        at REAL NOT NULL, rig TEXT NOT NULL, stage TEXT NOT NULL, decision_id INTEGER NOT NULL,
+        cylinder_id TEXT NOT NULL, token TEXT NOT NULL, not_ok TEXT NOT NULL,
+        skipped TEXT NOT NULL, by TEXT, via TEXT NOT NULL, taken_at REAL, outcome TEXT);
+    CREATE INDEX IF NOT EXISTS checklist_answers_open ON checklist_answers(rig, taken_at);
+    """,
 )

@@ -121,3 +121,24 @@ def test_a_record_committed_while_verify_walks_is_not_taken_for_tampering(store)
     assert committed == [4]
     assert chain.verify(store.conn) == [] and chain.head(store.conn).records == 5
     daemon.close()
+
+
+def test_a_fill_chained_before_the_checklist_columns_existed_still_verifies():
+    """Issue 17 added fills.checks and fills.photo_sha256: NULL, they are not in the digest, so a
+    record chained by an older version keeps its digest; set, they are."""
+    old = {"record_id": "r9", "net_g": 14400, "post_check": "ok"}
+    assert chain.digest("fills", old | {"checks": None, "photo_sha256": None}) == \
+        chain.digest("fills", old)
+    assert chain.digest("fills", old | {"photo_sha256": "ab" * 32}) != chain.digest("fills", old)
+
+
+def test_a_fills_photo_hash_and_checklists_are_chained(store):
+    fill = {"record_id": "r2", "rig": "rig-01", "medium": "G13", "source": "city",
+            "tare_g": 15000, "target_g": 14500, "net_g": 14400, "post_check": "ok",
+            "checks": '{"pre": {"not_ok": []}}', "photo_sha256": "ab" * 32}
+    store.close_fill(fill, {"record_id": "r2"})
+    assert chain.verify(store.conn) == []
+    sql(store, "UPDATE fills SET photo_sha256 = ? WHERE record_id = 'r2'", "cd" * 32)
+    assert chain.verify(store.conn) == ["fill r2 (chain entry 5) edited"]
+    sql(store, "UPDATE fills SET photo_sha256 = ?, checks = NULL WHERE record_id = 'r2'", "ab" * 32)
+    assert chain.verify(store.conn) == ["fill r2 (chain entry 5) edited"]
