@@ -20,7 +20,7 @@ from station.core.texts import SCREENS, reason_text
 # Every state, most urgent first: the first that applies is the one shown.
 STATES = ("daemon_gone", "controller_lost", "store_fault", "estop", "scale_overload",
           "scale_fault", "filling", "settling", "done_ok", "overfill", "underfill", "interrupted",
-          "permitted", "accepted", "refused", "held", "no_operator", "idle")
+          "permitted", "checking", "accepted", "refused", "held", "no_operator", "idle")
 
 
 @dataclass(frozen=True)
@@ -42,7 +42,8 @@ LOOK: dict[str, tuple[str, LampSet | None]] = {
     "scale_fault": ("red", RED), "filling": ("blue", GREEN), "settling": ("blue", GREEN),
     "done_ok": ("green", GREEN), "overfill": ("red", RED_BUZZ),
     "underfill": ("amber", GREEN_BUZZ), "interrupted": ("red", RED_BUZZ),
-    "permitted": ("green", GREEN), "accepted": ("green", GREEN), "refused": ("red", RED_BUZZ),
+    "permitted": ("green", GREEN), "checking": ("amber", OFF), "accepted": ("green", GREEN),
+    "refused": ("red", RED_BUZZ),
     "held": ("amber", OFF), "no_operator": ("grey", OFF), "idle": ("grey", OFF),
 }
 
@@ -83,6 +84,7 @@ def state_of(p: dict[str, Any], stale: bool = False, store_unreadable: bool = Fa
         ("settling", phase == "settling"),
         (checks.get(str(result.get("check"))), phase == "ended" and result),
         ("permitted", phase == "permitted"),
+        ("checking", phase == "accepted" and (p.get("question") or {}).get("stage") == "pre"),
         ("accepted", phase == "accepted"),
         ("refused", verdict and not verdict.get("permit")),
         ("held", p.get("held")),
@@ -112,6 +114,9 @@ def _detail(state: str, p: dict[str, Any]) -> tuple[str, str]:
         return f"净重 {_kg(net)} kg（目标 {_kg(target)} kg）", f"{_kg(net)} kg"
     if state == "refused":
         text = reason_text(str(verdict.get("code") or ""))
+        defects = [str(d) for d in verdict.get("defects") or []][:5]  # checklist items not OK
+        if defects:
+            return f"{text.zh}：{'、'.join(defects)}", text.en
         return text.zh, text.en
     if state == "held":
         code = str(p.get("held") or "").rstrip("/").rsplit("/", 1)[-1].rsplit("=", 1)[-1]

@@ -53,6 +53,9 @@ FAULTS: dict[str, Text] = {
 # Refusals of the pre-fill check in the fill cycle (the residual rule, interlock-rules.md).
 PRE_FILL: dict[str, Text] = {
     "RESIDUAL_HIGH": Text("瓶内残液超量，禁止充装", "too much residual gas in the cylinder"),
+    # the operator's pre-fill checklist (station.core.checklist): an item found not OK refuses
+    "CHECK_DEFECT": Text("外观检查不合格", "pre-fill check: a defect found"),
+    "CHECK_LAPSED": Text("未在规定时间内完成充装前检查", "pre-fill checklist not answered in time"),
 }
 
 # Operator events at the rig (badge log-in/out).
@@ -96,6 +99,8 @@ SCREENS: dict[str, ScreenText] = {
     "underfill": ScreenText("欠装 — 请复核", "", "underfill: check the cylinder"),
     "interrupted": ScreenText("充装中断 — 请检查气瓶", "", "fill interrupted: check the cylinder"),
     "permitted": ScreenText("允许充装", "请按启动按钮", "fill permitted: press start"),
+    "checking": ScreenText("请完成充装前检查", "在屏幕上逐项确认，全部合格后方可充装",
+                           "pre-fill check: answer the checklist on this screen"),
     "accepted": ScreenText("允许充装", "请将气瓶放稳在秤上",
                            "accepted: stand the cylinder still on the scale"),
     "refused": ScreenText("禁止充装", "", "FILL REFUSED"),

@@ -10,13 +10,15 @@ import secrets
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import urlencode
 
 from station.config import StationConfig
 from station.errors import StoreError
 from station.logfmt import kv
+from station.store import answers
 from station.store.db import Store
-from station.web import operator, pages, views
+from station.web import checks, operator, pages, views
 from station.web.auth import LoginGuard, Session, Sessions, csrf_ok
 from station.web.html import frame
 from station.web.manager import ManagerPages
@@ -52,6 +54,11 @@ class Response:
 def cookie(name: str, value: str, max_age: int | None, path: str = "/") -> tuple[str, str]:
     age = "" if max_age is None else f"; Max-Age={max_age}"
     return ("Set-Cookie", f"{name}={value}; Path={path}; HttpOnly; SameSite=Strict{age}")
+
+
+def json_response(status: int, body: dict[str, Any]) -> Response:
+    return Response(status, json.dumps(body, ensure_ascii=False).encode("utf-8"),
+                    "application/json; charset=utf-8")
 
 
 def redirect(location: str, *headers: tuple[str, str]) -> Response:
@@ -155,6 +162,8 @@ class WebApp(ManagerPages):
         elif method == "POST":
             if path == "/login":
                 return self.login(req)
+            if path.startswith("/api/rig/") and path.endswith("/checks"):
+                return self.rig_checks(req)
             if path in self.post_routes:
                 session = self.session(req)
                 if session is None or not csrf_ok(session.csrf, req.form.get("csrf")) \
@@ -195,6 +204,25 @@ class WebApp(ManagerPages):
         nonce = secrets.token_urlsafe(16)
         page = operator.page(state, nonce, sound=self.cfg.web.screen_sound)
         return Response(status, page.encode("utf-8"), nonce=nonce)
+
+    def rig_checks(self, req: Request) -> Response:
+        """A checklist answer from the rig's screen (station.web.checks), queued for the daemon."""
+        rig = req.path.removeprefix("/api/rig/").removesuffix("/checks")
+        if rig not in self.rigs:
+            return json_response(404, {"error": "no such rig"})
+        if not self.same_origin(req):
+            return json_response(403, {"error": t("forbidden", "zh")})
+        with self.writer() as store:
+            shown = views.rig_screen(store, rig)
+            try:
+                answer = checks.parse(rig, req.form, shown.get("question"), shown.get("operator"))
+            except checks.Refused as err:
+                log.warning(kv("web_checks_refused", rig=rig, why=str(err)))
+                return json_response(409, {"error": t(err.key, "zh")})
+            answer_id = answers.post(store, answer)
+        log.info(kv("web_checks_posted", rig=rig, id=answer_id, stage=answer.stage,
+                    decision=answer.decision_id, not_ok=",".join(sorted(answer.not_ok))))
+        return json_response(202, {"id": answer_id})
 
     # --- log-in -------------------------------------------------------------------------------------
     def login_form(self, req: Request, error: str = "", status: int = 200) -> Response:

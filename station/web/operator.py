@@ -42,6 +42,15 @@ body[data-state=filling] #mass,body[data-state=settling] #mass{font-size:min(16v
 .fact .k{font-size:min(2.4vh,3.6vw);opacity:.85}
 .fact .v{font-size:min(4.6vh,6vw);font-weight:bold;white-space:nowrap}
 .hidden{display:none!important}
+#checks{background:#0004;padding:1.5vh 3vw;font-size:min(3.4vh,4.6vw)}
+#checks-title{font-weight:bold;margin-bottom:1vh}
+#checks-items{display:flex;flex-wrap:wrap;gap:1vh 1.5vw}
+#checks button{font:inherit;color:#fff;border:0.4vh solid #fff;border-radius:1vh;
+ padding:1.2vh 2vw;background:#1b7f3a;min-height:6vh}
+#checks .item[data-mark=not_ok]{background:#c0211b}#checks .item[data-mark=skipped]{
+ background:#607d8b;text-decoration:line-through}
+#checks-actions{display:flex;gap:2vw;margin-top:1.5vh;align-items:center}
+#checks-all{font-size:1.4em!important;font-weight:900}#checks-send{background:#b26a00!important}
 #conn{position:fixed;left:0;right:0;bottom:0;background:#000d;text-align:center;
  font-size:min(4vh,5vw);padding:1.5vh}
 """
@@ -53,6 +62,7 @@ const initial = JSON.parse(document.getElementById("initial").textContent);
 const url = "/api/rig/" + encodeURIComponent(initial.state.rig), PAGE = initial.state.page;
 const $ = (id) => document.getElementById(id);
 let lastOk = Date.now(), wakeLock = null, lastKey = initial.state.key, audio = null;
+let current = null;  /* the checklist question on screen */
 function beep(){  /* [web] screen_sound: 0.3 s at 880 Hz (a kiosk must allow autoplay) */
   try {
     audio = audio || new AudioContext();
@@ -65,6 +75,43 @@ function beep(){  /* [web] screen_sound: 0.3 s at 880 Hz (a kiosk must allow aut
 }
 function set(id, text){ const el = $(id); text = text == null ? "" : String(text);
   if (el.textContent !== text) el.textContent = text; }
+function cycle(b){  /* ok → not OK (→ not applicable, optional items) → ok */
+  const order = b.dataset.required === "1" ? ["ok", "not_ok"] : ["ok", "not_ok", "skipped"];
+  b.dataset.mark = order[(order.indexOf(b.dataset.mark) + 1) % order.length];
+}
+function renderChecks(q){
+  const box = $("checks");
+  if (!q) { box.className = "hidden"; box.dataset.token = ""; current = null; return; }
+  box.className = ""; current = q;
+  if (box.dataset.token === q.token) return;  /* the same question: keep the operator's marks */
+  box.dataset.token = q.token; box.dataset.stage = q.stage;
+  set("checks-title", q.stage === "pre" ? initial.texts.checks_pre : initial.texts.checks_post);
+  set("checks-status", "");
+  const list = $("checks-items"); list.textContent = "";
+  for (const it of q.items) {
+    const b = document.createElement("button");
+    b.type = "button"; b.className = "item"; b.textContent = it.label;
+    b.dataset.key = it.key; b.dataset.mark = "ok"; b.dataset.required = it.required ? "1" : "0";
+    b.addEventListener("click", () => cycle(b));
+    list.appendChild(b);
+  }
+}
+async function answer(all){  /* all: one tap "全部合格"; else the marks as set */
+  const q = current; if (!q) return;
+  const items = [...document.querySelectorAll("#checks-items .item")];
+  const pick = (m) => all ? "" : items.filter((b) => b.dataset.mark === m)
+    .map((b) => b.dataset.key).join(",");
+  const body = new URLSearchParams({stage: q.stage, decision_id: String(q.decision_id),
+    cylinder_id: q.cylinder_id || "", token: q.token, not_ok: pick("not_ok"),
+    skipped: pick("skipped")});
+  set("checks-status", initial.texts.checks_sending);
+  try {
+    const r = await fetch(url + "/checks", {method: "POST", body: body, cache: "no-store"});
+    const j = await r.json();
+    set("checks-status", r.ok ? initial.texts.checks_sent : (j.error || String(r.status)));
+    document.body.dataset.answered = r.ok ? q.token : "";
+  } catch (err) { set("checks-status", initial.texts.checks_failed); }
+}
 function kg(g){ return g == null ? "-" : (g / 1000).toFixed(2); }
 function render(s){
   document.body.className = "c-" + s.colour;
@@ -85,6 +132,7 @@ function render(s){
     set("net", kg(s.net_g)); set("of", " / " + kg(s.target_g) + " kg");
   }
   $("facts").className = s.cylinder_id ? "" : "hidden";
+  renderChecks(s.question);
   if (s.key !== lastKey) { lastKey = s.key; if (initial.sound && s.alarm) beep(); }
 }
 async function wake(){  /* keep the tablet's screen on where the browser allows it */
@@ -114,6 +162,8 @@ async function tick(){
   setTimeout(tick, POLL_MS);
 }
 document.addEventListener("visibilitychange", wake);
+$("checks-all").addEventListener("click", () => answer(true));
+$("checks-send").addEventListener("click", () => answer(false));
 render(initial.state);
 wake();
 setTimeout(tick, POLL_MS);
@@ -126,8 +176,9 @@ def page(state: dict[str, Any], nonce: str, sound: bool = False) -> str:
     """The whole screen; the first picture is rendered by the same script that updates it.
     Chinese only, but for the small English line (#en) under the headline. `sound`: beep
     when a new alarm (refusal, overfill, …) is shown ([web] screen_sound)."""
-    data = json.dumps({"state": state, "sound": sound,
-                       "texts": {"no_operator": t("no_operator", "zh")}}, ensure_ascii=False)
+    texts = {k: t(k, "zh") for k in ("no_operator", "checks_pre", "checks_post",
+                                      "checks_sending", "checks_sent", "checks_failed")}
+    data = json.dumps({"state": state, "sound": sound, "texts": texts}, ensure_ascii=False)
     data = data.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
     def fact(key: str, ident: str) -> str:
@@ -151,6 +202,11 @@ def page(state: dict[str, Any], nonce: str, sound: bool = False) -> str:
         f'<div id="en" lang="en"></div><div id="warnings"></div></div>'
         f'<div id="facts">{fact("cylinder", "cylinder")}{fact("medium", "medium")}'
         f'{fact("next_inspection", "next-inspection")}</div>'
+        f'<div id="checks" class="hidden"><div id="checks-title"></div>'
+        f'<div id="checks-items"></div><div id="checks-actions">'
+        f'<button type="button" id="checks-all">{e(t("checks_all_ok", "zh"))}</button>'
+        f'<button type="button" id="checks-send">{e(t("checks_send", "zh"))}</button>'
+        f'<span id="checks-status"></span></div></div>'
         f'<div id="conn" class="hidden">{e(t("connection_lost", "zh"))}</div>'
         f'<script type="application/json" id="initial">{data}</script>'
         f'<script nonce="{nonce}">{script}</script>'

@@ -263,6 +263,23 @@ T: dict[str, Text] = {
     "rec_nominal_pressure_mpa": Text("公称压力 MPa", "nominal pressure MPa"),
 }
 
+# The operator's checklists on the rig screen (issue 17): the web keeps no device; the daemon
+# takes the answer at its next poll.
+CHECKLIST: dict[str, Text] = {
+    "checks_pre": Text("充装前检查：不合格的项目请点选标红，然后提交；全部合格请点“全部合格”",
+                       "pre-fill check: tap items that are NOT OK, then send; or tap all OK"),
+    "checks_post": Text("充装后检查（检漏）：不合格的项目请点选标红，然后提交",
+                        "post-fill check (leaks): tap items that are NOT OK, then send"),
+    "checks_all_ok": Text("全部合格", "all OK"),
+    "checks_send": Text("提交", "send"),
+    "checks_sending": Text("正在提交…", "sending…"),
+    "checks_sent": Text("已提交，等待确认", "sent: waiting for the station"),
+    "checks_failed": Text("提交失败，请重试", "not sent: try again"),
+    "checks_stale": Text("该检查已结束或已更换气瓶，请看屏幕上当前的检查", "this checklist has ended"),
+    "checks_bad": Text("检查结果格式不正确", "malformed checklist answer"),
+}
+T.update(CHECKLIST)
+
 # Every state, check and event a person sees (issue 16, item 4): value → Chinese, English.
 STATES: dict[str, Text] = {
     # post-fill checks and record states

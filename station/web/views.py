@@ -53,7 +53,20 @@ def rig_screen(store: Store | None, rig: str, now: float | None = None) -> dict[
                      if isinstance(w, dict)],
         "net_g": net if view.state in MASS_STATES else None,
         "target_g": live.get("target_g") if view.state in MASS_STATES else None,
+        "question": question_shown(live.get("question")),
     }
+
+
+def question_shown(q: Any) -> dict[str, Any] | None:
+    """The checklist the daemon asks at this rig (station.core.checklist.Question as published),
+    only its plain fields: the screen builds its buttons from them."""
+    if not isinstance(q, dict) or q.get("stage") not in ("pre", "post"):
+        return None
+    items = [{"key": str(i.get("key")), "label": str(i.get("label")),
+              "required": bool(i.get("required", True))}
+             for i in q.get("items") or [] if isinstance(i, dict)][:30]
+    return {"stage": q["stage"], "decision_id": q.get("decision_id"),
+            "cylinder_id": q.get("cylinder_id"), "token": q.get("token"), "items": items}
 
 
 MASS_STATES = ("filling", "settling", "done_ok", "overfill", "underfill", "interrupted",

@@ -60,6 +60,9 @@ PICTURES = {  # state → (the picture's changes, how old it is in s)
     "interrupted": (ended("interrupted", 6100), 0),
     "permitted": ({"phase": "permitted", "verdict": OK, "present": True, "net_g": 120,
                    "target_g": 14500}, 0),
+    "checking": ({"phase": "accepted", "verdict": OK, "present": True, "question": {
+        "stage": "pre", "decision_id": 1, "cylinder_id": "CYL-1", "token": "t",
+        "items": [{"key": "guard", "label": "护罩、手轮齐全完好", "required": True}]}}, 0),
     "accepted": ({"phase": "accepted", "verdict": OK}, 0),
     "refused": ({"verdict": NO, "present": True}, 0),
     "held": ({"held": "https://qr.cqtzsb.example/c/5001234567890123"}, 0),
