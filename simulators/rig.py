@@ -18,7 +18,7 @@ from pymodbus.simulator.simutils import SimUtils
 
 from station.config import RegisterMap
 
-from .nullmodem import NullModem
+from .nullmodem import NullModem, RS485Line
 from .rig_model import (
     COIL_NAMES,
     INPUT_NAMES,
@@ -27,6 +27,7 @@ from .rig_model import (
     join_u32,
     split_u32,
 )
+from .wirelog import WireLog, counted
 
 __all__ = [
     "STABLE_AFTER_S",
@@ -118,7 +119,12 @@ class RigSimulator:
 
     Modbus TCP on host:port by default. With `rtu=True` it is Modbus RTU (8N1 at `baudrate`) on
     one end of a NullModem pty pair; the daemon opens the other end, `client_port`. The pair is
-    made by the first start() and closed by stop(); restart() keeps it (and so the path).
+    made by the first start() and closed by stop(); restart() keeps it (and so the path). The
+    pair models an RS-485 line (`RS485Line`: 11-bit characters at `baudrate`, 3.5-character
+    silences, `turnaround_ms` from a request's end to its answer, default 5 ms); `line=None`
+    in `rs485` leaves it a plain pty pair paced at 10 bits a byte.
+
+    `wire` (a WireLog) counts and times every request each unit answers, per function code.
     """
 
     def __init__(
@@ -130,6 +136,7 @@ class RigSimulator:
         registers: RegisterMap | None = None,
         rtu: bool = False,
         baudrate: int = RTU_BAUD,
+        turnaround_ms: float = 5.0,
         **model_kwargs,
     ) -> None:
         if not unit_ids or any(not 1 <= u <= 247 for u in unit_ids):
@@ -138,6 +145,8 @@ class RigSimulator:
             raise ValueError(f"unit ids repeat: {unit_ids}")
         self.host, self.port = host, port
         self.rtu, self.baudrate = rtu, baudrate
+        self.line = RS485Line(baudrate, turnaround_s=turnaround_ms / 1000) if rtu else None
+        self.wire = WireLog()
         self.registers = registers or RegisterMap()
         self._models = {u: RigModel(registers=self.registers, **model_kwargs) for u in unit_ids}
         self._modem: NullModem | None = None
@@ -175,7 +184,7 @@ class RigSimulator:
         if self.running:
             raise RuntimeError("rig simulator already running")
         if self.rtu and self._modem is None:
-            self._modem = NullModem(self.baudrate).open()
+            self._modem = NullModem(self.baudrate, line=self.line).open()
         ready = threading.Event()
         self._error = None
         self._thread = threading.Thread(
@@ -255,7 +264,8 @@ class RigSimulator:
     async def _serve(self, ready: threading.Event) -> None:
         self._loop, self._stopping = asyncio.get_running_loop(), asyncio.Event()
         devices = [
-            _sim_device(u, self.registers, _model_action(m)) for u, m in self._models.items()
+            _sim_device(u, self.registers, counted(u, _model_action(m), self.wire))
+            for u, m in self._models.items()
         ]
         other = _silent_unit if self._modem else _no_such_unit
         devices.append(_sim_device(0, self.registers, other))  # any other unit id
