@@ -27,7 +27,7 @@ from .rig_model import (
     join_u32,
     split_u32,
 )
-from .wirelog import WireLog, counted
+from .wirelog import WireLog
 
 __all__ = [
     "STABLE_AFTER_S",
@@ -264,13 +264,13 @@ class RigSimulator:
     async def _serve(self, ready: threading.Event) -> None:
         self._loop, self._stopping = asyncio.get_running_loop(), asyncio.Event()
         devices = [
-            _sim_device(u, self.registers, counted(u, _model_action(m), self.wire))
-            for u, m in self._models.items()
+            _sim_device(u, self.registers, _model_action(m)) for u, m in self._models.items()
         ]
         other = _silent_unit if self._modem else _no_such_unit
         devices.append(_sim_device(0, self.registers, other))  # any other unit id
         if self._modem is None:
-            server = ModbusTcpServer(devices, address=(self.host, self.port))
+            server = ModbusTcpServer(devices, address=(self.host, self.port),
+                                     trace_pdu=self.wire.trace)
         else:
             server = ModbusSerialServer(
                 devices,
@@ -278,6 +278,7 @@ class RigSimulator:
                 port=self._modem.server_port,
                 baudrate=self.baudrate,
                 ignore_missing_devices=True,
+                trace_pdu=self.wire.trace,
             )
         await server.serve_forever(background=True)
         if self._modem is None:

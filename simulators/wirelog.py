@@ -5,7 +5,6 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 WRITE_FCS = (5, 6, 15, 16)
@@ -14,8 +13,8 @@ KEEP = 200_000  # transactions kept in the log (a bench's worth: ~10 min of a bu
 
 @dataclass(frozen=True)
 class Transaction:
-    """One request as the controller handled it: monotonic time (s), unit id, function code,
-    first address and the number of 16-bit words the server touched (bit requests: words)."""
+    """One request as the controller received it: monotonic time (s), unit id, function code,
+    first address and count (of coils, inputs or registers)."""
 
     at: float
     unit: int
@@ -65,6 +64,13 @@ class WireLog:
         or FC16), oldest first: the heartbeats when `address` is HEARTBEAT."""
         return [x.at for x in self.since(since, unit) if x.fc in (6, 16) and x.writes(address)]
 
+    def trace(self, sending: bool, pdu):
+        """pymodbus servers' `trace_pdu` hook: record each request received, pass it on."""
+        if not sending:
+            self.record(pdu.dev_id, pdu.function_code, getattr(pdu, "address", 0),
+                        getattr(pdu, "count", 0))
+        return pdu
+
     def clear(self) -> None:
         with self._lock:
             self._counts.clear()
@@ -75,16 +81,3 @@ def max_gap(times: list[float], until: float | None = None) -> float:
     """The longest interval (s) between consecutive times, and from the last one to `until`."""
     points = sorted(times) + ([until] if until is not None else [])
     return max((b - a for a, b in zip(points, points[1:], strict=False)), default=0.0)
-
-
-Action = Callable[..., Awaitable[object]]
-
-
-def counted(unit: int, action: Action, log: WireLog) -> Action:
-    """A SimDevice action that records each request in `log`, then runs `action`."""
-
-    async def wrapped(fc: int, start: int, address: int, count: int, registers, set_values):
-        log.record(unit, fc, address, count)
-        return await action(fc, start, address, count, registers, set_values)
-
-    return wrapped
