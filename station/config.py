@@ -161,6 +161,7 @@ class RigConfig:
     unit_id: int = 1
     watchdog_ms: int = 3000
     poll_ms: int = 200
+    idle_poll_ms: int = 1000  # no cylinder, no permit, nothing pending: polled this often
     timeout_ms: int = 1000
     permit_timeout_s: float = 120.0
     # A scanner or RFID reading made while no cylinder stood on the scale waits this long for
@@ -661,6 +662,7 @@ def _rig(sec: Section, rules: RulesConfig) -> RigConfig:
         unit_id=sec.get_int("unit_id", 1, minval=1, maxval=247),
         watchdog_ms=sec.get_int("watchdog_ms", 3000, minval=300, maxval=60000),
         poll_ms=sec.get_int("poll_ms", 200, minval=20, maxval=5000),
+        idle_poll_ms=sec.get_int("idle_poll_ms", 1000, minval=20, maxval=10000),
         timeout_ms=sec.get_int("timeout_ms", 1000, minval=50, maxval=10000),
         permit_timeout_s=sec.get_float("permit_timeout_s", 120.0, minval=1, maxval=3600),
         hold_reading_s=sec.get_float("hold_reading_s", 5.0, minval=0, maxval=60),
@@ -671,5 +673,7 @@ def _rig(sec: Section, rules: RulesConfig) -> RigConfig:
         raise sec.error("poll_ms", "must be at most a third of watchdog_ms")
     if rig.timeout_ms * 3 > rig.watchdog_ms:
         raise sec.error("timeout_ms", "must be at most a third of watchdog_ms")
+    if rig.idle_poll_ms < rig.poll_ms:
+        raise sec.error("idle_poll_ms", "must be at least poll_ms")
     sec.done()
     return rig
