@@ -2,8 +2,9 @@
 
 Transactions (default register map): configure 6; a grant 4 (TARGET_NET_G and TARE_G in one
 FC16 and one FC03 read-back; FILL_PERMIT, LAMP_GREEN, LAMP_RED in one FC15 and one FC01
-read-back); lamps 2; a withdrawal 2; a status 3 (FC04, FC02, FC01); a heartbeat 2 (FC06 and an
-FC03 read-back with WATCHDOG_MS), sent by the link while the owner feeds it.
+read-back); lamps 2; a withdrawal 2; a status 3 (FC04, FC02, FC01); a heartbeat 1 (FC06, its
+echo checked), with an FC03 read-back of HEARTBEAT and WATCHDOG_MS every third one (about once
+a watchdog period), sent by the link while the owner feeds it.
 
 Safety trade-offs of the merged writes (README, "The rig link"):
 - The permit and the green lamp are written in one FC15: the lamp is lit in the same instant as
@@ -14,6 +15,10 @@ Safety trade-offs of the merged writes (README, "The rig link"):
 - TARE_G and TARGET_NET_G are written together and read back together before the permit is
   written, as before; only adjacent registers are merged (a custom map that puts other
   registers between them gets one FC16 each).
+- The link's heartbeats are read back every third (once a watchdog period) instead of each:
+  the controller's FC06 echo still confirms each one, and a controller reset (its WATCHDOG_MS
+  back to the default, its permit and valve already dropped by the reset) is noticed within a
+  watchdog period instead of a third of one. `heartbeat()` still reads back every time.
 - A status younger than `max_age_s` is reused instead of read again (`read_status`), and an
   idle rig (no cylinder, no permit, valve shut, nothing pending, nothing changed) is polled
   every `idle_poll_s` instead of `poll_s` (`poll`). The controller's watchdog, FILL_DONE and
@@ -47,6 +52,7 @@ INPUTS = ("valve_open", "cylinder_present", "estop", "fill_done")
 MAX_BITS, MAX_REGS = 2000, 125  # per request (Modbus application protocol)
 ACTIVE_HOLD_S = 5.0  # a rig stays at full poll rate this long after anything changed
 CHANGE_G = 50  # a gross mass change above this (g) counts as a change
+CHECK_EVERY = 3  # the link's heartbeats are read back every third: once a watchdog period
 
 
 def _span(addresses: list[int], limit: int) -> tuple[int, int]:
@@ -99,6 +105,8 @@ class ModbusRig(RigController):
         self.idle_poll_s = max(self.poll_s, idle_poll_s if idle_poll_s is not None
                                else idle_ms / 1000)
         self._feed_s = feed_s
+        self._unchecked = 0  # heartbeats written since the last read back
+        self.transactions = 0  # requests this rig put on the link (heartbeats included)
         self._heartbeat = 0
         self._watchdog_ms: int | None = None  # as configure() wrote it
         self._fault: RigFault | None = None  # a failed heartbeat, for the owner's next call
@@ -122,6 +130,7 @@ class ModbusRig(RigController):
                     feed: bool = True, **kw) -> ModbusPDU:
         """One transaction; an answer the owner gets feeds the heartbeat (`feed`: not the
         heartbeat's own, or it would feed itself)."""
+        self.transactions += 1
         try:
             return await self._link.transact(f"rig {self.rig_id} (unit {self.unit}) {what}",
                                              request, priority, **kw)
@@ -320,7 +329,8 @@ class ModbusRig(RigController):
                            f"wrote {watchdog_ms}")
         self._heartbeat = held[m.heartbeat]  # continue from it: the next value is new
         feed_s = self._feed_s if self._feed_s is not None else watchdog_ms / 1000
-        beats = Beats(self.rig_id, self._beat, watchdog_ms / 3000, feed_s, self._beat_failed)
+        beats = Beats(self.rig_id, self._paced_beat, watchdog_ms / 3000, feed_s,
+                      self._beat_failed)
         await self._beat(beats)
         self._link.start_beats(beats)
         self._active_until = 0.0  # configuring is no sign of a cylinder: idle unless polled so
@@ -336,21 +346,32 @@ class ModbusRig(RigController):
         self._raise_fault()
         await self._beat()
 
-    async def _beat(self, beats: Beats | None = None) -> None:
-        """Write the next HEARTBEAT (first in the link's queue) and read it back with
-        WATCHDOG_MS: a controller reset without the link noticing (its registers back to
-        their defaults) is a RigFault, so the owner configures it again instead of trusting a
-        watchdog period it never set."""
+    async def _paced_beat(self) -> None:
+        """The link's heartbeat: the write alone, checked (read back with WATCHDOG_MS) every
+        CHECK_EVERY beats, so about once a watchdog period."""
+        self._unchecked += 1
+        await self._beat(check=self._unchecked >= CHECK_EVERY)
+
+    async def _beat(self, beats: Beats | None = None, check: bool = True) -> None:
+        """Write the next HEARTBEAT (first in the link's queue; the controller's echo must
+        carry it) and, with `check`, read it back with WATCHDOG_MS: a controller reset without
+        the link noticing (its registers back to their defaults) is a RigFault, so the owner
+        configures it again instead of trusting a watchdog period it never set."""
         async with self._beat_lock:
             m, beat = self.map, 1 if self._heartbeat >= U16_MAX else self._heartbeat + 1
             self._heartbeat, unit = beat, self.unit
             b = beats or self._link.beats_of(self.rig_id)
-            await self._call(
+            echo = await self._call(
                 f"write HEARTBEAT={beat}",
                 lambda c: c.write_register(m.heartbeat, beat, device_id=unit), HEARTBEAT,
                 feed=False, deadline=b.last_at + b.period_s if b is not None else None,
                 on_start=(lambda t: b.written(t)) if b is not None else None,
             )
+            if list(getattr(echo, "registers", [beat]))[:1] != [beat]:
+                raise RigFault(f"rig {self.rig_id}: HEARTBEAT echo {echo}, wrote {beat}")
+            if not check:
+                return
+            self._unchecked = 0
             span = self._beat_span or (m.heartbeat, 1)
             held = await self._read_words("read back HEARTBEAT", 3, span, feed=False)
             if held[m.heartbeat] != beat:
