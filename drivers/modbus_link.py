@@ -27,7 +27,7 @@ import itertools
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient, ModbusBaseClient
 from pymodbus.exceptions import ModbusException, ModbusIOException
@@ -36,15 +36,15 @@ from pymodbus.pdu import ModbusPDU
 from station.backoff import Backoff
 from station.config import ModbusEndpoint, RigConfig
 from station.errors import RigFault
-from station.logfmt import kv
 from station.transitions import Transitions
+
+from .link_beats import BeatPacing, Beats
 
 log = logging.getLogger("station.rig")
 
 BACKOFF_MIN_S = 0.1
 BACKOFF_MAX_S = 5.0
 HEARTBEAT, WRITE, POLL = 0, 1, 2  # priorities: lower runs first
-GUARD_MIN_S = 0.05
 WINDOW_S = 2.0  # the overload judgement's window
 OVERLOAD_BUSY, RECOVER_BUSY = 0.85, 0.5  # busy fraction of the window
 STRETCH_STEP, STRETCH_MAX = 1.5, 8.0
@@ -64,36 +64,7 @@ class _Job:
     on_start: Callable[[float], None] | None = None
 
 
-@dataclass(eq=False)
-class Beats:
-    """One unit's heartbeat as the link keeps it: `send()` writes the next value (RigFault on
-    failure), at most `period_s` (s) after the previous write, while fed within `feed_s` (s)."""
-
-    user: str
-    send: Callable[[], Awaitable[None]]
-    period_s: float
-    feed_s: float
-    on_fault: Callable[[RigFault], None]
-    fed_until: float = 0.0  # monotonic s; start_beats() feeds it once
-    last_at: float = field(default_factory=time.monotonic)  # when the last write was started
-    sent: int = 0
-    late: int = 0  # gaps longer than period_s
-    max_gap_s: float = 0.0
-    starved: bool = False
-    fed: asyncio.Event = field(default_factory=asyncio.Event)
-    task: asyncio.Task | None = None
-
-    def written(self, at: float) -> None:
-        """A heartbeat write went on the wire at `at` (monotonic s): measure the gap."""
-        gap = at - self.last_at
-        if self.sent:
-            self.max_gap_s = max(self.max_gap_s, gap)
-            self.late += gap > self.period_s
-        self.sent += 1
-        self.last_at = at
-
-
-class ModbusLink:
+class ModbusLink(BeatPacing):
     """One connection (a TCP socket or an RS-485 line) shared by the rigs behind it.
 
     Every transaction goes through one worker task that takes, in this order: heartbeat writes
@@ -166,58 +137,6 @@ class ModbusLink:
         self.stop_beats(user)
         if not self._users:
             await self.close()
-
-    def start_beats(self, beats: Beats) -> None:
-        """Heartbeat a unit from now on (replacing its earlier schedule); `beats.send()` runs at
-        HEARTBEAT priority for its write (see module docstring for the timing)."""
-        self.stop_beats(beats.user)
-        beats.fed_until = time.monotonic() + beats.feed_s
-        beats.fed.set()
-        beats.task = asyncio.ensure_future(self._pace(beats))
-        self._beats[beats.user] = beats
-
-    def stop_beats(self, user: str) -> None:
-        """Stop heartbeating `user`'s unit (its controller's watchdog then runs out)."""
-        beats = self._beats.pop(user, None)
-        if beats is not None and beats.task is not None:
-            beats.task.cancel()
-
-    def feed(self, user: str, extra_s: float = 0.0) -> None:
-        """`user`'s owner is alive: keep heartbeating its unit for another feed_s, plus
-        `extra_s` (s) when the owner is about to wait that long on purpose."""
-        beats = self._beats.get(user)
-        if beats is not None:
-            beats.fed_until = max(beats.fed_until, time.monotonic() + beats.feed_s + extra_s)
-            beats.fed.set()
-
-    def guard_s(self) -> float:
-        """How long before its deadline a heartbeat is queued (s): four slow answers."""
-        return max(GUARD_MIN_S, 4 * self.tx_s)
-
-    async def _pace(self, b: Beats) -> None:
-        while True:
-            due = b.last_at + max(b.period_s - self.guard_s(), b.period_s / 2)
-            await asyncio.sleep(max(0.0, due - time.monotonic()))
-            if time.monotonic() > b.fed_until:
-                if not b.starved:
-                    b.starved = True
-                    log.error(kv("heartbeat_unfed", endpoint=self.key, rig=b.user,
-                                 feed_s=b.feed_s))
-                b.fed.clear()
-                await b.fed.wait()
-                continue
-            if b.starved:
-                b.starved = False
-                log.warning(kv("heartbeat_fed_again", endpoint=self.key, rig=b.user))
-            try:
-                await b.send()
-            except RigFault as err:
-                b.on_fault(err)
-                b.last_at = time.monotonic() - b.period_s + 0.1  # try again in 0.1 s
-
-    def beats_of(self, user: str) -> Beats | None:
-        """`user`'s heartbeat schedule, None when the link does not heartbeat it."""
-        return self._beats.get(user)
 
     # -- transactions ----------------------------------------------------------------------------
     async def transact(self, what: str, request: Request | None, priority: int = WRITE,

@@ -31,7 +31,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import astuple
 
 from pymodbus.pdu import ModbusPDU
 
@@ -39,52 +38,21 @@ from station.config import RegisterMap, RigConfig
 from station.errors import RigFault
 from station.logfmt import kv
 
-from .modbus_link import HEARTBEAT, POLL, WRITE, Beats, ModbusLink, Request, links_for
+from .link_beats import Beats
+from .modbus_link import HEARTBEAT, POLL, WRITE, ModbusLink, Request, links_for
+from .modbus_points import _changed, _runs, _span, _u32
 from .rig import RigController, RigStatus
 
 __all__ = ["ModbusLink", "ModbusRig", "links_for"]
 
 log = logging.getLogger("station.rig")
 
-U16_MAX, U32_MAX = 0xFFFF, 0xFFFFFFFF
+U16_MAX = 0xFFFF
 COILS = ("fill_permit", "lamp_green", "lamp_red", "buzzer")
 INPUTS = ("valve_open", "cylinder_present", "estop", "fill_done")
 MAX_BITS, MAX_REGS = 2000, 125  # per request (Modbus application protocol)
 ACTIVE_HOLD_S = 5.0  # a rig stays at full poll rate this long after anything changed
-CHANGE_G = 50  # a gross mass change above this (g) counts as a change
 CHECK_EVERY = 3  # the link's heartbeats are read back every third: once a watchdog period
-
-
-def _span(addresses: list[int], limit: int) -> tuple[int, int]:
-    start = min(addresses)
-    count = max(addresses) - start + 1
-    if count > limit:
-        raise ValueError(f"registers {start}..{start + count - 1} span more than {limit}")
-    return start, count
-
-
-def _u32(name: str, value: int) -> list[int]:
-    if not 0 <= value <= U32_MAX:
-        raise ValueError(f"{name}={value} does not fit an unsigned 32-bit register pair")
-    return [value >> 16, value & U16_MAX]
-
-
-def _runs(points: dict[int, object]) -> list[tuple[int, list]]:
-    """Addresses and values grouped into runs of consecutive addresses: one write each."""
-    runs: list[tuple[int, list]] = []
-    for addr in sorted(points):
-        if runs and runs[-1][0] + len(runs[-1][1]) == addr:
-            runs[-1][1].append(points[addr])
-        else:
-            runs.append((addr, [points[addr]]))
-    return runs
-
-
-def _changed(a: RigStatus, b: RigStatus) -> bool:
-    """Anything but the gross mass differs, or the mass moved more than CHANGE_G."""
-    flags_a, flags_b = astuple(a), astuple(b)
-    return (flags_a[:8] + flags_a[9:]) != (flags_b[:8] + flags_b[9:]) or abs(
-        a.gross_g - b.gross_g) > CHANGE_G
 
 
 class ModbusRig(RigController):
