@@ -4,7 +4,7 @@ Usage: .venv/bin/python bench/rs485.py [--rigs 1,2,4,8,16] [--baud 9600,19200] [
 
 Drives the driver layer directly: ModbusRig over one scheduled ModbusLink per line, and a small
 stand-in for the rig loop per rig (poll() every iteration, which feeds the heartbeat; a scan
-reads a status no older than the poll period, then grant_permit()). The daemon's decision
+reads a status no older than the rig's current poll period, then grant_permit()). The daemon's decision
 (SQLite, the city) is not in these figures. The rig simulator runs in a child process (no
 shared GIL) on a pty pair modelling the line: 11-bit characters, 3.5-character silences and a
 controller turnaround (default 5 ms). Each run: an idle phase (every scale empty), then cycles
@@ -110,7 +110,8 @@ async def cycles(rig: ModbusRig, sim: Sim, stop: asyncio.Event, pending: dict,
         scanned = time.monotonic()
         pending[rig.unit] = True
         rig.wake()
-        status = await rig.read_status(max_age_s=POLL_MS / 1000, urgent=True)
+        # a sample as young as the rig's current poll period is reused (stretched on a busy line)
+        status = await rig.read_status(max_age_s=rig.poll_interval_s(pending=True), urgent=True)
         assert status.cylinder_present
         before = rig.transactions
         await rig.grant_permit(15000, 14500)
