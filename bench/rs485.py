@@ -29,8 +29,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from drivers.modbus_rig import ModbusRig, links_for  # noqa: E402
 from station.config import ModbusEndpoint, RigConfig  # noqa: E402
+from station.errors import RigFault  # noqa: E402
 
 WATCHDOG_MS, POLL_MS, IDLE_POLL_MS = 3000, 200, 1000
+FILL_S = 8.0  # a permit is held this long on average (a real fill: a minute or more)
 
 
 def serve(conn, units: list[int], baud: int, turnaround_ms: float) -> None:
@@ -90,19 +92,29 @@ class Sim:
         self.proc.join(5)
 
 
-async def loop_stand_in(rig: ModbusRig, stop: asyncio.Event, pending: dict) -> None:
-    """What the rig loop does every iteration: feed, wait for the poll's turn, look."""
+async def loop_stand_in(rig: ModbusRig, stop: asyncio.Event, pending: dict,
+                        faults: list[str]) -> None:
+    """What the rig loop does every iteration: feed, wait for the poll's turn, look; on a
+    RigFault configure again (the real loop reconnects)."""
     while not stop.is_set():
-        await rig.poll(pending=pending[rig.unit])
+        try:
+            await rig.poll(pending=pending[rig.unit])
+        except RigFault as err:
+            faults.append(str(err))
+            try:
+                await rig.configure(WATCHDOG_MS)
+            except RigFault as again:
+                faults.append(str(again))
 
 
 async def cycles(rig: ModbusRig, sim: Sim, stop: asyncio.Event, pending: dict,
                  grants: list[float], tx_per_grant: list[int]) -> None:
     rnd = random.Random(rig.unit)
     while not stop.is_set():
-        await asyncio.sleep(rnd.uniform(0.3, 1.5))  # the operator's pace, not a sync
+        await asyncio.sleep(rnd.uniform(0.5, 3.0))  # the operator's pace, not a sync
+        placed = time.monotonic()
         await sim.ask("place", rig.unit, 15000)
-        while not (rig.sample and rig.sample.cylinder_present) and not stop.is_set():
+        while not stop.is_set() and not (rig.sample_at > placed and rig.sample.cylinder_present):
             await asyncio.sleep(0.05)  # the loop's poll sees it in its own time
         if stop.is_set():
             return
@@ -112,13 +124,14 @@ async def cycles(rig: ModbusRig, sim: Sim, stop: asyncio.Event, pending: dict,
         rig.wake()
         # a sample as young as the rig's current poll period is reused (stretched on a busy line)
         status = await rig.read_status(max_age_s=rig.poll_interval_s(pending=True), urgent=True)
-        assert status.cylinder_present
+        if not status.cylinder_present:
+            continue
         before = rig.transactions
         await rig.grant_permit(15000, 14500)
         grants.append(time.monotonic() - scanned)
         tx_per_grant.append(rig.transactions - before)  # a heartbeat may slip in: at most +2
         pending[rig.unit] = False
-        await asyncio.sleep(rnd.uniform(1.0, 2.0))  # the permit held (the fill)
+        await asyncio.sleep(rnd.uniform(0.5, 1.5) * FILL_S)  # the permit held (the fill)
         await rig.withdraw_permit()
         await rig.set_lamps(False, False)
         await sim.ask("remove", rig.unit)
@@ -144,7 +157,8 @@ async def run(n: int, baud: int, seconds: float, idle_s: float, turnaround_ms: f
             await rig.connect()
             await rig.configure(WATCHDOG_MS)
         stop, pending = asyncio.Event(), dict.fromkeys(units, False)
-        loops = [asyncio.ensure_future(loop_stand_in(r, stop, pending)) for r in rigs]
+        faults: list[str] = []
+        loops = [asyncio.ensure_future(loop_stand_in(r, stop, pending, faults)) for r in rigs]
         t0 = time.monotonic()
         await asyncio.sleep(idle_s)  # the idle phase: nothing to wait for but time
         idle = await sim.ask("counts", t0)
@@ -154,14 +168,17 @@ async def run(n: int, baud: int, seconds: float, idle_s: float, turnaround_ms: f
         work = [asyncio.ensure_future(cycles(r, sim, stop, pending, grants, tx_per_grant))
                 for r in rigs]
         await asyncio.sleep(seconds)
-        stop.set()
-        await asyncio.gather(*work, *loops)
-        t2 = time.monotonic()
+        t2 = time.monotonic()  # measured up to here, while every loop still feeds its rig
         busy = await sim.ask("counts", t1)
         gaps, trips = await sim.ask("report", t0, t2)
         stats = link.stats()
+        for task in work:
+            task.cancel()
+        await asyncio.gather(*work, return_exceptions=True)
+        stop.set()
+        await asyncio.gather(*loops)
         if verbose:
-            print(stats, flush=True)
+            print(stats, faults[:5], flush=True)
         for rig in rigs:
             await rig.close()
     finally:
@@ -174,7 +191,7 @@ async def run(n: int, baud: int, seconds: float, idle_s: float, turnaround_ms: f
         "grant_med_ms": statistics.median(grants) * 1000 if grants else float("nan"),
         "grant_p99_ms": pct(grants, 0.99) * 1000, "grants": len(grants),
         "tx_per_grant": max(tx_per_grant, default=0), "overloads": stats["overloads"],
-        "late": sum(u["late"] for u in stats["units"].values()),
+        "late": sum(u["late"] for u in stats["units"].values()), "faults": len(faults),
     }
 
 
@@ -182,7 +199,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rigs", default="1,2,4,8,16")
     ap.add_argument("--baud", default="9600,19200")
-    ap.add_argument("--seconds", type=float, default=12.0, help="busy phase per run (s)")
+    ap.add_argument("--seconds", type=float, default=20.0, help="busy phase per run (s)")
     ap.add_argument("--idle", type=float, default=4.0, help="idle phase per run (s)")
     ap.add_argument("--turnaround-ms", type=float, default=5.0)
     ap.add_argument("-v", "--verbose", action="store_true", help="print each link's counters")
@@ -191,7 +208,7 @@ def main() -> None:
           f"{POLL_MS} ms, idle poll {IDLE_POLL_MS} ms, turnaround {args.turnaround_ms:g} ms")
     print(f"{'baud':>5} {'rigs':>4} {'idle tx/s':>9} {'busy tx/s':>9} {'hb gap max':>10} "
           f"{'late':>4} {'grant med':>9} {'grant p99':>9} {'n':>3} {'tx/grant':>8} "
-          f"{'trips':>5} {'overloaded':>10}")
+          f"{'trips':>5} {'overloaded':>10} {'faults':>6}")
     for baud in (int(b) for b in args.baud.split(",")):
         for n in (int(r) for r in args.rigs.split(",")):
             r = asyncio.run(run(n, baud, args.seconds, args.idle, args.turnaround_ms,
@@ -199,7 +216,8 @@ def main() -> None:
             print(f"{baud:>5} {n:>4} {r['idle_tx_s']:>9.2f} {r['busy_tx_s']:>9.2f} "
                   f"{r['gap_max_s'] * 1000:>8.0f}ms {r['late']:>4} "
                   f"{r['grant_med_ms']:>7.0f}ms {r['grant_p99_ms']:>7.0f}ms {r['grants']:>3} "
-                  f"{r['tx_per_grant']:>8} {r['trips']:>5} {r['overloads']:>10}", flush=True)
+                  f"{r['tx_per_grant']:>8} {r['trips']:>5} {r['overloads']:>10} {r['faults']:>6}",
+                  flush=True)
 
 
 if __name__ == "__main__":

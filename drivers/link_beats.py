@@ -27,6 +27,7 @@ class Beats:
     feed_s: float
     on_fault: Callable[[RigFault], None]
     fed_until: float = 0.0  # monotonic s; start_beats() feeds it once
+    waiting: int = 0  # the owner's requests queued or on the wire: it waits on the link
     last_at: float = field(default_factory=time.monotonic)  # when the last write was started
     sent: int = 0
     late: int = 0  # gaps longer than period_s
@@ -84,6 +85,8 @@ class BeatPacing:
         while True:
             due = b.last_at + max(b.period_s - self.guard_s(), b.period_s / 2)
             await asyncio.sleep(max(0.0, due - time.monotonic()))
+            if b.waiting:  # an owner waiting for its turn on a busy line is not hung
+                b.fed_until = max(b.fed_until, time.monotonic() + b.feed_s)
             if time.monotonic() > b.fed_until:
                 if not b.starved:
                     b.starved = True

@@ -7,8 +7,8 @@ Safety trade-offs of the scheduler (README, "The rig link"):
   owner that neither calls nor waits on the link for `feed_s` (default one watchdog period)
   stops being heartbeated, and the controller drops the permit within its watchdog. A hung loop
   closes the valve within feed_s + WATCHDOG_MS; a killed process or a hung event loop within
-  WATCHDOG_MS, as before. An owner waiting for its turn on a busy line is not hung: each answer
-  it gets feeds it.
+  WATCHDOG_MS, as before. An owner waiting for its turn on a busy line is not hung: while one
+  of its requests is queued or on the wire it counts as fed, and each answer feeds it.
 - A transaction on the wire is never interrupted: a heartbeat waits for at most the one in
   flight. Each heartbeat is due `guard` before WATCHDOG_MS / 3 after the previous one, the
   guard being four of the line's recent slowest answers (at least 50 ms). A unit that does not

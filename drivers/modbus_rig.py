@@ -99,10 +99,15 @@ class ModbusRig(RigController):
         """One transaction; an answer the owner gets feeds the heartbeat (`feed`: not the
         heartbeat's own, or it would feed itself)."""
         self.transactions += 1
+        beats = self._link.beats_of(self.rig_id) if feed else None
+        if beats is not None:
+            beats.waiting += 1
         try:
             return await self._link.transact(f"rig {self.rig_id} (unit {self.unit}) {what}",
                                              request, priority, **kw)
         finally:
+            if beats is not None:
+                beats.waiting -= 1
             if feed:
                 self._link.feed(self.rig_id)
 
