@@ -26,6 +26,7 @@ lint: $(VENV)/.installed-dev
 bench: $(VENV)/.installed-dev
 	$(PY) bench/scan_to_permit.py
 	$(PY) bench/modbus_rig.py
+	$(PY) bench/rs485.py --rigs 1,4,8 --seconds 8
 	$(PY) bench/store_commit.py
 	$(PY) bench/sync_drain.py
 	$(PY) bench/camera_decode.py

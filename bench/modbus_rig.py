@@ -83,7 +83,7 @@ async def bench(port: int, n: int) -> None:
     reads = await timed(n, rig.read_status)
     await rig.withdraw_permit()
     await rig.close()
-    print(summary("grant_permit()", grants, 9))
+    print(summary("grant_permit()", grants, 4))
     print(summary("read_status()", reads, 3))
 
 

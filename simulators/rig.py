@@ -19,7 +19,7 @@ from pymodbus.simulator.simutils import SimUtils
 
 from station.config import RegisterMap
 
-from .nullmodem import NullModem
+from .nullmodem import NullModem, RS485Line
 from .rig_model import (
     COIL_NAMES,
     INPUT_NAMES,
@@ -28,6 +28,7 @@ from .rig_model import (
     join_u32,
     split_u32,
 )
+from .wirelog import WireLog
 
 __all__ = [
     "STABLE_AFTER_S",
@@ -164,7 +165,12 @@ class RigSimulator:
 
     Modbus TCP on host:port by default. With `rtu=True` it is Modbus RTU (8N1 at `baudrate`) on
     one end of a NullModem pty pair; the daemon opens the other end, `client_port`. The pair is
-    made by the first start() and closed by stop(); restart() keeps it (and so the path).
+    made by the first start() and closed by stop(); restart() keeps it (and so the path). The
+    pair models an RS-485 line (`RS485Line`: 11-bit characters at `baudrate`, 3.5-character
+    silences, `turnaround_ms` from a request's end to its answer, default 5 ms); `line=None`
+    in `rs485` leaves it a plain pty pair paced at 10 bits a byte.
+
+    `wire` (a WireLog) counts and times every request each unit answers, per function code.
     """
 
     def __init__(
@@ -176,6 +182,7 @@ class RigSimulator:
         registers: RegisterMap | None = None,
         rtu: bool = False,
         baudrate: int = RTU_BAUD,
+        turnaround_ms: float = 5.0,
         **model_kwargs,
     ) -> None:
         if not unit_ids or any(not 1 <= u <= 247 for u in unit_ids):
@@ -184,6 +191,8 @@ class RigSimulator:
             raise ValueError(f"unit ids repeat: {unit_ids}")
         self.host, self.port = host, port
         self.rtu, self.baudrate = rtu, baudrate
+        self.line = RS485Line(baudrate, turnaround_s=turnaround_ms / 1000) if rtu else None
+        self.wire = WireLog()
         self.registers = registers or RegisterMap()
         self._models = {u: RigModel(registers=self.registers, **model_kwargs) for u in unit_ids}
         self._modem: NullModem | None = None
@@ -221,7 +230,7 @@ class RigSimulator:
         if self.running:
             raise RuntimeError("rig simulator already running")
         if self.rtu and self._modem is None:
-            self._modem = NullModem(self.baudrate).open()
+            self._modem = NullModem(self.baudrate, line=self.line).open()
         ready = threading.Event()
         self._error = None
         self._thread = threading.Thread(
@@ -306,7 +315,8 @@ class RigSimulator:
         other = _silent_unit if self._modem else _no_such_unit
         devices.append(_sim_device(0, self.registers, other))  # any other unit id
         if self._modem is None:
-            server = ModbusTcpServer(devices, address=(self.host, self.port))
+            server = ModbusTcpServer(devices, address=(self.host, self.port),
+                                     trace_pdu=self.wire.trace)
         else:
             server = ModbusSerialServer(
                 devices,
@@ -314,6 +324,7 @@ class RigSimulator:
                 port=self._modem.server_port,
                 baudrate=self.baudrate,
                 ignore_missing_devices=True,
+                trace_pdu=self.wire.trace,
             )
         server.context = MapGuard(server.context, self.registers, set(self._models))
         await server.serve_forever(background=True)

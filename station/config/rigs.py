@@ -83,6 +83,7 @@ class RigConfig:
     unit_id: int = opt(1, 1, 247)
     watchdog_ms: int = opt(3000, 300, 60000)
     poll_ms: int = opt(200, 20, 5000)  # at most a third of watchdog_ms
+    idle_poll_ms: int = opt(1000, 20, 10000)  # no cylinder, no permit, nothing pending: this often
     timeout_ms: int = opt(1000, 50, 10000)  # at most a third of watchdog_ms
     permit_timeout_s: float = opt(120.0, 1, 3600)
     # A scanner or RFID reading made while no cylinder stood on the scale waits this long for
@@ -168,5 +169,7 @@ def rig(sec: Section) -> RigConfig:
         raise sec.error("poll_ms", "must be at most a third of watchdog_ms")
     if cfg.timeout_ms * 3 > cfg.watchdog_ms:
         raise sec.error("timeout_ms", "must be at most a third of watchdog_ms")
+    if cfg.idle_poll_ms < cfg.poll_ms:
+        raise sec.error("idle_poll_ms", "must be at least poll_ms")
     sec.done()
     return cfg

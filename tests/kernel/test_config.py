@@ -43,6 +43,7 @@ def test_example_loads(tmp_path):
     ('modbus = "tcp://192.0.2.10:502"', 'modbus = "udp://x"', "rigs[0]", "modbus"),
     ("unit_id = 1", "unit_id = 300", "rigs[0]", "unit_id"),
     ("poll_ms = 200", "poll_ms = 2000", "rigs[0]", "poll_ms"),
+    ("idle_poll_ms = 1000", "idle_poll_ms = 100", "rigs[0]", "idle_poll_ms"),
     ('name = "张三"', 'name = "张三李四王五赵六钱七孙"', "operators[0]", "name"),
     ('terminator = "any"', 'terminator = "tab"', "rigs[0].readers[0]", "terminator"),
     ("heartbeat = 0", "heartbeet = 0", "rigs[0].registers", "heartbeet"),
