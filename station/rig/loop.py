@@ -99,7 +99,7 @@ class RigLoop:
         self.cfg, self.station, self.controller = cfg, station, controller
         self.readers, self.store, self.lookups, self.on_fill = readers, store, lookups, on_fill
         self.clock = clock
-        self.policy = Policy(frozenset((station.unit_name, *station.fills_for)), station.core.rules)
+        self.policy = Policy(frozenset((station.unit_name, *station.fills_for)), station.rules)
         self.state = RigState()
         self.cycle = FillCycle(limits_for(cfg, station))
         self.lock = asyncio.Lock()  # one sequence of controller writes at a time

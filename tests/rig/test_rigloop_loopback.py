@@ -8,11 +8,9 @@ The test waits for the loop's own status polls, never for a time.
 import asyncio
 import contextlib
 from concurrent.futures import ThreadPoolExecutor
-from datetime import date
 from types import SimpleNamespace
 
-from test_rules import RECORD as RULES_RECORD
-from test_rules import UNIT
+from support import cylinder
 
 from drivers.loopback_rig import LoopbackRig, ManualClock
 from drivers.reader import Line, TagReader
@@ -22,11 +20,15 @@ from station.city.clockwatch import ClockWatch
 from station.city.lookup import LookupService
 from station.rig.loop import RigLoop
 from station.store.db import Store
+from station.today import station_today
 
 QR = b"https://qr.example/c/X1"
 EMPTY_G, TARGET_G = 15000, 14500  # an empty 35.5 L LPG cylinder: nominal tare 15.0 kg, 14.5 kg
-# the valid record of the rules' table, in date for the next years whenever the test runs
-RECORD = {**RULES_RECORD, "next_inspection_date": f"{date.today().year + 3}-11"}
+UNIT = "重庆渝北燃气有限公司"
+# a valid record (stamped 15.0 kg tare, 14.5 kg capacity), in date for years whenever it runs
+RECORD = cylinder("CYL-1", user_unit_name=UNIT, info_code="X1", qr_url=QR.decode(),
+                  registration_cert_no="瓶渝B0001", registration_date="2023-07-01",
+                  next_inspection_date=f"{station_today().year + 3}-11")
 CONFIG = f"""
 [station]
 unit_name = "{UNIT}"
