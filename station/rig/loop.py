@@ -18,7 +18,7 @@ from station.config import RigConfig, StationConfig
 from station.core import fills, hmi
 from station.core import reading as parse
 from station.core.fillcycle import (
-    MASS_NOISE_G,
+    OVER_REPORT,  # noqa: F401 - re-exported for tests/faults/kill9.py
     Action,
     Closed,
     FillContext,
@@ -30,7 +30,6 @@ from station.core.fillcycle import (
     Refused,
     Started,
     Withdraw,
-    post_check,
     torn,
 )
 from station.core.model import Decision, Reading, RigCondition, Verdict
@@ -51,9 +50,7 @@ from station.store.db import Store
 
 log = logging.getLogger("station.rig")
 
-# A fill recovered after a crash whose valve was never seen open and whose cylinder has left:
-# whether gas went in cannot be told, so it is recorded (an over-report rather than a loss).
-OVER_REPORT = "station restarted: valve never seen open, recorded in case it did"
+PREEMPTED = "another reading at the rig"  # why an unused permit ends when a reading comes
 BIND_WINDOW_S = 120.0
 # Refusals that say nothing against the cylinder: a continuous reader's tag still in view is
 # judged again (at most once per dedup_s) instead of waiting for the cylinder to be lifted.
@@ -153,7 +150,7 @@ class RigLoop:
         if not self.recovered:
             self.recovered = True
             await self._recover_open_fills(status)
-        elif self.cycle.phase in ("permitted", "filling", "settling"):
+        elif self.cycle.engaged:
             await self.observe(status)  # the cycle sees the permit gone and records the end
 
     async def _poll(self) -> None:
@@ -179,9 +176,9 @@ class RigLoop:
         verdict = hmi.current_verdict(self.state.shown, self.state.scale.epoch(), cycle.phase,
                                       ctx.decision_id if ctx else None)
         result = None
-        if cycle.phase == "ended" and ctx is not None and ctx.post_check:
-            result = {"check": ctx.post_check.split(" ")[0], "net_g": ctx.net_g,
-                      "target_g": ctx.target_g, "record_id": ctx.record_id}
+        if (done := cycle.result) is not None:
+            result = {"check": done.post_check.split(" ")[0], "net_g": done.net_g,
+                      "target_g": done.target_g, "record_id": done.record_id}
         return {
             "connected": bool(self.state.connected), "fault": self.state.fault or None,
             "estop": bool(st and st.estop), "overload": bool(st and st.overload),
@@ -218,8 +215,7 @@ class RigLoop:
         if not up:
             st.status, st.fault = None, detail or "rig controller fault"
             st.scale.link_lost()  # a cylinder seen after the gap may be another one
-            if self.cycle.phase == "accepted":
-                self.cycle.reset()
+            self.cycle.rig_lost()
         if st.connected is up:
             return
         st.connected = up
@@ -252,7 +248,7 @@ class RigLoop:
                 if placement is not None and placement != self.state.scale.current():
                     log.warning(kv("permit_void", rig=self.cfg.id,
                                    why="the cylinder judged is no longer the one on the scale"))
-                    self.cycle.reset()
+                    self.cycle.void_permit()
                     return
                 if not self._open(action.ctx):
                     return  # no fill without its record: the permit is not written
@@ -307,7 +303,7 @@ class RigLoop:
         except StoreError as err:
             log.error(kv("store_error", rig=self.cfg.id, error=str(err),
                          action="fill refused: it could not be recorded"))
-            self.cycle.reset()
+            self.cycle.void_permit()
             self._show(fault_shown("STORE_FAULT"))
             self._spawn(self._safe(self._show_refusal()))
             return False
@@ -415,33 +411,8 @@ class RigLoop:
         is recorded as interrupted with the mass the scale shows now (or unknown) and delivered.
         """
         for row in self.store.open_fills():
-            if row["rig"] != self.cfg.id:
-                continue
-            present = status.cylinder_present
-            gained = status.gross_g - (row["prefill_g"] or status.gross_g) if present else None
-            ctx = FillContext(**{k: row[k] for k in (
-                "record_id", "decision_id", "cylinder_id", "info_code", "tag", "medium",
-                "operator", "source", "tare_g", "target_g", "cache_age_s", "override_by",
-                "override_reason", "prefill_g", "permitted_at", "started_at")})
-            ctx.ended_at, ctx.end_reason = time.time(), "station restarted during the fill"
-            ctx.gross_g = status.gross_g if present else None
-            ctx.post_check = "interrupted"
-            if status.fill_done and gained is not None and \
-                    gained > self.cycle.limits.start_gain_g:  # the controller cut off at target
-                ctx.end_reason = "done"  # (the latch is this fill's: gas went in since its row)
-                ctx.post_check = post_check(ctx, self.cycle.limits) + \
-                    ("" if status.stable else " (scale not stable)")
-            # Unused only when provably so: valve never seen open and the cylinder still on the
-            # scale without a gain. A cylinder gone since cannot tell: recorded (over-report).
-            unused = row["started_at"] is None and gained is not None and gained < MASS_NOISE_G
-            if unused:
-                ctx.end_reason = "station restarted: the valve was never seen open"
-            elif row["started_at"] is None and not present:
-                ctx.end_reason = f"{OVER_REPORT}; the cylinder was gone"
-            elif row["started_at"] is None and gained is not None and \
-                    gained <= self.cycle.limits.start_gain_g:
-                ctx.end_reason = f"{OVER_REPORT}; it gained {gained / 1000:.2f} kg (a clamped head?)"
-            self._close(Closed(ctx, cancelled=unused))
+            if row["rig"] == self.cfg.id:
+                self._close(self.cycle.recover(row, status, time.time()))
 
     async def shutdown(self) -> None:
         """Withdraw the permit and put the lamps out; a running fill is recorded interrupted.
@@ -455,14 +426,7 @@ class RigLoop:
             except RigFault as err:
                 log.warning(kv("shutdown_withdraw_failed", rig=self.cfg.id, attempt=attempt,
                                error=str(err)))
-        ctx = self.cycle.ctx
-        if ctx is not None and self.cycle.phase in ("filling", "settling"):
-            ctx.ended_at, ctx.end_reason = time.time(), "station stopped during the fill"
-            ctx.gross_g, ctx.post_check = ctx.last_gross_g, "interrupted"
-            self._close(Closed(ctx))
-        elif ctx is not None and self.cycle.phase == "permitted":
-            ctx.end_reason = "station stopped"
-            self._close(Closed(ctx, cancelled=True))
+        await self.execute(self.cycle.stop("station stopped", time.time()))
         self._retry_unsaved()
         for closed in self.unsaved:  # its open row stays: recorded at the next start
             log.critical(kv("fill_not_saved_at_exit", rig=self.cfg.id,
@@ -497,8 +461,7 @@ class RigLoop:
                 (log.error if store else log.critical)(kv(
                     "decision_failed", rig=self.cfg.id, error=repr(err),
                     action="refused without permit"))
-                if self.cycle.phase in ("idle", "accepted", "ended"):
-                    self.cycle.reset()
+                if self.cycle.abandon():
                     if store:
                         self._show(fault_shown("STORE_FAULT"))
                     await self._safe(self._show_refusal())
@@ -600,11 +563,11 @@ class RigLoop:
             log.info(kv("bind_tag_read", rig=self.cfg.id, reader=reading.reader,
                         reading=reading.raw[:200], kind=reading.kind))
             return None  # a new tag being bound (station bind): not a cylinder to judge
-        if self.cycle.phase in ("filling", "settling"):
+        if self.cycle.busy:
             self._busy(reading)
             return None
         await self._refresh()
-        if self.cycle.phase in ("filling", "settling"):
+        if self.cycle.busy:
             self._busy(reading)
             return None
         scale = self.state.scale
@@ -676,7 +639,7 @@ class RigLoop:
         held = scale.held
         if held is None:
             return
-        if self.cycle.phase in ("filling", "settling"):
+        if self.cycle.busy:
             scale.held = None
             return
         what = scale.held_state(self._stable_gross() is not None, time.monotonic())
@@ -731,20 +694,16 @@ class RigLoop:
     async def _refresh(self) -> None:
         """Judge on the rig as it is now, not as the last poll saw it; drop an unused permit."""
         if not self.state.connected:
-            if self.cycle.phase == "accepted":
-                self.cycle.reset()
+            self.cycle.rig_lost()
             return
         try:
             async with self.lock:
                 await self.observe(await self.controller.read_status())
-                if self.cycle.phase in ("filling", "settling"):
+                if self.cycle.busy:
                     return  # the valve opened meanwhile: the caller treats the reading as busy
-                ctx = self.cycle.ctx
-                if ctx is not None and self.cycle.phase == "permitted":
-                    ctx.end_reason = "another reading at the rig"
-                    await self._withdraw(ctx.end_reason)
-                    self._close(Closed(ctx, cancelled=True))
-                self.cycle.reset()
+                if self.cycle.holds_permit:  # (a failed withdrawal leaves the cycle holding it)
+                    await self._withdraw(PREEMPTED)
+                await self.execute(self.cycle.preempt(PREEMPTED))
         except RigFault as err:
             self._link(False, str(err))
 
