@@ -6,7 +6,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import UTC, datetime
 
 from drivers.reader import Line, TagReader
@@ -30,10 +30,9 @@ from station.core.fillcycle import (
     Refused,
     Started,
     Withdraw,
-    torn,
 )
 from station.core.model import Decision, Reading, RigCondition, Verdict
-from station.core.onscale import CONTINUOUS, Scale
+from station.core.onscale import CONTINUOUS
 from station.core.rules import (
     Policy,
     fill_plan,
@@ -43,10 +42,12 @@ from station.core.rules import (
     stamped_tare,
     tare_tolerance_g,
 )
-from station.core.texts import ACCEPTED, reason_text
 from station.errors import RigFault, StoreError
 from station.logfmt import kv
 from station.store.db import Store
+
+from .screen import Screen, fault_shown, shown_verdict
+from .state import RigState
 
 log = logging.getLogger("station.rig")
 
@@ -55,28 +56,6 @@ BIND_WINDOW_S = 120.0
 # Refusals that say nothing against the cylinder: a continuous reader's tag still in view is
 # judged again (at most once per dedup_s) instead of waiting for the cylinder to be lifted.
 PASSING = ("RIG_FAULT", "NO_OPERATOR", "NO_CYLINDER", "CITY_UNAVAILABLE", "AMBIGUOUS_TAGS")  # a `station bind` request takes the next reading at its rig this long
-
-
-@dataclass
-class RigState:
-    """What the loop knows of its rig besides the fill cycle."""
-
-    connected: bool | None = None  # None: not tried yet
-    fault: str = "not connected yet"
-    status: RigStatus | None = None
-    # a scanner's last reading (discrete readers): key, when, the placement it was made on
-    last_tag: tuple[str, float, tuple[int, bool]] = ("", 0.0, (0, False))
-    scale: Scale = field(default_factory=Scale)  # placements, held readings, tag sightings
-    # the last overridable refusal, for an override: when, reading, answer, decision id, and
-    # the placement (which cylinder on the scale) and gross (g) it was refused at
-    refusal: tuple[float, Reading, Answer | None, int, int | None, int | None] | None = None
-    shown: dict | None = None  # the last verdict, as the operator screen shows it
-    published: dict | None = None
-    published_at: float = 0.0
-    alive_at: float = field(default_factory=time.monotonic)
-    lamps: tuple[bool, bool] | None = None  # (green, red) as the controller holds them
-    buzz_key: str = ""  # the screen key (hmi.Screen.key) the buzzer last sounded for
-    buzz_off: asyncio.TimerHandle | None = None  # the pending end of a buzzer pulse
 
 
 def limits_for(rig: RigConfig, station: StationConfig) -> Limits:
@@ -99,12 +78,13 @@ class RigLoop:
         self.policy = Policy(frozenset((station.unit_name, *station.fills_for)), station.rules)
         self.state = RigState()
         self.cycle = FillCycle(limits_for(cfg, station))
+        self.unsaved: list[Closed] = []  # closed fills the store refused; retried every poll
+        self.screen = Screen(cfg, store, self.state, self.cycle, self.unsaved)
         self.lock = asyncio.Lock()  # one sequence of controller writes at a time
         # each reading with the scale's epoch when it arrived (which cylinder stood there)
         self.queue: asyncio.Queue[tuple[Line, tuple[int, bool]]] = asyncio.Queue(maxsize=100)
         self.recovered = False
-        self.unsaved: list[Closed] = []
-        self.background: set[asyncio.Future] = set()  # tasks spawned beside the loop's own  # closed fills the store refused; retried every poll
+        self.background: set[asyncio.Future] = set()  # tasks spawned beside the loop's own
 
     async def run(self) -> None:
         async with asyncio.TaskGroup() as group:
@@ -115,7 +95,7 @@ class RigLoop:
 
     @property
     def operator(self) -> str | None:
-        return self.store.operator_on_shift(self.cfg.id)
+        return self.screen.operator()
 
     # --- control: connection, heartbeat, status, fill cycle ---------------------------------
     async def _control(self) -> None:
@@ -139,7 +119,7 @@ class RigLoop:
         liveness stays fresh on the screens while its controller is down)."""
         end = time.monotonic() + seconds
         while True:
-            self.publish()
+            self.screen.publish()
             left = end - time.monotonic()
             if left <= 0:
                 return
@@ -167,48 +147,6 @@ class RigLoop:
             self.state.alive_at = now
             self._take_manual_entries()
             await asyncio.sleep(self.cfg.poll_ms / 1000)
-
-    def picture(self, operator: str | None = None) -> dict:
-        """What the operator perceives of the rig, as data (station.core.hmi turns it into the
-        screen and the lamps): never an old verdict, the result only of the fill just ended."""
-        st, ctx, cycle = self.state.status, self.cycle.ctx, self.cycle
-        held = self.state.scale.held
-        verdict = hmi.current_verdict(self.state.shown, self.state.scale.epoch(), cycle.phase,
-                                      ctx.decision_id if ctx else None)
-        result = None
-        if (done := cycle.result) is not None:
-            result = {"check": done.post_check.split(" ")[0], "net_g": done.net_g,
-                      "target_g": done.target_g, "record_id": done.record_id}
-        return {
-            "connected": bool(self.state.connected), "fault": self.state.fault or None,
-            "estop": bool(st and st.estop), "overload": bool(st and st.overload),
-            "scale_fault": bool(st and st.scale_fault), "store_fault": bool(self.unsaved),
-            "phase": cycle.phase, "operator": operator, "verdict": verdict, "result": result,
-            "held": held.reading.raw[:120] if held is not None else None,
-            "permit": bool(st and st.permit), "present": bool(st and st.cylinder_present),
-            "gross_g": st.gross_g if st else None,
-            "net_g": st.gross_g - ctx.tare_g if st and ctx and st.cylinder_present else None,
-            "target_g": ctx.target_g if ctx else None,
-            "heartbeat_at": time.time() if self.state.connected else None,
-        }
-
-    def publish(self) -> None:
-        """The rig's picture for screens, written when what a person would see changed."""
-        try:
-            picture = self.picture(self.operator)
-        except StoreError as err:  # the shift is unreadable: the screen still learns the rest
-            log.debug(kv("operator_unread", rig=self.cfg.id, error=str(err)))
-            picture = {**self.picture(), "store_fault": True}
-        coarse = {**picture, "gross_g": (picture["gross_g"] or 0) // 50,
-                  "net_g": None, "heartbeat_at": None}
-        now = time.monotonic()
-        if coarse == self.state.published and now - self.state.published_at < 1.0:
-            return
-        try:
-            self.store.publish(self.cfg.id, picture)
-            self.state.published, self.state.published_at = coarse, now
-        except StoreError as err:
-            log.debug(kv("publish_failed", rig=self.cfg.id, error=str(err)))
 
     def _link(self, up: bool, detail: str = "") -> None:
         st = self.state
@@ -238,7 +176,7 @@ class RigLoop:
             await self._withdraw("permit set that the daemon does not hold")
         await self.execute(self.cycle.step(status, time.monotonic(), time.time()))
         await self._show_lamps()
-        self.publish()
+        self.screen.publish()
 
     async def execute(self, actions: list[Action]) -> None:
         self._retry_unsaved()
@@ -273,7 +211,7 @@ class RigLoop:
                        why=refused.why))
         reading = refused.ctx.extra.get("reading")
         if reading is None:
-            self._show(fault_shown(refused.reason))
+            self.screen.show(fault_shown(refused.reason))
             return
         verdict = Verdict(permit=False, reason=refused.reason, detail=refused.why,
                           cylinder_id=refused.ctx.cylinder_id)
@@ -304,7 +242,7 @@ class RigLoop:
             log.error(kv("store_error", rig=self.cfg.id, error=str(err),
                          action="fill refused: it could not be recorded"))
             self.cycle.void_permit()
-            self._show(fault_shown("STORE_FAULT"))
+            self.screen.show(fault_shown("STORE_FAULT"))
             self._spawn(self._safe(self._show_refusal()))
             return False
 
@@ -362,17 +300,13 @@ class RigLoop:
         self._event("permit_withdrawn", why)
         log.info(kv("permit_withdrawn", rig=self.cfg.id, why=why))
 
-    def _show(self, shown: dict) -> None:
-        """A new verdict for the operator, bound to the scale's placement it was made on."""
-        self.state.shown = {**shown, "epoch": list(self.state.scale.epoch())}
-
     async def _show_lamps(self) -> None:
         """The lamps of the state the operator sees (station.core.hmi), written when they differ
         from what the controller holds (called with the lock held). A new buzzing state
         pulses the buzzer; any lamp change cancels a pending end of an older pulse, and the
         pulse ends by switching the buzzer alone, so it never re-applies older lamps."""
         st = self.state
-        view = hmi.screen({**self.picture(), "connected": True})
+        view = hmi.screen({**self.screen.picture(), "connected": True})
         if view.lamps is None:
             return
         want = (view.lamps.green, view.lamps.red)
@@ -463,7 +397,7 @@ class RigLoop:
                     action="refused without permit"))
                 if self.cycle.abandon():
                     if store:
-                        self._show(fault_shown("STORE_FAULT"))
+                        self.screen.show(fault_shown("STORE_FAULT"))
                     await self._safe(self._show_refusal())
 
     async def _safe(self, coro) -> None:
@@ -583,7 +517,7 @@ class RigLoop:
                 not scale.still_for(arrived):  # a scan queued while its cylinder left
             await self._void(line, reading, kind, "the cylinder it was read for left the scale")
             return None
-        scale_g = self._stable_gross()
+        scale_g = self.state.stable_gross()
         if scale_g is None and reading.kind != "invalid" and screen(
                 reading, self.condition(before_city=True, weigh=False),
                 self.store.blocklist()) is None:
@@ -616,14 +550,6 @@ class RigLoop:
         self._log(decision, answer, line.at)
         return verdict
 
-    def _stable_gross(self) -> int | None:
-        """The gross (g) of a cylinder standing stable on the scale in the latest sample."""
-        st = self.state.status
-        if st is None or not self.state.connected or not st.cylinder_present or not st.stable \
-                or torn(st):
-            return None
-        return st.gross_g
-
     async def _hold(self, line: Line, reading: Reading, kind: str) -> None:
         """No cylinder standing stable: the reading waits for it, or is void at once."""
         held = self.state.scale.hold(line, reading, kind, self.cfg.hold_reading_s)
@@ -642,12 +568,12 @@ class RigLoop:
         if self.cycle.busy:
             scale.held = None
             return
-        what = scale.held_state(self._stable_gross() is not None, time.monotonic())
+        what = scale.held_state(self.state.stable_gross() is not None, time.monotonic())
         if what == "wait":
             return
         scale.held = None
         if what == "judge":
-            await self._decide_for_cylinder(held.reading, held.line, self._stable_gross())
+            await self._decide_for_cylinder(held.reading, held.line, self.state.stable_gross())
         else:
             await self._void(held.line, held.reading, held.kind, what.removeprefix("void: "))
 
@@ -680,9 +606,9 @@ class RigLoop:
         self.state.refusal = None
         if not verdict.permit and verdict.reason in self.station.override.reasons:
             self.state.refusal = (time.monotonic(), reading, answer, decision_id,
-                                  self.state.scale.current(), self._stable_gross())
+                                  self.state.scale.current(), self.state.stable_gross())
         record = answer.lookup.record if answer and isinstance(answer.lookup.record, dict) else {}
-        self._show(shown_verdict(decision_id, verdict, record, reading))
+        self.screen.show(shown_verdict(decision_id, verdict, record, reading))
         return replace(decision, id=decision_id)
 
     def _busy(self, reading: Reading) -> None:
@@ -753,13 +679,13 @@ class RigLoop:
                 await self.execute(self.cycle.step(self.state.status, time.monotonic(),
                                                    time.time()))
             await self._show_lamps()  # accepted: green now; the permit once it is on the scale
-        self.publish()
+        self.screen.publish()
 
     async def _show_refusal(self) -> None:
         async with self.lock:
             await self.controller.withdraw_permit()
             await self._show_lamps()
-        self.publish()
+        self.screen.publish()
 
     async def _badge(self, reading: Reading, line: Line) -> None:
         """A staff card: a supervisor's overrides a recent refusal; otherwise log in or out."""
@@ -789,7 +715,7 @@ class RigLoop:
         record = answer.lookup.record if answer and isinstance(answer.lookup.record, dict) else {}
         plan = fill_plan({"medium_code": self.cfg.medium, **record},
                          self.station.rules.cylinder_types)
-        scale_g = self._stable_gross()
+        scale_g = self.state.stable_gross()
         why = self._override_blocked(reading, answer, plan, scale_g)
         swap_g = tare_tolerance_g(plan[0], stamped_tare(record), self.station.rules) if plan \
             else 0
@@ -840,26 +766,6 @@ class RigLoop:
             reason=v.reason, warnings=",".join(v.warnings) or None, source=d.source,
             cache_age_s=d.cache_age_s, city_ms=answer.elapsed_ms if answer else None,
             latency_ms=(time.monotonic() - t0) * 1000, detail=v.detail or None))
-
-
-def shown_verdict(decision_id: int, verdict: Verdict, record: dict, reading: Reading) -> dict:
-    """What the operator screen shows of a verdict: Chinese and English, cylinder facts."""
-    code = verdict.reason or "OK"
-    text = reason_text(verdict.reason) if verdict.reason else ACCEPTED
-    return {"decision_id": decision_id, "permit": verdict.permit, "code": code, "zh": text.zh,
-            "en": text.en, "warnings": [{"code": w, "zh": reason_text(w).zh,
-                                         "en": reason_text(w).en} for w in verdict.warnings],
-            "cylinder_id": verdict.cylinder_id, "medium": record.get("medium_code"),
-            "next_inspection": record.get("next_inspection_date"),
-            "reading": reading.raw[:120], "at": time.time()}
-
-
-def fault_shown(code: str) -> dict:
-    """What the operator screen shows when the station refuses on its own (nothing recorded)."""
-    text = reason_text(code)
-    return {"decision_id": None, "permit": False, "code": code, "zh": text.zh, "en": text.en,
-            "warnings": [], "cylinder_id": None, "medium": None, "next_inspection": None,
-            "reading": None, "at": time.time()}
 
 
 def fills_context(decision: Decision, record: dict, verdict: Verdict,
