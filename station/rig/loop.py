@@ -46,6 +46,7 @@ from station.errors import RigFault, StoreError
 from station.logfmt import kv
 from station.store.db import Store
 
+from .ledger import Ledger
 from .screen import Screen, fault_shown, shown_verdict
 from .state import RigState
 
@@ -78,8 +79,8 @@ class RigLoop:
         self.policy = Policy(frozenset((station.unit_name, *station.fills_for)), station.rules)
         self.state = RigState()
         self.cycle = FillCycle(limits_for(cfg, station))
-        self.unsaved: list[Closed] = []  # closed fills the store refused; retried every poll
-        self.screen = Screen(cfg, store, self.state, self.cycle, self.unsaved)
+        self.ledger = Ledger(cfg, station, store, on_fill)
+        self.screen = Screen(cfg, store, self.state, self.cycle, self.ledger.unsaved)
         self.lock = asyncio.Lock()  # one sequence of controller writes at a time
         # each reading with the scale's epoch when it arrived (which cylinder stood there)
         self.queue: asyncio.Queue[tuple[Line, tuple[int, bool]]] = asyncio.Queue(maxsize=100)
@@ -129,7 +130,7 @@ class RigLoop:
         """The permit is gone after configure(): a fill that was running has ended."""
         if not self.recovered:
             self.recovered = True
-            await self._recover_open_fills(status)
+            self.ledger.recover(self.cycle, status)
         elif self.cycle.engaged:
             await self.observe(status)  # the cycle sees the permit gone and records the end
 
@@ -159,13 +160,7 @@ class RigLoop:
         st.connected = up
         event = "rig_connected" if up else "rig_lost"
         (log.info if up else log.warning)(kv(event, rig=self.cfg.id, error=detail or None))
-        self._event(event, detail)
-
-    def _event(self, event: str, detail: str = "") -> None:
-        try:
-            self.store.rig_event(self.cfg.id, event, detail)
-        except StoreError as err:
-            log.error(kv("store_error", rig=self.cfg.id, error=str(err)))
+        self.ledger.event(event, detail)
 
     async def observe(self, status: RigStatus) -> None:
         """One status sample through the fill cycle (called with the lock held)."""
@@ -179,7 +174,7 @@ class RigLoop:
         self.screen.publish()
 
     async def execute(self, actions: list[Action]) -> None:
-        self._retry_unsaved()
+        self.ledger.retry()
         for action in actions:
             if isinstance(action, Opened):
                 placement = action.ctx.extra.get("placement")
@@ -197,16 +192,16 @@ class RigLoop:
             elif isinstance(action, Lamps):
                 await self._show_lamps()  # the lamps of the state now, not of the action
             elif isinstance(action, Closed):
-                self._close(action)
+                self.ledger.close(action)
             elif isinstance(action, Started):
-                self._started(action.ctx)
+                self.ledger.started(action.ctx)
             elif isinstance(action, Refused):
                 self._pre_fill_refused(action)
                 await self._show_lamps()
 
     def _pre_fill_refused(self, refused: Refused) -> None:
         """The cylinder failed a check at the scale after its verdict: a refusal decision."""
-        self._event("pre_check_refused", f"{refused.reason}: {refused.why}")
+        self.ledger.event("pre_check_refused", f"{refused.reason}: {refused.why}")
         log.warning(kv("pre_check_refused", rig=self.cfg.id, reason=refused.reason,
                        why=refused.why))
         reading = refused.ctx.extra.get("reading")
@@ -228,76 +223,23 @@ class RigLoop:
             # the cycle stays "permitted" so that the next status sample (or the reconnect)
             # decides from what the rig shows — cancelled if nothing went in, a fill if it did.
             log.error(kv("permit_failed", rig=self.cfg.id, error=str(err)))
-            self._event("permit_failed", str(err))
+            self.ledger.event("permit_failed", str(err))
             raise
         self.state.lamps = (True, False)  # grant_permit lights green, puts red out
-        self._event("permit_granted", self.cycle.ctx.cylinder_id if self.cycle.ctx else "")
+        self.ledger.event("permit_granted", self.cycle.ctx.cylinder_id if self.cycle.ctx else "")
 
     def _open(self, ctx: FillContext) -> bool:
         """Commit the open fill row before the permit; a store that cannot means no fill."""
-        try:
-            self.store.open_fill(fills.row(ctx, self.cfg.id))
-            return True
-        except StoreError as err:
-            log.error(kv("store_error", rig=self.cfg.id, error=str(err),
-                         action="fill refused: it could not be recorded"))
+        if not self.ledger.open(ctx):
             self.cycle.void_permit()
             self.screen.show(fault_shown("STORE_FAULT"))
             self._spawn(self._safe(self._show_refusal()))
             return False
-
-    def _started(self, ctx: FillContext) -> None:
-        try:
-            self.store.fill_started(ctx.record_id, ctx.started_at or time.time())
-        except StoreError as err:  # the open row still stands: recovery treats it as a fill
-            log.error(kv("store_error", rig=self.cfg.id, error=str(err)))
-
-    def _retry_unsaved(self) -> str:
-        """Commit the fill records the store refused, oldest first, once it takes them again;
-        the store's error while it still refuses them."""
-        while self.unsaved:
-            try:
-                self._save(self.unsaved[0])
-            except StoreError as err:
-                return str(err)
-            self.unsaved.pop(0)
-            if not self.unsaved:
-                log.warning(kv("fill_records_saved", rig=self.cfg.id,
-                               action="the store commits again: fills allowed"))
-        return ""
-
-    def _hold_no_records(self) -> None:
-        """No new fill while a fill record is held in memory: its store cannot commit."""
-        error = self._retry_unsaved()
-        if self.unsaved:
-            raise StoreError(f"{len(self.unsaved)} fill record(s) held in memory: {error}")
-
-    def _close(self, closed: Closed) -> None:
-        """Record the end of a fill; a store failure keeps it in memory and retries it."""
-        try:
-            self._save(closed)
-        except StoreError as err:
-            log.critical(kv("fill_not_saved", rig=self.cfg.id, record_id=closed.ctx.record_id,
-                            error=str(err), action="kept in memory, retried"))
-            self.unsaved.append(closed)
-
-    def _save(self, closed: Closed) -> None:
-        ctx = closed.ctx
-        row = fills.row(ctx, self.cfg.id)
-        payload = None if closed.cancelled else fills.submission(row, self.station.unit_name)
-        self.store.close_fill(row, payload)  # the record and its outbox entry, one transaction
-        if payload is not None:
-            self.on_fill()
-        log.info(kv("fill_cancelled" if closed.cancelled else "fill", rig=self.cfg.id,
-                    record_id=ctx.record_id, cylinder=ctx.cylinder_id, operator=ctx.operator,
-                    net_kg=None if ctx.net_g is None else ctx.net_g / 1000,
-                    target_kg=ctx.target_g / 1000, pre_check=ctx.pre_check,
-                    post_check=ctx.post_check or None, end=ctx.end_reason or None,
-                    override_by=ctx.override_by))
+        return True
 
     async def _withdraw(self, why: str) -> None:
         await self.controller.withdraw_permit()
-        self._event("permit_withdrawn", why)
+        self.ledger.event("permit_withdrawn", why)
         log.info(kv("permit_withdrawn", rig=self.cfg.id, why=why))
 
     async def _show_lamps(self) -> None:
@@ -338,16 +280,6 @@ class RigLoop:
         except RigFault:
             log.debug(kv("buzzer_off_failed", rig=self.cfg.id))
 
-    async def _recover_open_fills(self, status: RigStatus) -> None:
-        """Fills whose permit was granted before a crash: recorded, never silently forgotten.
-
-        A cylinder still on the scale that gained no mass was not filled (cancelled); any other
-        is recorded as interrupted with the mass the scale shows now (or unknown) and delivered.
-        """
-        for row in self.store.open_fills():
-            if row["rig"] == self.cfg.id:
-                self._close(self.cycle.recover(row, status, time.time()))
-
     async def shutdown(self) -> None:
         """Withdraw the permit and put the lamps out; a running fill is recorded interrupted.
         Called on SIGTERM before exiting."""
@@ -361,11 +293,7 @@ class RigLoop:
                 log.warning(kv("shutdown_withdraw_failed", rig=self.cfg.id, attempt=attempt,
                                error=str(err)))
         await self.execute(self.cycle.stop("station stopped", time.time()))
-        self._retry_unsaved()
-        for closed in self.unsaved:  # its open row stays: recorded at the next start
-            log.critical(kv("fill_not_saved_at_exit", rig=self.cfg.id,
-                            record_id=closed.ctx.record_id,
-                            action="recovered from its open row at the next start"))
+        self.ledger.at_exit()
 
     # --- readings and decisions -------------------------------------------------------------
     async def _feed(self, reader: TagReader) -> None:
@@ -528,7 +456,7 @@ class RigLoop:
                                    scale_g: int | None) -> Verdict:
         """Judge a reading for the cylinder standing on the scale (weighing `scale_g` grams),
         record the decision, then tell the rig."""
-        self._hold_no_records()
+        self.ledger.hold_no_records()
         placement = self.state.scale.placement
         answer, verdict = await self._judge(reading, scale_g)
         if verdict.permit and (self.state.scale.placement != placement
@@ -615,7 +543,7 @@ class RigLoop:
         """A reading while a cylinder is being filled: noted, the fill goes on untouched."""
         log.warning(kv("reading_ignored", rig=self.cfg.id, reading=reading.raw[:200],
                        why="fill in progress"))
-        self._event("reading_ignored", f"fill in progress: {reading.raw[:100]}")
+        self.ledger.event("reading_ignored", f"fill in progress: {reading.raw[:100]}")
 
     async def _refresh(self) -> None:
         """Judge on the rig as it is now, not as the last poll saw it; drop an unused permit."""
@@ -701,7 +629,7 @@ class RigLoop:
             why = f"a supervisor's badge overrides a refusal within {window:g} s; no " \
                   "overridable refusal is waiting (shifts change by an operator's own badge)"
             log.info(kv("badge_ignored", rig=self.cfg.id, holder=op.name, why=why))
-            self._event("badge_ignored", why)
+            self.ledger.event("badge_ignored", why)
             return
         event = "logout" if self.operator == op.name else "login"
         self.store.operator_event(self.cfg.id, op.name, event, via=f"badge:{reading.reader}")
@@ -724,7 +652,7 @@ class RigLoop:
             why = "the cylinder refused is no longer the one on the scale"
         if why:
             log.warning(kv("override_refused", rig=self.cfg.id, supervisor=supervisor, why=why))
-            self._event("override_refused", why)
+            self.ledger.event("override_refused", why)
             return
         verdict = Verdict(permit=True, cylinder_id=record.get("id"), tare_g=plan[0],
                           target_g=plan[1], detail=f"override of decision {refused_id} by "
