@@ -15,7 +15,7 @@ from station.backoff import Backoff
 from station.city.clockwatch import ClockWatch
 from station.city.lookup import Answer, LookupService, tag_key
 from station.config import RigConfig, StationConfig
-from station.core import fills, hmi
+from station.core import fills
 from station.core import reading as parse
 from station.core.fillcycle import (
     OVER_REPORT,  # noqa: F401 - re-exported for tests/faults/kill9.py
@@ -46,6 +46,7 @@ from station.errors import RigFault, StoreError
 from station.logfmt import kv
 from station.store.db import Store
 
+from .actuator import Actuator
 from .ledger import Ledger
 from .screen import Screen, fault_shown, shown_verdict
 from .state import RigState
@@ -81,11 +82,10 @@ class RigLoop:
         self.cycle = FillCycle(limits_for(cfg, station))
         self.ledger = Ledger(cfg, station, store, on_fill)
         self.screen = Screen(cfg, store, self.state, self.cycle, self.ledger.unsaved)
-        self.lock = asyncio.Lock()  # one sequence of controller writes at a time
+        self.actuator = Actuator(cfg, controller, self.state, self.screen, self.ledger)
         # each reading with the scale's epoch when it arrived (which cylinder stood there)
         self.queue: asyncio.Queue[tuple[Line, tuple[int, bool]]] = asyncio.Queue(maxsize=100)
         self.recovered = False
-        self.background: set[asyncio.Future] = set()  # tasks spawned beside the loop's own
 
     async def run(self) -> None:
         async with asyncio.TaskGroup() as group:
@@ -103,7 +103,7 @@ class RigLoop:
         backoff = Backoff(start_s=0.2, cap_s=5.0)
         while True:
             try:
-                async with self.lock:
+                async with self.actuator.exclusive():
                     await self.controller.connect()
                     await self.controller.configure(self.cfg.watchdog_ms)  # withdraws a permit
                     self.state.lamps = (False, False)  # (configure puts the lamps out)
@@ -139,7 +139,7 @@ class RigLoop:
         next_beat = 0.0
         while True:
             now = time.monotonic()
-            async with self.lock:
+            async with self.actuator.exclusive():
                 if now >= next_beat:
                     await self.controller.heartbeat()
                     next_beat = now + beat_every
@@ -168,9 +168,9 @@ class RigLoop:
         self.state.lamps = (status.lamp_green, status.lamp_red)  # (all writes hold the lock)
         self.state.scale.sample(status.cylinder_present, time.monotonic())
         if status.permit and not self.cycle.holds_permit:
-            await self._withdraw("permit set that the daemon does not hold")
+            await self.actuator.withdraw("permit set that the daemon does not hold")
         await self.execute(self.cycle.step(status, time.monotonic(), time.time()))
-        await self._show_lamps()
+        await self.actuator.show_lamps()
         self.screen.publish()
 
     async def execute(self, actions: list[Action]) -> None:
@@ -186,18 +186,18 @@ class RigLoop:
                 if not self._open(action.ctx):
                     return  # no fill without its record: the permit is not written
             elif isinstance(action, Grant):
-                await self._grant(action)
+                await self.actuator.grant(action, self.cycle.ctx.cylinder_id if self.cycle.ctx else None)
             elif isinstance(action, Withdraw):
-                await self._withdraw(action.why)
+                await self.actuator.withdraw(action.why)
             elif isinstance(action, Lamps):
-                await self._show_lamps()  # the lamps of the state now, not of the action
+                await self.actuator.show_lamps()  # the lamps of the state now, not of the action
             elif isinstance(action, Closed):
                 self.ledger.close(action)
             elif isinstance(action, Started):
                 self.ledger.started(action.ctx)
             elif isinstance(action, Refused):
                 self._pre_fill_refused(action)
-                await self._show_lamps()
+                await self.actuator.show_lamps()
 
     def _pre_fill_refused(self, refused: Refused) -> None:
         """The cylinder failed a check at the scale after its verdict: a refusal decision."""
@@ -215,83 +215,19 @@ class RigLoop:
         except StoreError as err:
             log.error(kv("store_error", rig=self.cfg.id, error=str(err)))
 
-    async def _grant(self, grant: Grant) -> None:
-        try:
-            await self.controller.grant_permit(grant.tare_g, grant.target_g)
-        except RigFault as err:
-            # The permit write may have reached the controller though its read-back failed:
-            # the cycle stays "permitted" so that the next status sample (or the reconnect)
-            # decides from what the rig shows — cancelled if nothing went in, a fill if it did.
-            log.error(kv("permit_failed", rig=self.cfg.id, error=str(err)))
-            self.ledger.event("permit_failed", str(err))
-            raise
-        self.state.lamps = (True, False)  # grant_permit lights green, puts red out
-        self.ledger.event("permit_granted", self.cycle.ctx.cylinder_id if self.cycle.ctx else "")
-
     def _open(self, ctx: FillContext) -> bool:
         """Commit the open fill row before the permit; a store that cannot means no fill."""
         if not self.ledger.open(ctx):
             self.cycle.void_permit()
             self.screen.show(fault_shown("STORE_FAULT"))
-            self._spawn(self._safe(self._show_refusal()))
+            self.actuator.spawn(self.actuator.quietly(self.actuator.show_refusal()))
             return False
         return True
-
-    async def _withdraw(self, why: str) -> None:
-        await self.controller.withdraw_permit()
-        self.ledger.event("permit_withdrawn", why)
-        log.info(kv("permit_withdrawn", rig=self.cfg.id, why=why))
-
-    async def _show_lamps(self) -> None:
-        """The lamps of the state the operator sees (station.core.hmi), written when they differ
-        from what the controller holds (called with the lock held). A new buzzing state
-        pulses the buzzer; any lamp change cancels a pending end of an older pulse, and the
-        pulse ends by switching the buzzer alone, so it never re-applies older lamps."""
-        st = self.state
-        view = hmi.screen({**self.screen.picture(), "connected": True})
-        if view.lamps is None:
-            return
-        want = (view.lamps.green, view.lamps.red)
-        buzz = view.lamps.buzz and self.cfg.buzzer_ms > 0 and view.key != st.buzz_key
-        st.buzz_key = view.key if view.lamps.buzz else ""
-        if want == st.lamps and not buzz:
-            return
-        if st.buzz_off is not None:
-            st.buzz_off.cancel()
-            st.buzz_off = None
-        await self.controller.set_lamps(*want, buzzer=buzz)
-        st.lamps = want
-        if buzz:
-            st.buzz_off = asyncio.get_running_loop().call_later(
-                self.cfg.buzzer_ms / 1000, lambda: self._spawn(self._buzzer_off()))
-
-    def _spawn(self, coro) -> None:
-        """Run a coroutine beside the loop's tasks, keeping a reference until it is done (the
-        event loop holds only a weak one: an unreferenced task may vanish mid-way)."""
-        task = asyncio.ensure_future(coro)
-        self.background.add(task)
-        task.add_done_callback(self.background.discard)
-
-    async def _buzzer_off(self) -> None:
-        self.state.buzz_off = None
-        try:
-            async with self.lock:
-                await self.controller.set_buzzer(False)
-        except RigFault:
-            log.debug(kv("buzzer_off_failed", rig=self.cfg.id))
 
     async def shutdown(self) -> None:
         """Withdraw the permit and put the lamps out; a running fill is recorded interrupted.
         Called on SIGTERM before exiting."""
-        for attempt in (1, 2):  # (a transaction cut short by the tasks' cancellation: again)
-            try:
-                async with self.lock:
-                    await self.controller.withdraw_permit()
-                    await self.controller.set_lamps(False, False)
-                break
-            except RigFault as err:
-                log.warning(kv("shutdown_withdraw_failed", rig=self.cfg.id, attempt=attempt,
-                               error=str(err)))
+        await self.actuator.stand_down()
         await self.execute(self.cycle.stop("station stopped", time.time()))
         self.ledger.at_exit()
 
@@ -326,13 +262,7 @@ class RigLoop:
                 if self.cycle.abandon():
                     if store:
                         self.screen.show(fault_shown("STORE_FAULT"))
-                    await self._safe(self._show_refusal())
-
-    async def _safe(self, coro) -> None:
-        try:
-            await coro
-        except RigFault as err:
-            log.warning(kv("rig_write_failed", rig=self.cfg.id, error=str(err)))
+                    await self.actuator.quietly(self.actuator.show_refusal())
 
     def to_reading(self, line: Line) -> Reading:
         """Bytes to a parsed Reading (or a refusal); a badge UID gives kind 'badge'."""
@@ -551,12 +481,12 @@ class RigLoop:
             self.cycle.rig_lost()
             return
         try:
-            async with self.lock:
+            async with self.actuator.exclusive():
                 await self.observe(await self.controller.read_status())
                 if self.cycle.busy:
                     return  # the valve opened meanwhile: the caller treats the reading as busy
                 if self.cycle.holds_permit:  # (a failed withdrawal leaves the cycle holding it)
-                    await self._withdraw(PREEMPTED)
+                    await self.actuator.withdraw(PREEMPTED)
                 await self.execute(self.cycle.preempt(PREEMPTED))
         except RigFault as err:
             self._link(False, str(err))
@@ -593,7 +523,7 @@ class RigLoop:
         bound to the gross `scale_g` (g) it was weighed at."""
         verdict = decision.verdict
         if not verdict.permit:
-            await self._show_refusal()
+            await self.actuator.show_refusal()
             return
         record = answer.lookup.record if answer else None
         record = record if isinstance(record, dict) else {}
@@ -601,18 +531,12 @@ class RigLoop:
         ctx.judged_g, ctx.extra["reading"] = scale_g, decision.reading
         ctx.extra["placement"] = self.state.scale.current()
         ctx.swap_g = tare_tolerance_g(verdict.tare_g, stamped_tare(record), self.station.rules)
-        async with self.lock:
+        async with self.actuator.exclusive():
             self.cycle.accept(ctx)
             if self.state.status is not None:  # on the scale already: the permit follows now
                 await self.execute(self.cycle.step(self.state.status, time.monotonic(),
                                                    time.time()))
-            await self._show_lamps()  # accepted: green now; the permit once it is on the scale
-        self.screen.publish()
-
-    async def _show_refusal(self) -> None:
-        async with self.lock:
-            await self.controller.withdraw_permit()
-            await self._show_lamps()
+            await self.actuator.show_lamps()  # accepted: green now; the permit once it is on the scale
         self.screen.publish()
 
     async def _badge(self, reading: Reading, line: Line) -> None:
