@@ -11,7 +11,6 @@ from datetime import UTC, datetime
 
 from drivers.reader import Line, TagReader
 from drivers.rig import RigController, RigStatus
-from station.backoff import Backoff
 from station.city.clockwatch import ClockWatch
 from station.city.lookup import Answer, LookupService, tag_key
 from station.config import RigConfig, StationConfig
@@ -48,6 +47,7 @@ from station.store.db import Store
 
 from .actuator import Actuator
 from .ledger import Ledger
+from .link import Link
 from .screen import Screen, fault_shown, shown_verdict
 from .state import RigState
 
@@ -85,11 +85,12 @@ class RigLoop:
         self.actuator = Actuator(cfg, controller, self.state, self.screen, self.ledger)
         # each reading with the scale's epoch when it arrived (which cylinder stood there)
         self.queue: asyncio.Queue[tuple[Line, tuple[int, bool]]] = asyncio.Queue(maxsize=100)
-        self.recovered = False
+        self.link = Link(cfg, controller, self.state, self.cycle, self.actuator, self.ledger,
+                         self.screen, self.observe, self._take_manual_entries)
 
     async def run(self) -> None:
         async with asyncio.TaskGroup() as group:
-            group.create_task(self._control())
+            group.create_task(self.link.run())
             group.create_task(self._decide())
             for reader in self.readers:
                 group.create_task(self._feed(reader))
@@ -97,70 +98,6 @@ class RigLoop:
     @property
     def operator(self) -> str | None:
         return self.screen.operator()
-
-    # --- control: connection, heartbeat, status, fill cycle ---------------------------------
-    async def _control(self) -> None:
-        backoff = Backoff(start_s=0.2, cap_s=5.0)
-        while True:
-            try:
-                async with self.actuator.exclusive():
-                    await self.controller.connect()
-                    await self.controller.configure(self.cfg.watchdog_ms)  # withdraws a permit
-                    self.state.lamps = (False, False)  # (configure puts the lamps out)
-                    await self._after_connect(await self.controller.read_status())
-                self._link(True)
-                backoff.reset()
-                await self._poll()
-            except RigFault as err:
-                self._link(False, str(err))
-                await self._publish_for(backoff.next())  # the screen: controller lost, daemon alive
-
-    async def _publish_for(self, seconds: float) -> None:
-        """Wait, publishing the rig's picture every second meanwhile (the daemon's own
-        liveness stays fresh on the screens while its controller is down)."""
-        end = time.monotonic() + seconds
-        while True:
-            self.screen.publish()
-            left = end - time.monotonic()
-            if left <= 0:
-                return
-            await asyncio.sleep(min(left, 1.0))
-
-    async def _after_connect(self, status: RigStatus) -> None:
-        """The permit is gone after configure(): a fill that was running has ended."""
-        if not self.recovered:
-            self.recovered = True
-            self.ledger.recover(self.cycle, status)
-        elif self.cycle.engaged:
-            await self.observe(status)  # the cycle sees the permit gone and records the end
-
-    async def _poll(self) -> None:
-        beat_every = self.cfg.watchdog_ms / 3000
-        next_beat = 0.0
-        while True:
-            now = time.monotonic()
-            async with self.actuator.exclusive():
-                if now >= next_beat:
-                    await self.controller.heartbeat()
-                    next_beat = now + beat_every
-                await self.observe(await self.controller.read_status())
-            self._link(True)
-            self.state.alive_at = now
-            self._take_manual_entries()
-            await asyncio.sleep(self.cfg.poll_ms / 1000)
-
-    def _link(self, up: bool, detail: str = "") -> None:
-        st = self.state
-        if not up:
-            st.status, st.fault = None, detail or "rig controller fault"
-            st.scale.link_lost()  # a cylinder seen after the gap may be another one
-            self.cycle.rig_lost()
-        if st.connected is up:
-            return
-        st.connected = up
-        event = "rig_connected" if up else "rig_lost"
-        (log.info if up else log.warning)(kv(event, rig=self.cfg.id, error=detail or None))
-        self.ledger.event(event, detail)
 
     async def observe(self, status: RigStatus) -> None:
         """One status sample through the fill cycle (called with the lock held)."""
@@ -489,7 +426,7 @@ class RigLoop:
                     await self.actuator.withdraw(PREEMPTED)
                 await self.execute(self.cycle.preempt(PREEMPTED))
         except RigFault as err:
-            self._link(False, str(err))
+            self.link.mark(False, str(err))
 
     async def _judge(self, reading: Reading, scale_g: int | None) -> tuple[Answer | None, Verdict]:
         blocklist = self.store.blocklist()
