@@ -15,7 +15,6 @@ from station.city.clockwatch import ClockWatch
 from station.city.lookup import Answer, LookupService, tag_key
 from station.config import RigConfig, StationConfig
 from station.core import fills
-from station.core import reading as parse
 from station.core.fillcycle import (
     OVER_REPORT,  # noqa: F401 - re-exported for tests/faults/kill9.py
     Action,
@@ -46,6 +45,7 @@ from station.logfmt import kv
 from station.store.db import Store
 
 from .actuator import Actuator
+from .intake import Intake
 from .ledger import Ledger
 from .link import Link
 from .screen import Screen, fault_shown, shown_verdict
@@ -54,11 +54,6 @@ from .state import RigState
 log = logging.getLogger("station.rig")
 
 PREEMPTED = "another reading at the rig"  # why an unused permit ends when a reading comes
-BIND_WINDOW_S = 120.0
-# Refusals that say nothing against the cylinder: a continuous reader's tag still in view is
-# judged again (at most once per dedup_s) instead of waiting for the cylinder to be lifted.
-PASSING = ("RIG_FAULT", "NO_OPERATOR", "NO_CYLINDER", "CITY_UNAVAILABLE", "AMBIGUOUS_TAGS")  # a `station bind` request takes the next reading at its rig this long
-
 
 def limits_for(rig: RigConfig, station: StationConfig) -> Limits:
     f = station.fill
@@ -83,17 +78,16 @@ class RigLoop:
         self.ledger = Ledger(cfg, station, store, on_fill)
         self.screen = Screen(cfg, store, self.state, self.cycle, self.ledger.unsaved)
         self.actuator = Actuator(cfg, controller, self.state, self.screen, self.ledger)
-        # each reading with the scale's epoch when it arrived (which cylinder stood there)
-        self.queue: asyncio.Queue[tuple[Line, tuple[int, bool]]] = asyncio.Queue(maxsize=100)
+        self.intake = Intake(cfg, station, store, self.state)
         self.link = Link(cfg, controller, self.state, self.cycle, self.actuator, self.ledger,
-                         self.screen, self.observe, self._take_manual_entries)
+                         self.screen, self.observe, self.intake.take_manual_entries)
 
     async def run(self) -> None:
         async with asyncio.TaskGroup() as group:
             group.create_task(self.link.run())
             group.create_task(self._decide())
             for reader in self.readers:
-                group.create_task(self._feed(reader))
+                group.create_task(self.intake.feed(reader))
 
     @property
     def operator(self) -> str | None:
@@ -169,21 +163,9 @@ class RigLoop:
         self.ledger.at_exit()
 
     # --- readings and decisions -------------------------------------------------------------
-    async def _feed(self, reader: TagReader) -> None:
-        async for line in reader.lines():
-            try:
-                self.queue.put_nowait((line, self.state.scale.epoch()))
-            except asyncio.QueueFull:
-                log.warning(kv("reading_dropped", rig=self.cfg.id, reader=line.reader_id,
-                               why="queue full"))
-
     async def _decide(self) -> None:
         while True:
-            wait = self.cfg.poll_ms / 1000 if self.state.scale.held else None
-            try:
-                line, arrived = await asyncio.wait_for(self.queue.get(), wait)
-            except TimeoutError:
-                line, arrived = None, (0, False)
+            line, arrived = await self.intake.next()
             try:  # (a held reading is looked at after every line too: a reader repeating
                 # faster than the poll must not starve it)
                 if line is not None:
@@ -201,96 +183,16 @@ class RigLoop:
                         self.screen.show(fault_shown("STORE_FAULT"))
                     await self.actuator.quietly(self.actuator.show_refusal())
 
-    def to_reading(self, line: Line) -> Reading:
-        """Bytes to a parsed Reading (or a refusal); a badge UID gives kind 'badge'."""
-        reader_cfg = next((r for r in self.cfg.readers if r.id == line.reader_id), None)
-        if line.overlong:
-            return Reading(raw=line.data[:64].decode("utf-8", "replace") + "…", kind="invalid",
-                           refusal="TAG_UNREADABLE", detail="over-long reading",
-                           reader=line.reader_id)
-        text = parse.decode(line.data, line.reader_id)
-        if isinstance(text, Reading):
-            return text
-        if reader_cfg is not None:
-            text = parse.strip_framing(text, reader_cfg.prefix, reader_cfg.suffix,
-                                       reader_cfg.strip_aim)
-        if self.station.badge(text) is not None:
-            return Reading(raw=text, kind="badge", value=text.upper(), reader=line.reader_id)
-        if reader_cfg is not None and reader_cfg.kind == "rfid":
-            return parse.parse_rfid(text, line.reader_id)
-        return parse.parse_scan(text, self.station.qr_hosts, self.station.qr_allow_http,
-                                line.reader_id)
-
-    def _take_manual_entries(self) -> None:
-        """Codes typed with `station enter --rig R CODE` join the readings of this rig."""
-        try:
-            entries = self.store.take_manual_entries(self.cfg.id)
-        except StoreError as err:
-            log.error(kv("store_error", rig=self.cfg.id, error=str(err)))
-            return
-        for entry in entries:
-            line = Line(f"manual:{entry['via'] or 'cli'}", entry["code"].encode("utf-8"),
-                        time.monotonic())
-            try:
-                self.queue.put_nowait((line, self.state.scale.epoch()))
-            except asyncio.QueueFull:
-                log.warning(kv("reading_dropped", rig=self.cfg.id, reader=line.reader_id))
-
-    def reader_kind(self, reader_id: str) -> str:
-        """scanner, rfid or camera (the configured kind); 'manual' for typed entries."""
-        cfg = next((r for r in self.cfg.readers if r.id == reader_id), None)
-        return cfg.kind if cfg is not None else "manual"
-
-    def _window(self, reader_id: str) -> float:
-        """A reader's de-duplication window (s)."""
-        return next((r.dedup_s for r in self.cfg.readers if r.id == reader_id), 3.0)
-
-    def _repeat(self, reading: Reading, line: Line, kind: str) -> bool:
-        """A reading already handled: a scanner's double read (the rig's last reading within
-        the window), or a continuous reader's tag seen again for the same cylinder (onscale)."""
-        key = reading.value or reading.raw
-        window = next((r.dedup_s for r in self.cfg.readers if r.id == reading.reader), 3.0)
-        if kind in CONTINUOUS:
-            repeat = self.state.scale.repeat(line.reader_id, key, line.at, window,
-                                             badge=reading.kind == "badge")
-        else:  # the same code again at once, onto the same cylinder (or the same empty scale)
-            last, last_at, last_placement = self.state.last_tag
-            placement = self.state.scale.epoch()
-            self.state.last_tag = (key, line.at, placement)
-            repeat = key == last and line.at - last_at < window and placement == last_placement
-        if repeat:
-            log.debug(kv("reading_repeat", rig=self.cfg.id, reader=reading.reader,
-                         within_s=window))
-        return repeat
-
-    def _ambiguous(self, reading: Reading, line: Line, kind: str) -> Reading:
-        """Two or more cylinder codes in view at once (a camera's frame, an RFID field): refused
-        as AMBIGUOUS_TAGS, whichever of them was reported first."""
-        others = [o.decode("utf-8", "replace")[:60] for o in line.others]
-        if kind in CONTINUOUS and reading.kind != "invalid":
-            window = next((r.dedup_s for r in self.cfg.readers if r.id == line.reader_id), 3.0)
-            others += self.state.scale.others_in_view(line.reader_id, reading.value, line.at,
-                                                      window)
-        if not others or reading.kind == "badge":
-            return reading
-        return Reading(raw=reading.raw, kind="invalid", refusal="AMBIGUOUS_TAGS",
-                       detail=f"{len(others) + 1} codes in view: also {', '.join(others)[:200]}",
-                       reader=reading.reader)
-
     async def handle(self, line: Line, arrived: tuple[int, bool] | None = None) -> Verdict | None:
         """One reading: `arrived` is the scale's epoch (placement, occupied) when it arrived."""
-        reading = self.to_reading(line)
-        kind, key = self.reader_kind(line.reader_id), reading.value or reading.raw
-        if self._repeat(reading, line, kind):
+        sorted_ = self.intake.sort(line)
+        if sorted_ is None:
             return None
-        reading = self._ambiguous(reading, line, kind)
+        reading, kind = sorted_
         if reading.kind == "badge":
             await self._badge(reading, line)
             return None
-        if reading.kind != "invalid" and self.store.take_for_binding(
-                self.cfg.id, reading.reader, reading.raw, BIND_WINDOW_S):
-            log.info(kv("bind_tag_read", rig=self.cfg.id, reader=reading.reader,
-                        reading=reading.raw[:200], kind=reading.kind))
+        if self.intake.for_binding(reading):
             return None  # a new tag being bound (station bind): not a cylinder to judge
         if self.cycle.busy:
             self._busy(reading)
@@ -299,18 +201,10 @@ class RigLoop:
         if self.cycle.busy:
             self._busy(reading)
             return None
-        scale = self.state.scale
-        scale.held = None  # a new reading replaces one waiting for its cylinder
-        if kind in CONTINUOUS and scale.read_while_empty(line.at) and \
-                reading.refusal not in ("TAG_UNREADABLE", "TAG_FOREIGN"):
-            log.info(kv("reading_void", rig=self.cfg.id, reader=line.reader_id,
-                        reading=reading.raw[:200], why="read while the scale was empty"))
-            return None
-        if kind in CONTINUOUS:
-            scale.bound(line.reader_id, key, line.at)
-        elif arrived is not None and reading.kind != "invalid" and \
-                not scale.still_for(arrived):  # a scan queued while its cylinder left
-            await self._void(line, reading, kind, "the cylinder it was read for left the scale")
+        void = self.intake.bind(line, reading, kind, arrived)
+        if void is not None:
+            if void:
+                await self._void(line, reading, kind, void)
             return None
         scale_g = self.state.stable_gross()
         if scale_g is None and reading.kind != "invalid" and screen(
@@ -334,9 +228,7 @@ class RigLoop:
             verdict = Verdict(permit=False, reason="CYLINDER_FULL", cylinder_id=verdict.cylinder_id,
                               detail="filled to its target just now on this scale: take it off "
                                      "before another fill")
-        if self.reader_kind(line.reader_id) in CONTINUOUS and verdict.reason in PASSING:
-            self.state.scale.retry(line.reader_id, reading.value or reading.raw, line.at,
-                                   self._window(line.reader_id))
+        self.intake.again_later(line, reading, verdict.reason)
         if line.box is not None:
             verdict = replace(verdict, detail=f"{verdict.detail}; code at x,y,w,h "
                               f"{','.join(map(str, line.box))}".lstrip("; "))
@@ -347,26 +239,15 @@ class RigLoop:
 
     async def _hold(self, line: Line, reading: Reading, kind: str) -> None:
         """No cylinder standing stable: the reading waits for it, or is void at once."""
-        held = self.state.scale.hold(line, reading, kind, self.cfg.hold_reading_s)
-        if held is None:
+        if not self.intake.hold(line, reading, kind):
             await self._void(line, reading, kind, "no cylinder on the scale")
-            return
-        log.info(kv("reading_held", rig=self.cfg.id, reader=line.reader_id,
-                    reading=reading.raw[:200], until_s=round(held.until - line.at, 1)))
 
     async def _held(self) -> None:
         """Judge the held reading once its cylinder stands stable; void it when it cannot."""
-        scale = self.state.scale
-        held = scale.held
-        if held is None:
+        taken = self.intake.take_held(self.cycle.busy)
+        if taken is None:
             return
-        if self.cycle.busy:
-            scale.held = None
-            return
-        what = scale.held_state(self.state.stable_gross() is not None, time.monotonic())
-        if what == "wait":
-            return
-        scale.held = None
+        held, what = taken
         if what == "judge":
             await self._decide_for_cylinder(held.reading, held.line, self.state.stable_gross())
         else:
