@@ -43,12 +43,7 @@ class Link:
         backoff = Backoff(start_s=0.2, cap_s=5.0)
         while True:
             try:
-                async with self.actuator.exclusive():
-                    await self.controller.connect()
-                    await self.controller.configure(self.cfg.watchdog_ms)  # withdraws a permit
-                    self.state.lamps = (False, False)  # (configure puts the lamps out)
-                    await self._after_connect(await self.controller.read_status())
-                self.mark(True)
+                await self.connect()
                 backoff.reset()
                 await self._poll()
             except RigFault as err:
@@ -66,6 +61,16 @@ class Link:
                 return
             await asyncio.sleep(min(left, 1.0))
 
+    async def connect(self) -> None:
+        """Connect and configure the controller (the lock taken), then recover the fills a
+        crash left open (first time) or let the cycle see the permit gone; RigFault."""
+        async with self.actuator.exclusive():
+            await self.controller.connect()
+            await self.controller.configure(self.cfg.watchdog_ms)  # withdraws a permit
+            self.state.lamps = (False, False)  # (configure puts the lamps out)
+            await self._after_connect(await self.controller.read_status())
+        self.mark(True)
+
     async def _after_connect(self, status: RigStatus) -> None:
         """The permit is gone after configure(): a fill that was running has ended."""
         if not self.recovered:
@@ -79,15 +84,22 @@ class Link:
         next_beat = 0.0
         while True:
             now = time.monotonic()
-            async with self.actuator.exclusive():
-                if now >= next_beat:
-                    await self.controller.heartbeat()
-                    next_beat = now + beat_every
-                await self.observe(await self.controller.read_status())
-            self.mark(True)
-            self.state.alive_at = now
-            self.after_poll()
+            beat = now >= next_beat
+            if beat:
+                next_beat = now + beat_every
+            await self.poll_once(beat, now)
             await asyncio.sleep(self.cfg.poll_ms / 1000)
+
+    async def poll_once(self, beat: bool, now: float) -> None:
+        """One poll at `now` (monotonic s): a heartbeat when `beat`, then a status sample
+        observed (the lock taken); the manual entries taken after. RigFault."""
+        async with self.actuator.exclusive():
+            if beat:
+                await self.controller.heartbeat()
+            await self.observe(await self.controller.read_status())
+        self.mark(True)
+        self.state.alive_at = now
+        self.after_poll()
 
     def mark(self, up: bool, detail: str = "") -> None:
         """The link is up, or down for `detail`: a loss forgets the status sample and voids a
