@@ -89,23 +89,27 @@ class RigLoop:
     async def _readings(self) -> None:
         """Each reading in turn; a held one looked at after every line and every poll_ms."""
         while True:
-            line, arrived = await self.intake.next()
-            try:  # (after every line too: a reader repeating faster than the poll must not
-                # starve a held reading)
-                if line is not None:
-                    await self.handle(line, arrived)
-                await self._held()
-            except RigFault as err:
-                log.error(kv("rig_write_failed", rig=self.cfg.id, error=str(err)))
-            except Exception as err:  # noqa: BLE001 - a bad reading must never end the rig loop
-                store = isinstance(err, StoreError)  # not recorded: refused, shown as such
-                (log.error if store else log.critical)(kv(
-                    "decision_failed", rig=self.cfg.id, error=repr(err),
-                    action="refused without permit"))
-                if self.cycle.abandon():
-                    if store:
-                        self.screen.show(fault_shown("STORE_FAULT"))
-                    await self.actuator.quietly(self.actuator.show_refusal())
+            await self.process(*await self.intake.next())
+
+    async def process(self, line: Line | None, arrived: tuple[int, bool]) -> None:
+        """One turn of the readings: `line` (None: none came within poll_ms), then the held
+        reading (after every line too: a reader repeating faster than the poll must not starve
+        it). Any error ends in no permit, never in the end of the loop."""
+        try:
+            if line is not None:
+                await self.handle(line, arrived)
+            await self._held()
+        except RigFault as err:
+            log.error(kv("rig_write_failed", rig=self.cfg.id, error=str(err)))
+        except Exception as err:  # noqa: BLE001 - a bad reading must never end the rig loop
+            store = isinstance(err, StoreError)  # not recorded: refused, shown as such
+            (log.error if store else log.critical)(kv(
+                "decision_failed", rig=self.cfg.id, error=repr(err),
+                action="refused without permit"))
+            if self.cycle.abandon():
+                if store:
+                    self.screen.show(fault_shown("STORE_FAULT"))
+                await self.actuator.quietly(self.actuator.show_refusal())
 
     async def handle(self, line: Line, arrived: tuple[int, bool] | None = None) -> Verdict | None:
         """One reading: `arrived` is the scale's epoch (placement, occupied) when it arrived.
