@@ -179,48 +179,41 @@ class FillCycle:
 
     @property
     def busy(self) -> bool:
-        """A fill under way: the valve was seen open and the fill is not yet recorded. A reading
-        now is noted and ignored; the fill goes on untouched."""
+        """A fill under way (valve seen open, not yet recorded): a reading now is ignored."""
         return self.phase in ("filling", "settling")
 
     @property
     def engaged(self) -> bool:
-        """A permit held or a fill under way: only a status sample may end it (a reconnect's
-        first sample sees the permit gone and records the end)."""
+        """A permit held or a fill under way: only a status sample may end it."""
         return self.phase in ("permitted", "filling", "settling")
 
     @property
     def result(self) -> FillContext | None:
         """The fill just recorded while its cylinder still stands on the scale, for the screen."""
-        ended = self.phase == "ended" and self.ctx is not None and self.ctx.post_check
-        return self.ctx if ended else None
+        return self.ctx if self.phase == "ended" and self.ctx and self.ctx.post_check else None
 
     def rig_lost(self) -> None:
-        """The controller cannot be seen: a verdict still waiting for its permit is void (a
-        cylinder seen after the gap may be another one); a permit or a fill waits for the next
-        sample to tell how it ended."""
+        """The controller is lost: a verdict waiting for its permit is void (a cylinder seen
+        after the gap may be another); a permit or a fill waits for the next sample."""
         if self.phase == "accepted":
             self.reset()
 
     def void_permit(self) -> None:
-        """The permit `step()` just asked for (Opened, Grant) is not written: its open row could
-        not be committed, or the cylinder judged is no longer on the scale. Idle."""
+        """The permit just asked for (Opened, Grant) is not written (no open row, or another
+        cylinder): idle."""
         self.reset()
 
     def abandon(self) -> bool:
-        """A reading's decision failed: any verdict it left is void, idle (True) — unless a
-        permit is held or a fill is under way, which is left alone (False)."""
+        """A reading's decision failed: idle (True), unless engaged (False, left alone)."""
         if self.engaged:
             return False
         self.reset()
         return True
 
     def preempt(self, why: str) -> list[Action]:
-        """Another reading at the rig replaces the current verdict: idle, and an unused permit's
-        row is closed as cancelled for `why`. The caller withdraws a held permit first: a
-        withdrawal that fails must leave the cycle holding it, for the next status sample to
-        settle (cancelled if nothing went in, a fill if gas did). A fill under way (`busy`) is
-        never preempted: [] and nothing changes."""
+        """Another reading replaces the verdict: idle; an unused permit's row closes cancelled
+        for `why`. The caller withdraws a held permit first (a failed withdrawal leaves the
+        cycle holding it, for the next sample to settle). A fill under way: [], unchanged."""
         if self.busy:
             return []
         ctx, permitted = self.ctx, self.phase == "permitted"
@@ -231,9 +224,8 @@ class FillCycle:
         return [Closed(ctx, cancelled=True)]
 
     def stop(self, why: str, wall: float) -> list[Action]:
-        """The station stops (SIGTERM) and the caller has withdrawn the permit: a fill under way
-        is recorded interrupted at `wall` (epoch s) with its last whole mass, its end reason
-        "`why` during the fill"; an unused permit is cancelled for `why`. Idle after."""
+        """The station stops, its permit withdrawn: a fill under way ends interrupted at `wall`
+        (epoch s), last whole mass, "`why` during the fill"; an unused permit is cancelled."""
         ctx, actions = self.ctx, []
         if ctx is not None and self.busy:
             ctx.ended_at, ctx.end_reason = wall, f"{why} during the fill"
@@ -246,15 +238,11 @@ class FillCycle:
         return actions
 
     def recover(self, row: Mapping[str, Any], status: RigStatus, wall: float) -> Closed:
-        """The end of a fill whose permit a crash left open (`row`: its open fill row, the
-        columns in RECOVERED), judged from the rig as it stands now, at `wall` (epoch s).
-
-        A cylinder still on the scale that gained no mass (g, against the row's pre-fill gross)
-        with the valve never seen open was not filled: cancelled. Any other is recorded
-        interrupted with the mass the scale shows now (or unknown): "done" with its post-check
-        when the controller cut off at target (FILL_DONE with a gain beyond `start_gain_g`), an
-        over-report (OVER_REPORT) when the valve was never seen open and it cannot be told.
-        Does not change the cycle.
+        """The end of a fill a crash left open (`row`: its open row, columns RECOVERED), judged
+        from the rig now, at `wall` (epoch s); the cycle is unchanged. Cancelled only when the
+        valve was never seen open and the cylinder stands there without a gain (g); else
+        recorded with the mass now: "done" when the controller cut off at target (FILL_DONE
+        and a gain beyond start_gain_g), otherwise interrupted (OVER_REPORT if never seen open).
         """
         present = status.cylinder_present
         gained = status.gross_g - (row["prefill_g"] or status.gross_g) if present else None
