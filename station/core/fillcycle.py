@@ -8,6 +8,7 @@ interrupted, waiting for a stable gross mass) → ended (record written, lamps s
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,6 +16,13 @@ from drivers.rig import RigStatus
 from station.config import FillConfig, RigConfig
 
 MASS_NOISE_G = 50  # a gain above this means gas went in
+# A fill recovered after a crash whose valve was never seen open and whose cylinder has left:
+# whether gas went in cannot be told, so it is recorded (an over-report rather than a loss).
+OVER_REPORT = "station restarted: valve never seen open, recorded in case it did"
+# The open row's columns a recovered fill's record is rebuilt from (store.open_fills()).
+RECOVERED = ("record_id", "decision_id", "cylinder_id", "info_code", "tag", "medium", "operator",
+             "source", "tare_g", "target_g", "cache_age_s", "override_by", "override_reason",
+             "prefill_g", "permitted_at", "started_at")
 
 
 def torn(st: RigStatus) -> bool:
@@ -167,7 +175,98 @@ class FillCycle:
 
     @property
     def holds_permit(self) -> bool:
+        """The permit is the daemon's: granted and not yet over (a permit set otherwise is not)."""
         return self.phase in ("permitted", "filling")
+
+    @property
+    def busy(self) -> bool:
+        """A fill under way (valve seen open, not yet recorded): a reading now is ignored."""
+        return self.phase in ("filling", "settling")
+
+    @property
+    def engaged(self) -> bool:
+        """A permit held or a fill under way: only a status sample may end it."""
+        return self.phase in ("permitted", "filling", "settling")
+
+    @property
+    def result(self) -> FillContext | None:
+        """The fill just recorded while its cylinder still stands on the scale, for the screen."""
+        return self.ctx if self.phase == "ended" and self.ctx and self.ctx.post_check else None
+
+    def rig_lost(self) -> None:
+        """The controller is lost: a verdict waiting for its permit is void (a cylinder seen
+        after the gap may be another); a permit or a fill waits for the next sample."""
+        if self.phase == "accepted":
+            self.reset()
+
+    def void_permit(self) -> None:
+        """The permit just asked for (Opened, Grant) is not written (no open row, or another
+        cylinder): idle."""
+        self.reset()
+
+    def abandon(self) -> bool:
+        """A reading's decision failed: idle (True), unless engaged (False, left alone)."""
+        if self.engaged:
+            return False
+        self.reset()
+        return True
+
+    def preempt(self, why: str) -> list[Action]:
+        """Another reading replaces the verdict: idle; an unused permit's row closes cancelled
+        for `why`. The caller withdraws a held permit first (a failed withdrawal leaves the
+        cycle holding it, for the next sample to settle). A fill under way: [], unchanged."""
+        if self.busy:
+            return []
+        ctx, permitted = self.ctx, self.phase == "permitted"
+        self.reset()
+        if ctx is None or not permitted:
+            return []
+        ctx.end_reason = why
+        return [Closed(ctx, cancelled=True)]
+
+    def stop(self, why: str, wall: float) -> list[Action]:
+        """The station stops, its permit withdrawn: a fill under way ends interrupted at `wall`
+        (epoch s), last whole mass, "`why` during the fill"; an unused permit is cancelled."""
+        ctx, actions = self.ctx, []
+        if ctx is not None and self.busy:
+            ctx.ended_at, ctx.end_reason = wall, f"{why} during the fill"
+            ctx.gross_g, ctx.post_check = ctx.last_gross_g, "interrupted"
+            actions = [Closed(ctx)]
+        elif ctx is not None and self.phase == "permitted":
+            ctx.end_reason = why
+            actions = [Closed(ctx, cancelled=True)]
+        self.reset()
+        return actions
+
+    def recover(self, row: Mapping[str, Any], status: RigStatus, wall: float) -> Closed:
+        """The end of a fill a crash left open (`row`: its open row, columns RECOVERED), judged
+        from the rig now, at `wall` (epoch s); the cycle is unchanged. Cancelled only when the
+        valve was never seen open and the cylinder stands there without a gain (g); else
+        recorded with the mass now: "done" when the controller cut off at target (FILL_DONE
+        and a gain beyond start_gain_g), otherwise interrupted (OVER_REPORT if never seen open).
+        """
+        present = status.cylinder_present
+        gained = status.gross_g - (row["prefill_g"] or status.gross_g) if present else None
+        ctx = FillContext(**{k: row[k] for k in RECOVERED})
+        ctx.ended_at, ctx.end_reason = wall, "station restarted during the fill"
+        ctx.gross_g = status.gross_g if present else None
+        ctx.post_check = "interrupted"
+        if status.fill_done and gained is not None and \
+                gained > self.limits.start_gain_g:  # the controller cut off at target
+            ctx.end_reason = "done"  # (the latch is this fill's: gas went in since its row)
+            ctx.post_check = post_check(ctx, self.limits) + \
+                ("" if status.stable else " (scale not stable)")
+        # Unused only when provably so: valve never seen open and the cylinder still on the
+        # scale without a gain. A cylinder gone since cannot tell: recorded (over-report).
+        unused = row["started_at"] is None and gained is not None and gained < MASS_NOISE_G
+        if unused:
+            ctx.end_reason = "station restarted: the valve was never seen open"
+        elif row["started_at"] is None and not present:
+            ctx.end_reason = f"{OVER_REPORT}; the cylinder was gone"
+        elif row["started_at"] is None and gained is not None and \
+                gained <= self.limits.start_gain_g:
+            ctx.end_reason = f"{OVER_REPORT}; it gained {gained / 1000:.2f} kg (a clamped head?)"
+        return Closed(ctx, cancelled=unused)
 
     def accept(self, ctx: FillContext) -> None:
         """A verdict allowed this cylinder; the permit follows once it stands on a stable scale."""

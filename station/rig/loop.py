@@ -1,4 +1,11 @@
-"""One rig's loop: keep the controller alive, judge each reading, run the fill cycle."""
+"""One rig's loop: how a reading becomes a decision, and a status sample the fill cycle's actions.
+
+The pieces, each in its module: `link` keeps the controller alive and hands every status sample
+to `observe`; `intake` turns reader lines into readings bound to the cylinder on the scale;
+`decide` judges and records them; `actuator` writes the permit, lamps and buzzer and alone owns
+the rig's lock; `ledger` records the fills; `screen` publishes what the operator sees. The fill
+cycle itself is pure (station.core.fillcycle): this loop carries out the actions it returns.
+"""
 
 from __future__ import annotations
 
@@ -6,22 +13,16 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
 
 from drivers.reader import Line, TagReader
 from drivers.rig import RigController, RigStatus
-from station.backoff import Backoff
 from station.city.clockwatch import ClockWatch
-from station.city.lookup import Answer, LookupService, tag_key
+from station.city.lookup import Answer, LookupService
 from station.config import RigConfig, StationConfig
-from station.core import fills, hmi
-from station.core import reading as parse
 from station.core.fillcycle import (
-    MASS_NOISE_G,
+    OVER_REPORT,  # noqa: F401 - re-exported for tests/faults/kill9.py
     Action,
     Closed,
-    FillContext,
     FillCycle,
     Grant,
     Lamps,
@@ -30,59 +31,27 @@ from station.core.fillcycle import (
     Refused,
     Started,
     Withdraw,
-    post_check,
-    torn,
 )
-from station.core.model import Decision, Reading, RigCondition, Verdict
-from station.core.onscale import CONTINUOUS, Scale
-from station.core.rules import (
-    Policy,
-    fill_plan,
-    judge,
-    mass_rule,
-    screen,
-    stamped_tare,
-    tare_tolerance_g,
-)
-from station.core.texts import ACCEPTED, reason_text
+from station.core.model import Decision, Reading, Verdict
 from station.errors import RigFault, StoreError
 from station.logfmt import kv
 from station.store.db import Store
 
+from .actuator import Actuator
+from .decide import Decider
+from .intake import Intake
+from .ledger import Ledger
+from .link import Link
+from .screen import Screen, fault_shown
+from .state import RigState
+
 log = logging.getLogger("station.rig")
 
-# A fill recovered after a crash whose valve was never seen open and whose cylinder has left:
-# whether gas went in cannot be told, so it is recorded (an over-report rather than a loss).
-OVER_REPORT = "station restarted: valve never seen open, recorded in case it did"
-BIND_WINDOW_S = 120.0
-# Refusals that say nothing against the cylinder: a continuous reader's tag still in view is
-# judged again (at most once per dedup_s) instead of waiting for the cylinder to be lifted.
-PASSING = ("RIG_FAULT", "NO_OPERATOR", "NO_CYLINDER", "CITY_UNAVAILABLE", "AMBIGUOUS_TAGS")  # a `station bind` request takes the next reading at its rig this long
-
-
-@dataclass
-class RigState:
-    """What the loop knows of its rig besides the fill cycle."""
-
-    connected: bool | None = None  # None: not tried yet
-    fault: str = "not connected yet"
-    status: RigStatus | None = None
-    # a scanner's last reading (discrete readers): key, when, the placement it was made on
-    last_tag: tuple[str, float, tuple[int, bool]] = ("", 0.0, (0, False))
-    scale: Scale = field(default_factory=Scale)  # placements, held readings, tag sightings
-    # the last overridable refusal, for an override: when, reading, answer, decision id, and
-    # the placement (which cylinder on the scale) and gross (g) it was refused at
-    refusal: tuple[float, Reading, Answer | None, int, int | None, int | None] | None = None
-    shown: dict | None = None  # the last verdict, as the operator screen shows it
-    published: dict | None = None
-    published_at: float = 0.0
-    alive_at: float = field(default_factory=time.monotonic)
-    lamps: tuple[bool, bool] | None = None  # (green, red) as the controller holds them
-    buzz_key: str = ""  # the screen key (hmi.Screen.key) the buzzer last sounded for
-    buzz_off: asyncio.TimerHandle | None = None  # the pending end of a buzzer pulse
+PREEMPTED = "another reading at the rig"  # why an unused permit ends when a reading comes
 
 
 def limits_for(rig: RigConfig, station: StationConfig) -> Limits:
+    """The fill cycle's numbers from the configuration (kg → g)."""
     f = station.fill
     return Limits(permit_timeout_s=rig.permit_timeout_s, tolerance_g=round(f.tolerance_kg * 1000),
                   max_residual_g=round(f.max_residual_kg * 1000) if f.max_residual_kg else None,
@@ -91,829 +60,201 @@ def limits_for(rig: RigConfig, station: StationConfig) -> Limits:
 
 
 class RigLoop:
-    """Serves one rig: control (heartbeat, status, fill cycle) and decisions, as tasks."""
+    """Serves one rig, as tasks: the link (connect, heartbeat, poll → observe), the readers
+    (→ intake) and the readings (intake → handle → decide → apply)."""
 
     def __init__(self, cfg: RigConfig, station: StationConfig, controller: RigController,
                  readers: list[TagReader], store: Store, lookups: LookupService,
                  clock: ClockWatch, on_fill: Callable[[], None] = lambda: None):
-        self.cfg, self.station, self.controller = cfg, station, controller
-        self.readers, self.store, self.lookups, self.on_fill = readers, store, lookups, on_fill
-        self.clock = clock
-        self.policy = Policy(frozenset((station.unit_name, *station.fills_for)), station.rules)
-        self.state = RigState()
-        self.cycle = FillCycle(limits_for(cfg, station))
-        self.lock = asyncio.Lock()  # one sequence of controller writes at a time
-        # each reading with the scale's epoch when it arrived (which cylinder stood there)
-        self.queue: asyncio.Queue[tuple[Line, tuple[int, bool]]] = asyncio.Queue(maxsize=100)
-        self.recovered = False
-        self.unsaved: list[Closed] = []
-        self.background: set[asyncio.Future] = set()  # tasks spawned beside the loop's own  # closed fills the store refused; retried every poll
+        self.cfg, self.controller, self.readers = cfg, controller, readers
+        self.state, self.cycle = RigState(), FillCycle(limits_for(cfg, station))
+        self.ledger = Ledger(cfg, station, store, on_fill)
+        self.screen = Screen(cfg, store, self.state, self.cycle, self.ledger.unsaved)
+        self.actuator = Actuator(cfg, controller, self.state, self.screen, self.ledger)
+        self.intake = Intake(cfg, station, store, self.state)
+        self.decide = Decider(cfg, station, store, lookups, clock, self.state, self.cycle,
+                              self.screen, self.ledger, self.intake)
+        self.link = Link(cfg, controller, self.state, self.cycle, self.actuator, self.ledger,
+                         self.screen, self.observe, self.intake.take_manual_entries)
 
     async def run(self) -> None:
+        """The rig's tasks; returns only by cancellation (or raises what one of them did)."""
         async with asyncio.TaskGroup() as group:
-            group.create_task(self._control())
-            group.create_task(self._decide())
+            group.create_task(self.link.run())
+            group.create_task(self._readings())
             for reader in self.readers:
-                group.create_task(self._feed(reader))
+                group.create_task(self.intake.feed(reader))
 
-    @property
-    def operator(self) -> str | None:
-        return self.store.operator_on_shift(self.cfg.id)
-
-    # --- control: connection, heartbeat, status, fill cycle ---------------------------------
-    async def _control(self) -> None:
-        backoff = Backoff(start_s=0.2, cap_s=5.0)
+    # --- how a reading becomes a decision -------------------------------------------------
+    async def _readings(self) -> None:
+        """Each reading in turn; a held one looked at after every line and every poll_ms."""
         while True:
-            try:
-                async with self.lock:
-                    await self.controller.connect()
-                    await self.controller.configure(self.cfg.watchdog_ms)  # withdraws a permit
-                    self.state.lamps = (False, False)  # (configure puts the lamps out)
-                    await self._after_connect(await self.controller.read_status())
-                self._link(True)
-                backoff.reset()
-                await self._poll()
-            except RigFault as err:
-                self._link(False, str(err))
-                await self._publish_for(backoff.next())  # the screen: controller lost, daemon alive
+            await self.process(*await self.intake.next())
 
-    async def _publish_for(self, seconds: float) -> None:
-        """Wait, publishing the rig's picture every second meanwhile (the daemon's own
-        liveness stays fresh on the screens while its controller is down)."""
-        end = time.monotonic() + seconds
-        while True:
-            self.publish()
-            left = end - time.monotonic()
-            if left <= 0:
-                return
-            await asyncio.sleep(min(left, 1.0))
+    async def process(self, line: Line | None, arrived: tuple[int, bool]) -> None:
+        """One turn of the readings: `line` (None: none came within poll_ms), then the held
+        reading (after every line too: a reader repeating faster than the poll must not starve
+        it). Any error ends in no permit, never in the end of the loop."""
+        try:
+            if line is not None:
+                await self.handle(line, arrived)
+            await self._held()
+        except RigFault as err:
+            log.error(kv("rig_write_failed", rig=self.cfg.id, error=str(err)))
+        except Exception as err:  # noqa: BLE001 - a bad reading must never end the rig loop
+            store = isinstance(err, StoreError)  # not recorded: refused, shown as such
+            (log.error if store else log.critical)(kv(
+                "decision_failed", rig=self.cfg.id, error=repr(err),
+                action="refused without permit"))
+            if self.cycle.abandon():
+                if store:
+                    self.screen.show(fault_shown("STORE_FAULT"))
+                await self.actuator.quietly(self.actuator.show_refusal())
 
-    async def _after_connect(self, status: RigStatus) -> None:
-        """The permit is gone after configure(): a fill that was running has ended."""
-        if not self.recovered:
-            self.recovered = True
-            await self._recover_open_fills(status)
-        elif self.cycle.phase in ("permitted", "filling", "settling"):
-            await self.observe(status)  # the cycle sees the permit gone and records the end
+    async def handle(self, line: Line, arrived: tuple[int, bool] | None = None) -> Verdict | None:
+        """One reading: `arrived` is the scale's epoch (placement, occupied) when it arrived.
+        The verdict recorded for it, or None (a repeat, a badge, a tag being bound, a reading
+        during a fill, one void or held for its cylinder)."""
+        sorted_ = self.intake.sort(line)
+        if sorted_ is None:
+            return None
+        reading, kind = sorted_
+        if reading.kind == "badge":
+            override = self.decide.badge(reading, line)
+            if override is not None:
+                decision, answer, by, scale_g = override
+                await self.apply(decision, answer, by, scale_g)
+                self.decide.log(decision, answer, line.at)
+            return None
+        if self.intake.for_binding(reading):
+            return None  # a new tag being bound (station bind): not a cylinder to judge
+        if not self.cycle.busy:
+            await self._refresh()
+        if self.cycle.busy:
+            self.decide.ignored(reading)
+            return None
+        void = self.intake.bind(line, reading, kind, arrived)
+        if void is not None:
+            if void:
+                await self._void(line, reading, kind, void)
+            return None
+        scale_g = self.state.stable_gross()
+        if scale_g is None and self.decide.worth_holding(reading):
+            if not self.intake.hold(line, reading, kind):
+                await self._void(line, reading, kind, "no cylinder on the scale")
+            return None
+        return await self._judge(reading, line, scale_g)
 
-    async def _poll(self) -> None:
-        beat_every = self.cfg.watchdog_ms / 3000
-        next_beat = 0.0
-        while True:
-            now = time.monotonic()
-            async with self.lock:
-                if now >= next_beat:
-                    await self.controller.heartbeat()
-                    next_beat = now + beat_every
+    async def _judge(self, reading: Reading, line: Line, scale_g: int | None) -> Verdict:
+        """Judge and record a reading for the cylinder weighing `scale_g` (g); tell the rig."""
+        decision, answer = await self.decide.for_cylinder(reading, line, scale_g)
+        await self.apply(decision, answer, scale_g=scale_g)
+        self.decide.log(decision, answer, line.at)
+        return decision.verdict
+
+    async def _void(self, line: Line, reading: Reading, kind: str, why: str) -> None:
+        decision = self.decide.void(line, reading, kind, why)
+        if decision is not None:
+            await self.apply(decision, None)
+            self.decide.log(decision, None, line.at)
+
+    async def _held(self) -> None:
+        """Judge the held reading once its cylinder stands stable; void it when it cannot."""
+        taken = self.intake.take_held(self.cycle.busy)
+        if taken is None:
+            return
+        held, what = taken
+        if what == "judge":
+            await self._judge(held.reading, held.line, self.state.stable_gross())
+        else:
+            await self._void(held.line, held.reading, held.kind, what.removeprefix("void: "))
+
+    async def _refresh(self) -> None:
+        """Judge on the rig as it is now, not as the last poll saw it; drop an unused permit."""
+        if not self.state.connected:
+            self.cycle.rig_lost()
+            return
+        try:
+            async with self.actuator.exclusive():
                 await self.observe(await self.controller.read_status())
-            self._link(True)
-            self.state.alive_at = now
-            self._take_manual_entries()
-            await asyncio.sleep(self.cfg.poll_ms / 1000)
+                if self.cycle.busy:
+                    return  # the valve opened meanwhile: the caller treats the reading as busy
+                if self.cycle.holds_permit:  # (a failed withdrawal leaves the cycle holding it)
+                    await self.actuator.withdraw(PREEMPTED)
+                await self.execute(self.cycle.preempt(PREEMPTED))
+        except RigFault as err:
+            self.link.mark(False, str(err))
 
-    def picture(self, operator: str | None = None) -> dict:
-        """What the operator perceives of the rig, as data (station.core.hmi turns it into the
-        screen and the lamps): never an old verdict, the result only of the fill just ended."""
-        st, ctx, cycle = self.state.status, self.cycle.ctx, self.cycle
-        held = self.state.scale.held
-        verdict = hmi.current_verdict(self.state.shown, self.state.scale.epoch(), cycle.phase,
-                                      ctx.decision_id if ctx else None)
-        result = None
-        if cycle.phase == "ended" and ctx is not None and ctx.post_check:
-            result = {"check": ctx.post_check.split(" ")[0], "net_g": ctx.net_g,
-                      "target_g": ctx.target_g, "record_id": ctx.record_id}
-        return {
-            "connected": bool(self.state.connected), "fault": self.state.fault or None,
-            "estop": bool(st and st.estop), "overload": bool(st and st.overload),
-            "scale_fault": bool(st and st.scale_fault), "store_fault": bool(self.unsaved),
-            "phase": cycle.phase, "operator": operator, "verdict": verdict, "result": result,
-            "held": held.reading.raw[:120] if held is not None else None,
-            "permit": bool(st and st.permit), "present": bool(st and st.cylinder_present),
-            "gross_g": st.gross_g if st else None,
-            "net_g": st.gross_g - ctx.tare_g if st and ctx and st.cylinder_present else None,
-            "target_g": ctx.target_g if ctx else None,
-            "heartbeat_at": time.time() if self.state.connected else None,
-        }
-
-    def publish(self) -> None:
-        """The rig's picture for screens, written when what a person would see changed."""
-        try:
-            picture = self.picture(self.operator)
-        except StoreError as err:  # the shift is unreadable: the screen still learns the rest
-            log.debug(kv("operator_unread", rig=self.cfg.id, error=str(err)))
-            picture = {**self.picture(), "store_fault": True}
-        coarse = {**picture, "gross_g": (picture["gross_g"] or 0) // 50,
-                  "net_g": None, "heartbeat_at": None}
-        now = time.monotonic()
-        if coarse == self.state.published and now - self.state.published_at < 1.0:
+    async def apply(self, decision: Decision, answer: Answer | None,
+                    override: tuple[str, str] | None = None, scale_g: int | None = None) -> None:
+        """A refusal shows red at once; an accepted cylinder shows green and enters the cycle,
+        bound to the gross `scale_g` (g) it was weighed at."""
+        if not decision.verdict.permit:
+            await self.actuator.show_refusal()
             return
-        try:
-            self.store.publish(self.cfg.id, picture)
-            self.state.published, self.state.published_at = coarse, now
-        except StoreError as err:
-            log.debug(kv("publish_failed", rig=self.cfg.id, error=str(err)))
+        ctx = self.decide.context(decision, answer, override, scale_g)
+        async with self.actuator.exclusive():
+            self.cycle.accept(ctx)
+            if self.state.status is not None:  # on the scale already: the permit follows now
+                await self.execute(self.cycle.step(self.state.status, time.monotonic(),
+                                                   time.time()))
+            await self.actuator.show_lamps()  # accepted: green now; the permit once on the scale
+        self.screen.publish()
 
-    def _link(self, up: bool, detail: str = "") -> None:
-        st = self.state
-        if not up:
-            st.status, st.fault = None, detail or "rig controller fault"
-            st.scale.link_lost()  # a cylinder seen after the gap may be another one
-            if self.cycle.phase == "accepted":
-                self.cycle.reset()
-        if st.connected is up:
-            return
-        st.connected = up
-        event = "rig_connected" if up else "rig_lost"
-        (log.info if up else log.warning)(kv(event, rig=self.cfg.id, error=detail or None))
-        self._event(event, detail)
-
-    def _event(self, event: str, detail: str = "") -> None:
-        try:
-            self.store.rig_event(self.cfg.id, event, detail)
-        except StoreError as err:
-            log.error(kv("store_error", rig=self.cfg.id, error=str(err)))
-
+    # --- how a status sample becomes the fill cycle's actions (the lock held) --------------
     async def observe(self, status: RigStatus) -> None:
         """One status sample through the fill cycle (called with the lock held)."""
         self.state.status, self.state.fault = status, status.fault_text()
         self.state.lamps = (status.lamp_green, status.lamp_red)  # (all writes hold the lock)
         self.state.scale.sample(status.cylinder_present, time.monotonic())
         if status.permit and not self.cycle.holds_permit:
-            await self._withdraw("permit set that the daemon does not hold")
+            await self.actuator.withdraw("permit set that the daemon does not hold")
         await self.execute(self.cycle.step(status, time.monotonic(), time.time()))
-        await self._show_lamps()
-        self.publish()
+        await self.actuator.show_lamps()
+        self.screen.publish()
 
     async def execute(self, actions: list[Action]) -> None:
-        self._retry_unsaved()
+        """Carry out the fill cycle's actions in order (the lock held): no permit is written
+        unless its open row was committed first and its cylinder is still the one judged."""
+        self.ledger.retry()
         for action in actions:
             if isinstance(action, Opened):
-                placement = action.ctx.extra.get("placement")
-                if placement is not None and placement != self.state.scale.current():
-                    log.warning(kv("permit_void", rig=self.cfg.id,
-                                   why="the cylinder judged is no longer the one on the scale"))
-                    self.cycle.reset()
-                    return
-                if not self._open(action.ctx):
+                if not self._open(action):
                     return  # no fill without its record: the permit is not written
             elif isinstance(action, Grant):
-                await self._grant(action)
+                ctx = self.cycle.ctx
+                await self.actuator.grant(action, ctx.cylinder_id if ctx else None)
             elif isinstance(action, Withdraw):
-                await self._withdraw(action.why)
+                await self.actuator.withdraw(action.why)
             elif isinstance(action, Lamps):
-                await self._show_lamps()  # the lamps of the state now, not of the action
+                await self.actuator.show_lamps()  # the lamps of the state now, not the action's
             elif isinstance(action, Closed):
-                self._close(action)
+                self.ledger.close(action)
             elif isinstance(action, Started):
-                self._started(action.ctx)
+                self.ledger.started(action.ctx)
             elif isinstance(action, Refused):
-                self._pre_fill_refused(action)
-                await self._show_lamps()
+                self.decide.pre_fill_refused(action)
+                await self.actuator.show_lamps()
 
-    def _pre_fill_refused(self, refused: Refused) -> None:
-        """The cylinder failed a check at the scale after its verdict: a refusal decision."""
-        self._event("pre_check_refused", f"{refused.reason}: {refused.why}")
-        log.warning(kv("pre_check_refused", rig=self.cfg.id, reason=refused.reason,
-                       why=refused.why))
-        reading = refused.ctx.extra.get("reading")
-        if reading is None:
-            self._show(fault_shown(refused.reason))
-            return
-        verdict = Verdict(permit=False, reason=refused.reason, detail=refused.why,
-                          cylinder_id=refused.ctx.cylinder_id)
-        try:
-            self._record(reading, verdict, None, time.monotonic())
-        except StoreError as err:
-            log.error(kv("store_error", rig=self.cfg.id, error=str(err)))
-
-    async def _grant(self, grant: Grant) -> None:
-        try:
-            await self.controller.grant_permit(grant.tare_g, grant.target_g)
-        except RigFault as err:
-            # The permit write may have reached the controller though its read-back failed:
-            # the cycle stays "permitted" so that the next status sample (or the reconnect)
-            # decides from what the rig shows — cancelled if nothing went in, a fill if it did.
-            log.error(kv("permit_failed", rig=self.cfg.id, error=str(err)))
-            self._event("permit_failed", str(err))
-            raise
-        self.state.lamps = (True, False)  # grant_permit lights green, puts red out
-        self._event("permit_granted", self.cycle.ctx.cylinder_id if self.cycle.ctx else "")
-
-    def _open(self, ctx: FillContext) -> bool:
-        """Commit the open fill row before the permit; a store that cannot means no fill."""
-        try:
-            self.store.open_fill(fills.row(ctx, self.cfg.id))
-            return True
-        except StoreError as err:
-            log.error(kv("store_error", rig=self.cfg.id, error=str(err),
-                         action="fill refused: it could not be recorded"))
-            self.cycle.reset()
-            self._show(fault_shown("STORE_FAULT"))
-            self._spawn(self._safe(self._show_refusal()))
+    def _open(self, opened: Opened) -> bool:
+        """Commit the open row of the fill about to be permitted; False (the permit void) when
+        the cylinder judged left the scale or the store cannot commit it."""
+        placement = opened.ctx.extra.get("placement")
+        if placement is not None and placement != self.state.scale.current():
+            log.warning(kv("permit_void", rig=self.cfg.id,
+                           why="the cylinder judged is no longer the one on the scale"))
+            self.cycle.void_permit()
             return False
-
-    def _started(self, ctx: FillContext) -> None:
-        try:
-            self.store.fill_started(ctx.record_id, ctx.started_at or time.time())
-        except StoreError as err:  # the open row still stands: recovery treats it as a fill
-            log.error(kv("store_error", rig=self.cfg.id, error=str(err)))
-
-    def _retry_unsaved(self) -> str:
-        """Commit the fill records the store refused, oldest first, once it takes them again;
-        the store's error while it still refuses them."""
-        while self.unsaved:
-            try:
-                self._save(self.unsaved[0])
-            except StoreError as err:
-                return str(err)
-            self.unsaved.pop(0)
-            if not self.unsaved:
-                log.warning(kv("fill_records_saved", rig=self.cfg.id,
-                               action="the store commits again: fills allowed"))
-        return ""
-
-    def _hold_no_records(self) -> None:
-        """No new fill while a fill record is held in memory: its store cannot commit."""
-        error = self._retry_unsaved()
-        if self.unsaved:
-            raise StoreError(f"{len(self.unsaved)} fill record(s) held in memory: {error}")
-
-    def _close(self, closed: Closed) -> None:
-        """Record the end of a fill; a store failure keeps it in memory and retries it."""
-        try:
-            self._save(closed)
-        except StoreError as err:
-            log.critical(kv("fill_not_saved", rig=self.cfg.id, record_id=closed.ctx.record_id,
-                            error=str(err), action="kept in memory, retried"))
-            self.unsaved.append(closed)
-
-    def _save(self, closed: Closed) -> None:
-        ctx = closed.ctx
-        row = fills.row(ctx, self.cfg.id)
-        payload = None if closed.cancelled else fills.submission(row, self.station.unit_name)
-        self.store.close_fill(row, payload)  # the record and its outbox entry, one transaction
-        if payload is not None:
-            self.on_fill()
-        log.info(kv("fill_cancelled" if closed.cancelled else "fill", rig=self.cfg.id,
-                    record_id=ctx.record_id, cylinder=ctx.cylinder_id, operator=ctx.operator,
-                    net_kg=None if ctx.net_g is None else ctx.net_g / 1000,
-                    target_kg=ctx.target_g / 1000, pre_check=ctx.pre_check,
-                    post_check=ctx.post_check or None, end=ctx.end_reason or None,
-                    override_by=ctx.override_by))
-
-    async def _withdraw(self, why: str) -> None:
-        await self.controller.withdraw_permit()
-        self._event("permit_withdrawn", why)
-        log.info(kv("permit_withdrawn", rig=self.cfg.id, why=why))
-
-    def _show(self, shown: dict) -> None:
-        """A new verdict for the operator, bound to the scale's placement it was made on."""
-        self.state.shown = {**shown, "epoch": list(self.state.scale.epoch())}
-
-    async def _show_lamps(self) -> None:
-        """The lamps of the state the operator sees (station.core.hmi), written when they differ
-        from what the controller holds (called with the lock held). A new buzzing state
-        pulses the buzzer; any lamp change cancels a pending end of an older pulse, and the
-        pulse ends by switching the buzzer alone, so it never re-applies older lamps."""
-        st = self.state
-        view = hmi.screen({**self.picture(), "connected": True})
-        if view.lamps is None:
-            return
-        want = (view.lamps.green, view.lamps.red)
-        buzz = view.lamps.buzz and self.cfg.buzzer_ms > 0 and view.key != st.buzz_key
-        st.buzz_key = view.key if view.lamps.buzz else ""
-        if want == st.lamps and not buzz:
-            return
-        if st.buzz_off is not None:
-            st.buzz_off.cancel()
-            st.buzz_off = None
-        await self.controller.set_lamps(*want, buzzer=buzz)
-        st.lamps = want
-        if buzz:
-            st.buzz_off = asyncio.get_running_loop().call_later(
-                self.cfg.buzzer_ms / 1000, lambda: self._spawn(self._buzzer_off()))
-
-    def _spawn(self, coro) -> None:
-        """Run a coroutine beside the loop's tasks, keeping a reference until it is done (the
-        event loop holds only a weak one: an unreferenced task may vanish mid-way)."""
-        task = asyncio.ensure_future(coro)
-        self.background.add(task)
-        task.add_done_callback(self.background.discard)
-
-    async def _buzzer_off(self) -> None:
-        self.state.buzz_off = None
-        try:
-            async with self.lock:
-                await self.controller.set_buzzer(False)
-        except RigFault:
-            log.debug(kv("buzzer_off_failed", rig=self.cfg.id))
-
-    async def _recover_open_fills(self, status: RigStatus) -> None:
-        """Fills whose permit was granted before a crash: recorded, never silently forgotten.
-
-        A cylinder still on the scale that gained no mass was not filled (cancelled); any other
-        is recorded as interrupted with the mass the scale shows now (or unknown) and delivered.
-        """
-        for row in self.store.open_fills():
-            if row["rig"] != self.cfg.id:
-                continue
-            present = status.cylinder_present
-            gained = status.gross_g - (row["prefill_g"] or status.gross_g) if present else None
-            ctx = FillContext(**{k: row[k] for k in (
-                "record_id", "decision_id", "cylinder_id", "info_code", "tag", "medium",
-                "operator", "source", "tare_g", "target_g", "cache_age_s", "override_by",
-                "override_reason", "prefill_g", "permitted_at", "started_at")})
-            ctx.ended_at, ctx.end_reason = time.time(), "station restarted during the fill"
-            ctx.gross_g = status.gross_g if present else None
-            ctx.post_check = "interrupted"
-            if status.fill_done and gained is not None and \
-                    gained > self.cycle.limits.start_gain_g:  # the controller cut off at target
-                ctx.end_reason = "done"  # (the latch is this fill's: gas went in since its row)
-                ctx.post_check = post_check(ctx, self.cycle.limits) + \
-                    ("" if status.stable else " (scale not stable)")
-            # Unused only when provably so: valve never seen open and the cylinder still on the
-            # scale without a gain. A cylinder gone since cannot tell: recorded (over-report).
-            unused = row["started_at"] is None and gained is not None and gained < MASS_NOISE_G
-            if unused:
-                ctx.end_reason = "station restarted: the valve was never seen open"
-            elif row["started_at"] is None and not present:
-                ctx.end_reason = f"{OVER_REPORT}; the cylinder was gone"
-            elif row["started_at"] is None and gained is not None and \
-                    gained <= self.cycle.limits.start_gain_g:
-                ctx.end_reason = f"{OVER_REPORT}; it gained {gained / 1000:.2f} kg (a clamped head?)"
-            self._close(Closed(ctx, cancelled=unused))
+        if not self.ledger.open(opened.ctx):
+            self.cycle.void_permit()
+            self.screen.show(fault_shown("STORE_FAULT"))
+            self.actuator.spawn(self.actuator.quietly(self.actuator.show_refusal()))
+            return False
+        return True
 
     async def shutdown(self) -> None:
         """Withdraw the permit and put the lamps out; a running fill is recorded interrupted.
         Called on SIGTERM before exiting."""
-        for attempt in (1, 2):  # (a transaction cut short by the tasks' cancellation: again)
-            try:
-                async with self.lock:
-                    await self.controller.withdraw_permit()
-                    await self.controller.set_lamps(False, False)
-                break
-            except RigFault as err:
-                log.warning(kv("shutdown_withdraw_failed", rig=self.cfg.id, attempt=attempt,
-                               error=str(err)))
-        ctx = self.cycle.ctx
-        if ctx is not None and self.cycle.phase in ("filling", "settling"):
-            ctx.ended_at, ctx.end_reason = time.time(), "station stopped during the fill"
-            ctx.gross_g, ctx.post_check = ctx.last_gross_g, "interrupted"
-            self._close(Closed(ctx))
-        elif ctx is not None and self.cycle.phase == "permitted":
-            ctx.end_reason = "station stopped"
-            self._close(Closed(ctx, cancelled=True))
-        self._retry_unsaved()
-        for closed in self.unsaved:  # its open row stays: recorded at the next start
-            log.critical(kv("fill_not_saved_at_exit", rig=self.cfg.id,
-                            record_id=closed.ctx.record_id,
-                            action="recovered from its open row at the next start"))
-
-    # --- readings and decisions -------------------------------------------------------------
-    async def _feed(self, reader: TagReader) -> None:
-        async for line in reader.lines():
-            try:
-                self.queue.put_nowait((line, self.state.scale.epoch()))
-            except asyncio.QueueFull:
-                log.warning(kv("reading_dropped", rig=self.cfg.id, reader=line.reader_id,
-                               why="queue full"))
-
-    async def _decide(self) -> None:
-        while True:
-            wait = self.cfg.poll_ms / 1000 if self.state.scale.held else None
-            try:
-                line, arrived = await asyncio.wait_for(self.queue.get(), wait)
-            except TimeoutError:
-                line, arrived = None, (0, False)
-            try:  # (a held reading is looked at after every line too: a reader repeating
-                # faster than the poll must not starve it)
-                if line is not None:
-                    await self.handle(line, arrived)
-                await self._held()
-            except RigFault as err:
-                log.error(kv("rig_write_failed", rig=self.cfg.id, error=str(err)))
-            except Exception as err:  # noqa: BLE001 - a bad reading must never end the rig loop
-                store = isinstance(err, StoreError)  # not recorded: refused, shown as such
-                (log.error if store else log.critical)(kv(
-                    "decision_failed", rig=self.cfg.id, error=repr(err),
-                    action="refused without permit"))
-                if self.cycle.phase in ("idle", "accepted", "ended"):
-                    self.cycle.reset()
-                    if store:
-                        self._show(fault_shown("STORE_FAULT"))
-                    await self._safe(self._show_refusal())
-
-    async def _safe(self, coro) -> None:
-        try:
-            await coro
-        except RigFault as err:
-            log.warning(kv("rig_write_failed", rig=self.cfg.id, error=str(err)))
-
-    def to_reading(self, line: Line) -> Reading:
-        """Bytes to a parsed Reading (or a refusal); a badge UID gives kind 'badge'."""
-        reader_cfg = next((r for r in self.cfg.readers if r.id == line.reader_id), None)
-        if line.overlong:
-            return Reading(raw=line.data[:64].decode("utf-8", "replace") + "…", kind="invalid",
-                           refusal="TAG_UNREADABLE", detail="over-long reading",
-                           reader=line.reader_id)
-        text = parse.decode(line.data, line.reader_id)
-        if isinstance(text, Reading):
-            return text
-        if reader_cfg is not None:
-            text = parse.strip_framing(text, reader_cfg.prefix, reader_cfg.suffix,
-                                       reader_cfg.strip_aim)
-        if self.station.badge(text) is not None:
-            return Reading(raw=text, kind="badge", value=text.upper(), reader=line.reader_id)
-        if reader_cfg is not None and reader_cfg.kind == "rfid":
-            return parse.parse_rfid(text, line.reader_id)
-        return parse.parse_scan(text, self.station.qr_hosts, self.station.qr_allow_http,
-                                line.reader_id)
-
-    def _take_manual_entries(self) -> None:
-        """Codes typed with `station enter --rig R CODE` join the readings of this rig."""
-        try:
-            entries = self.store.take_manual_entries(self.cfg.id)
-        except StoreError as err:
-            log.error(kv("store_error", rig=self.cfg.id, error=str(err)))
-            return
-        for entry in entries:
-            line = Line(f"manual:{entry['via'] or 'cli'}", entry["code"].encode("utf-8"),
-                        time.monotonic())
-            try:
-                self.queue.put_nowait((line, self.state.scale.epoch()))
-            except asyncio.QueueFull:
-                log.warning(kv("reading_dropped", rig=self.cfg.id, reader=line.reader_id))
-
-    def reader_kind(self, reader_id: str) -> str:
-        """scanner, rfid or camera (the configured kind); 'manual' for typed entries."""
-        cfg = next((r for r in self.cfg.readers if r.id == reader_id), None)
-        return cfg.kind if cfg is not None else "manual"
-
-    def _window(self, reader_id: str) -> float:
-        """A reader's de-duplication window (s)."""
-        return next((r.dedup_s for r in self.cfg.readers if r.id == reader_id), 3.0)
-
-    def _repeat(self, reading: Reading, line: Line, kind: str) -> bool:
-        """A reading already handled: a scanner's double read (the rig's last reading within
-        the window), or a continuous reader's tag seen again for the same cylinder (onscale)."""
-        key = reading.value or reading.raw
-        window = next((r.dedup_s for r in self.cfg.readers if r.id == reading.reader), 3.0)
-        if kind in CONTINUOUS:
-            repeat = self.state.scale.repeat(line.reader_id, key, line.at, window,
-                                             badge=reading.kind == "badge")
-        else:  # the same code again at once, onto the same cylinder (or the same empty scale)
-            last, last_at, last_placement = self.state.last_tag
-            placement = self.state.scale.epoch()
-            self.state.last_tag = (key, line.at, placement)
-            repeat = key == last and line.at - last_at < window and placement == last_placement
-        if repeat:
-            log.debug(kv("reading_repeat", rig=self.cfg.id, reader=reading.reader,
-                         within_s=window))
-        return repeat
-
-    def _ambiguous(self, reading: Reading, line: Line, kind: str) -> Reading:
-        """Two or more cylinder codes in view at once (a camera's frame, an RFID field): refused
-        as AMBIGUOUS_TAGS, whichever of them was reported first."""
-        others = [o.decode("utf-8", "replace")[:60] for o in line.others]
-        if kind in CONTINUOUS and reading.kind != "invalid":
-            window = next((r.dedup_s for r in self.cfg.readers if r.id == line.reader_id), 3.0)
-            others += self.state.scale.others_in_view(line.reader_id, reading.value, line.at,
-                                                      window)
-        if not others or reading.kind == "badge":
-            return reading
-        return Reading(raw=reading.raw, kind="invalid", refusal="AMBIGUOUS_TAGS",
-                       detail=f"{len(others) + 1} codes in view: also {', '.join(others)[:200]}",
-                       reader=reading.reader)
-
-    async def handle(self, line: Line, arrived: tuple[int, bool] | None = None) -> Verdict | None:
-        """One reading: `arrived` is the scale's epoch (placement, occupied) when it arrived."""
-        reading = self.to_reading(line)
-        kind, key = self.reader_kind(line.reader_id), reading.value or reading.raw
-        if self._repeat(reading, line, kind):
-            return None
-        reading = self._ambiguous(reading, line, kind)
-        if reading.kind == "badge":
-            await self._badge(reading, line)
-            return None
-        if reading.kind != "invalid" and self.store.take_for_binding(
-                self.cfg.id, reading.reader, reading.raw, BIND_WINDOW_S):
-            log.info(kv("bind_tag_read", rig=self.cfg.id, reader=reading.reader,
-                        reading=reading.raw[:200], kind=reading.kind))
-            return None  # a new tag being bound (station bind): not a cylinder to judge
-        if self.cycle.phase in ("filling", "settling"):
-            self._busy(reading)
-            return None
-        await self._refresh()
-        if self.cycle.phase in ("filling", "settling"):
-            self._busy(reading)
-            return None
-        scale = self.state.scale
-        scale.held = None  # a new reading replaces one waiting for its cylinder
-        if kind in CONTINUOUS and scale.read_while_empty(line.at) and \
-                reading.refusal not in ("TAG_UNREADABLE", "TAG_FOREIGN"):
-            log.info(kv("reading_void", rig=self.cfg.id, reader=line.reader_id,
-                        reading=reading.raw[:200], why="read while the scale was empty"))
-            return None
-        if kind in CONTINUOUS:
-            scale.bound(line.reader_id, key, line.at)
-        elif arrived is not None and reading.kind != "invalid" and \
-                not scale.still_for(arrived):  # a scan queued while its cylinder left
-            await self._void(line, reading, kind, "the cylinder it was read for left the scale")
-            return None
-        scale_g = self._stable_gross()
-        if scale_g is None and reading.kind != "invalid" and screen(
-                reading, self.condition(before_city=True, weigh=False),
-                self.store.blocklist()) is None:
-            return await self._hold(line, reading, kind)
-        return await self._decide_for_cylinder(reading, line, scale_g)
-
-    async def _decide_for_cylinder(self, reading: Reading, line: Line,
-                                   scale_g: int | None) -> Verdict:
-        """Judge a reading for the cylinder standing on the scale (weighing `scale_g` grams),
-        record the decision, then tell the rig."""
-        self._hold_no_records()
-        placement = self.state.scale.placement
-        answer, verdict = await self._judge(reading, scale_g)
-        if verdict.permit and (self.state.scale.placement != placement
-                               or not self.state.scale.on_scale):
-            verdict = Verdict(permit=False, reason="NO_CYLINDER", cylinder_id=verdict.cylinder_id,
-                              detail="the cylinder left the scale while it was judged")
-        elif verdict.permit and self.cycle.filled_on_scale:
-            verdict = Verdict(permit=False, reason="CYLINDER_FULL", cylinder_id=verdict.cylinder_id,
-                              detail="filled to its target just now on this scale: take it off "
-                                     "before another fill")
-        if self.reader_kind(line.reader_id) in CONTINUOUS and verdict.reason in PASSING:
-            self.state.scale.retry(line.reader_id, reading.value or reading.raw, line.at,
-                                   self._window(line.reader_id))
-        if line.box is not None:
-            verdict = replace(verdict, detail=f"{verdict.detail}; code at x,y,w,h "
-                              f"{','.join(map(str, line.box))}".lstrip("; "))
-        decision = self._record(reading, verdict, answer, line.at)
-        await self._apply(decision, answer, scale_g=scale_g)
-        self._log(decision, answer, line.at)
-        return verdict
-
-    def _stable_gross(self) -> int | None:
-        """The gross (g) of a cylinder standing stable on the scale in the latest sample."""
-        st = self.state.status
-        if st is None or not self.state.connected or not st.cylinder_present or not st.stable \
-                or torn(st):
-            return None
-        return st.gross_g
-
-    async def _hold(self, line: Line, reading: Reading, kind: str) -> None:
-        """No cylinder standing stable: the reading waits for it, or is void at once."""
-        held = self.state.scale.hold(line, reading, kind, self.cfg.hold_reading_s)
-        if held is None:
-            await self._void(line, reading, kind, "no cylinder on the scale")
-            return
-        log.info(kv("reading_held", rig=self.cfg.id, reader=line.reader_id,
-                    reading=reading.raw[:200], until_s=round(held.until - line.at, 1)))
-
-    async def _held(self) -> None:
-        """Judge the held reading once its cylinder stands stable; void it when it cannot."""
-        scale = self.state.scale
-        held = scale.held
-        if held is None:
-            return
-        if self.cycle.phase in ("filling", "settling"):
-            scale.held = None
-            return
-        what = scale.held_state(self._stable_gross() is not None, time.monotonic())
-        if what == "wait":
-            return
-        scale.held = None
-        if what == "judge":
-            await self._decide_for_cylinder(held.reading, held.line, self._stable_gross())
-        else:
-            await self._void(held.line, held.reading, held.kind, what.removeprefix("void: "))
-
-    async def _void(self, line: Line, reading: Reading, kind: str, why: str) -> None:
-        """A reading no cylinder can be judged for: a scanner's (deliberate) one is refused
-        NO_CYLINDER and recorded; an RFID or camera sighting is only logged (and its tag read
-        afresh at its next sighting)."""
-        log.info(kv("reading_void", rig=self.cfg.id, reader=line.reader_id,
-                    reading=reading.raw[:200], why=why))
-        if kind in CONTINUOUS:
-            self.state.scale.forget(line.reader_id, reading.value or reading.raw)
-            return
-        verdict = Verdict(permit=False, reason="NO_CYLINDER", detail=why)
-        decision = self._record(reading, verdict, None, line.at)
-        await self._apply(decision, None)
-        self._log(decision, None, line.at)
-
-    def _record(self, reading: Reading, verdict: Verdict, answer: Answer | None,
-                t0: float, operator: str | None = None) -> Decision:
-        decision = Decision(at=datetime.now(UTC), rig_id=self.cfg.id, reading=reading,
-                            verdict=verdict, source=answer.lookup.source if answer else "none",
-                            cache_age_s=round(answer.lookup.age_s, 1)
-                            if answer and answer.lookup.source == "cache" else None,
-                            latency_ms=(time.monotonic() - t0) * 1000,
-                            operator=operator or self.operator)
-        decision_id = self.store.record_decision(  # durable before the rig hears of it
-            decision, answer.city_record if answer else None,
-            tag_key(reading) if answer else None, bool(answer and answer.forget_tag),
-            answer.remember if answer else None)
-        self.state.refusal = None
-        if not verdict.permit and verdict.reason in self.station.override.reasons:
-            self.state.refusal = (time.monotonic(), reading, answer, decision_id,
-                                  self.state.scale.current(), self._stable_gross())
-        record = answer.lookup.record if answer and isinstance(answer.lookup.record, dict) else {}
-        self._show(shown_verdict(decision_id, verdict, record, reading))
-        return replace(decision, id=decision_id)
-
-    def _busy(self, reading: Reading) -> None:
-        """A reading while a cylinder is being filled: noted, the fill goes on untouched."""
-        log.warning(kv("reading_ignored", rig=self.cfg.id, reading=reading.raw[:200],
-                       why="fill in progress"))
-        self._event("reading_ignored", f"fill in progress: {reading.raw[:100]}")
-
-    async def _refresh(self) -> None:
-        """Judge on the rig as it is now, not as the last poll saw it; drop an unused permit."""
-        if not self.state.connected:
-            if self.cycle.phase == "accepted":
-                self.cycle.reset()
-            return
-        try:
-            async with self.lock:
-                await self.observe(await self.controller.read_status())
-                if self.cycle.phase in ("filling", "settling"):
-                    return  # the valve opened meanwhile: the caller treats the reading as busy
-                ctx = self.cycle.ctx
-                if ctx is not None and self.cycle.phase == "permitted":
-                    ctx.end_reason = "another reading at the rig"
-                    await self._withdraw(ctx.end_reason)
-                    self._close(Closed(ctx, cancelled=True))
-                self.cycle.reset()
-        except RigFault as err:
-            self._link(False, str(err))
-
-    async def _judge(self, reading: Reading, scale_g: int | None) -> tuple[Answer | None, Verdict]:
-        blocklist = self.store.blocklist()
-        # (a clock not yet compared with the city is judged after asking it: its Date decides)
-        early = screen(reading, self.condition(before_city=True, scale_g=scale_g), blocklist)
-        if early is not None:
-            return None, early
-        answer = await self.lookups.lookup(reading)
-        record = answer.lookup.record
-        cid = record.get("id") if isinstance(record, dict) else None
-        last = self.store.last_fill_at(cid) if isinstance(cid, str) else None
-        last_at = datetime.fromtimestamp(last, UTC) if last else None
-        # The rig may have failed while the city was asked: judge on the state now.
-        return answer, judge(reading, self.condition(scale_g=scale_g), answer.lookup,
-                             self.policy, blocklist, datetime.now(UTC), last_at)
-
-    def condition(self, before_city: bool = False, scale_g: int | None = None,
-                  weigh: bool = True) -> RigCondition:
-        """The rig as the rules see it; `scale_g` is the stable gross the reading is judged
-        against (bound when the reading was), `weigh=False` to screen without a cylinder."""
-        st = self.state
-        healthy = bool(st.connected and st.status is not None and st.status.healthy)
-        return RigCondition(rig_id=self.cfg.id, medium=self.cfg.medium, healthy=healthy,
-                            fault="" if healthy else st.fault or "rig not connected",
-                            clock_problem=self.clock.problem(before_city) or "",
-                            operator=self.operator, scale_g=scale_g, weigh=weigh)
-
-    async def _apply(self, decision: Decision, answer: Answer | None,
-                     override: tuple[str, str] | None = None, scale_g: int | None = None) -> None:
-        """A refusal shows red at once; an accepted cylinder shows green and enters the cycle,
-        bound to the gross `scale_g` (g) it was weighed at."""
-        verdict = decision.verdict
-        if not verdict.permit:
-            await self._show_refusal()
-            return
-        record = answer.lookup.record if answer else None
-        record = record if isinstance(record, dict) else {}
-        ctx = fills_context(decision, record, verdict, override, self.cfg.medium)
-        ctx.judged_g, ctx.extra["reading"] = scale_g, decision.reading
-        ctx.extra["placement"] = self.state.scale.current()
-        ctx.swap_g = tare_tolerance_g(verdict.tare_g, stamped_tare(record), self.station.rules)
-        async with self.lock:
-            self.cycle.accept(ctx)
-            if self.state.status is not None:  # on the scale already: the permit follows now
-                await self.execute(self.cycle.step(self.state.status, time.monotonic(),
-                                                   time.time()))
-            await self._show_lamps()  # accepted: green now; the permit once it is on the scale
-        self.publish()
-
-    async def _show_refusal(self) -> None:
-        async with self.lock:
-            await self.controller.withdraw_permit()
-            await self._show_lamps()
-        self.publish()
-
-    async def _badge(self, reading: Reading, line: Line) -> None:
-        """A staff card: a supervisor's overrides a recent refusal; otherwise log in or out."""
-        op = self.station.badge(reading.value)
-        if op is None:
-            return
-        refusal = self.state.refusal
-        window = self.station.override.window_s
-        if op.role == "supervisor":  # an override attempt or nothing: never a log-in
-            if refusal and time.monotonic() - refusal[0] <= window:
-                await self._override(op.name, refusal, line)
-                return
-            why = f"a supervisor's badge overrides a refusal within {window:g} s; no " \
-                  "overridable refusal is waiting (shifts change by an operator's own badge)"
-            log.info(kv("badge_ignored", rig=self.cfg.id, holder=op.name, why=why))
-            self._event("badge_ignored", why)
-            return
-        event = "logout" if self.operator == op.name else "login"
-        self.store.operator_event(self.cfg.id, op.name, event, via=f"badge:{reading.reader}")
-        log.info(kv(f"operator_{event}", rig=self.cfg.id, operator=op.name, role=op.role))
-
-    async def _override(self, supervisor: str, refusal: tuple, line: Line) -> None:
-        """Permit a cylinder refused for an overridable reason; recorded with who and why."""
-        _, reading, answer, refused_id, placement, refused_g = refusal
-        self.state.refusal = None
-        reason = self.station.override.reason_text
-        record = answer.lookup.record if answer and isinstance(answer.lookup.record, dict) else {}
-        plan = fill_plan({"medium_code": self.cfg.medium, **record},
-                         self.station.rules.cylinder_types)
-        scale_g = self._stable_gross()
-        why = self._override_blocked(reading, answer, plan, scale_g)
-        swap_g = tare_tolerance_g(plan[0], stamped_tare(record), self.station.rules) if plan \
-            else 0
-        if placement is None or placement != self.state.scale.current() or refused_g is None \
-                or scale_g is None or abs(scale_g - refused_g) > swap_g:
-            why = "the cylinder refused is no longer the one on the scale"
-        if why:
-            log.warning(kv("override_refused", rig=self.cfg.id, supervisor=supervisor, why=why))
-            self._event("override_refused", why)
-            return
-        verdict = Verdict(permit=True, cylinder_id=record.get("id"), tare_g=plan[0],
-                          target_g=plan[1], detail=f"override of decision {refused_id} by "
-                          f"{supervisor}: {reason}")
-        decision = self._record(reading, verdict, answer, line.at)
-        log.warning(kv("override", rig=self.cfg.id, supervisor=supervisor, decision=refused_id,
-                       reason=reason))
-        await self._apply(decision, answer, override=(supervisor, reason), scale_g=scale_g)
-        self._log(decision, answer, line.at)
-
-    def _override_blocked(self, reading: Reading, answer: Answer | None,
-                          plan: tuple[int, int] | None, scale_g: int | None) -> str:
-        """Why an override may not go ahead: the rig, the operator, the cylinder on the scale
-        (its mass against the plan), or any rule other than the overridden one failing on what
-        the station knows (the cached record, however old)."""
-        cond = self.condition(scale_g=scale_g)
-        if not cond.healthy or cond.clock_problem or not cond.operator:
-            return "rig not healthy, clock not trusted, or no operator"
-        if plan is None:
-            return "no fill target"
-        record = answer.lookup.record if answer else None
-        stamped = isinstance(record, dict) and stamped_tare(record)
-        wrong = mass_rule(scale_g, plan, stamped, self.station.rules)
-        if wrong is not None:
-            return f"{wrong.reason}: {wrong.detail}"
-        lookup = answer.lookup if answer else None
-        if lookup is None or lookup.record is None:
-            return "no cached city record: an override needs one that passes every other rule"
-        waived = replace(self.policy, rules=replace(self.policy.rules,
-                                                    offline_max_age_h=24 * 365 * 100))
-        verdict = judge(reading, cond, lookup, waived, self.store.blocklist(), datetime.now(UTC))
-        return "" if verdict.permit else f"the cached record fails {verdict.reason}"
-
-    def _log(self, d: Decision, answer: Answer | None, t0: float) -> None:
-        v = d.verdict
-        log.info(kv(
-            "decision", rig=d.rig_id, reader=d.reading.reader, reading=d.reading.raw[:200],
-            kind=d.reading.kind, cylinder=v.cylinder_id, verdict="permit" if v.permit else "refuse",
-            reason=v.reason, warnings=",".join(v.warnings) or None, source=d.source,
-            cache_age_s=d.cache_age_s, city_ms=answer.elapsed_ms if answer else None,
-            latency_ms=(time.monotonic() - t0) * 1000, detail=v.detail or None))
-
-
-def shown_verdict(decision_id: int, verdict: Verdict, record: dict, reading: Reading) -> dict:
-    """What the operator screen shows of a verdict: Chinese and English, cylinder facts."""
-    code = verdict.reason or "OK"
-    text = reason_text(verdict.reason) if verdict.reason else ACCEPTED
-    return {"decision_id": decision_id, "permit": verdict.permit, "code": code, "zh": text.zh,
-            "en": text.en, "warnings": [{"code": w, "zh": reason_text(w).zh,
-                                         "en": reason_text(w).en} for w in verdict.warnings],
-            "cylinder_id": verdict.cylinder_id, "medium": record.get("medium_code"),
-            "next_inspection": record.get("next_inspection_date"),
-            "reading": reading.raw[:120], "at": time.time()}
-
-
-def fault_shown(code: str) -> dict:
-    """What the operator screen shows when the station refuses on its own (nothing recorded)."""
-    text = reason_text(code)
-    return {"decision_id": None, "permit": False, "code": code, "zh": text.zh, "en": text.en,
-            "warnings": [], "cylinder_id": None, "medium": None, "next_inspection": None,
-            "reading": None, "at": time.time()}
-
-
-def fills_context(decision: Decision, record: dict, verdict: Verdict,
-                  override: tuple[str, str] | None, rig_medium: str) -> FillContext:
-    """The fill cycle's context for an accepted cylinder."""
-    reading = decision.reading
-    info = record.get("info_code") if isinstance(record.get("info_code"), str) else None
-    return FillContext(
-        record_id=fills.new_record_id(), decision_id=decision.id,
-        cylinder_id=verdict.cylinder_id, info_code=info or (
-            reading.value if reading.kind in ("qr_url", "info_code") else None),
-        tag=reading.value, medium=str(record.get("medium_code") or rig_medium),
-        operator=decision.operator,
-        source=decision.source, cache_age_s=decision.cache_age_s, tare_g=verdict.tare_g,
-        target_g=verdict.target_g, override_by=override[0] if override else None,
-        override_reason=override[1] if override else None, accepted_at=time.monotonic())
+        await self.actuator.stand_down()
+        await self.execute(self.cycle.stop("station stopped", time.time()))
+        self.ledger.at_exit()

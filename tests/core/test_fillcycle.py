@@ -268,3 +268,95 @@ def test_an_interrupted_cylinder_may_be_scanned_again_a_done_one_may_not():
     done, _ = run([(ON_SCALE, 1), (FILLING, 2), (DONE, 9),
                    (replace(DONE, stable=True, gross_g=29700), 10)])
     assert done.filled_on_scale
+
+
+def filling_cycle():
+    cycle, _ = run([(ON_SCALE, 1), (FILLING, 2), (replace(FILLING, gross_g=21000), 3)])
+    return cycle
+
+
+def test_busy_and_engaged_follow_the_phases():
+    cycle = FillCycle(LIMITS)
+    assert not cycle.busy and not cycle.engaged
+    cycle.accept(ctx(accepted_at=0.0))
+    assert not cycle.engaged
+    cycle.step(ON_SCALE, 1, 0)
+    assert cycle.engaged and not cycle.busy and cycle.holds_permit
+    cycle = filling_cycle()
+    assert cycle.busy and cycle.engaged
+
+
+def test_preempt_cancels_an_unused_permit_and_goes_idle():
+    cycle, _ = run([(ON_SCALE, 1), (PERMITTED, 2)])
+    [end] = cycle.preempt("another reading at the rig")
+    assert end.cancelled and end.ctx.end_reason == "another reading at the rig"
+    assert cycle.phase == "idle" and cycle.ctx is None
+
+
+def test_preempt_voids_a_waiting_verdict_without_a_record():
+    cycle, _ = run([(IDLE, 1)])
+    assert cycle.preempt("another reading") == [] and cycle.phase == "idle"
+
+
+def test_a_fill_under_way_is_never_preempted_or_abandoned():
+    cycle = filling_cycle()
+    assert cycle.preempt("another reading") == [] and cycle.phase == "filling"
+    assert not cycle.abandon() and cycle.phase == "filling"
+    cycle.rig_lost()
+    assert cycle.phase == "filling"
+
+
+def test_rig_lost_voids_only_a_verdict_waiting_for_its_permit():
+    cycle, _ = run([(IDLE, 1)])
+    cycle.rig_lost()
+    assert cycle.phase == "idle"
+    cycle, _ = run([(ON_SCALE, 1), (PERMITTED, 2)])
+    cycle.rig_lost()
+    assert cycle.phase == "permitted"  # the reconnect's sample tells how it ended
+
+
+def test_stop_records_a_running_fill_interrupted_and_cancels_an_unused_permit():
+    [end] = filling_cycle().stop("station stopped", 1_800_000_100)
+    assert not end.cancelled and end.ctx.end_reason == "station stopped during the fill"
+    assert (end.ctx.post_check, end.ctx.gross_g, end.ctx.ended_at) == \
+        ("interrupted", 21000, 1_800_000_100)
+    cycle, _ = run([(ON_SCALE, 1), (PERMITTED, 2)])
+    [end] = cycle.stop("station stopped", 0)
+    assert end.cancelled and end.ctx.end_reason == "station stopped" and cycle.phase == "idle"
+    assert FillCycle(LIMITS).stop("station stopped", 0) == []
+
+
+def open_row(**over):
+    row = {k: getattr(ctx(), k) for k in ("record_id", "decision_id", "cylinder_id", "info_code",
+                                          "tag", "medium", "operator", "source", "tare_g",
+                                          "target_g", "cache_age_s", "override_by",
+                                          "override_reason")}
+    return row | {"prefill_g": 15200, "permitted_at": 1_800_000_000.0, "started_at": None} | over
+
+
+def test_recover_cancels_a_permit_provably_unused():
+    end = FillCycle(LIMITS).recover(open_row(), ON_SCALE, 1_800_000_050)
+    assert end.cancelled and end.ctx.end_reason.endswith("the valve was never seen open")
+
+
+def test_recover_records_a_cut_off_at_target_as_done():
+    full = replace(ON_SCALE, fill_done=True, gross_g=15200 + 14500)
+    end = FillCycle(LIMITS).recover(open_row(started_at=1_800_000_001.0), full, 1_800_000_050)
+    assert not end.cancelled and end.ctx.end_reason == "done" and end.ctx.post_check == "ok"
+    assert end.ctx.net_g == 14500 and end.ctx.ended_at == 1_800_000_050
+
+
+def test_recover_over_reports_a_cylinder_gone_or_a_small_gain():
+    gone = FillCycle(LIMITS).recover(open_row(), IDLE, 0)
+    assert not gone.cancelled and gone.ctx.end_reason.endswith("the cylinder was gone")
+    assert gone.ctx.post_check == "interrupted" and gone.ctx.gross_g is None
+    clamped = FillCycle(LIMITS).recover(open_row(), replace(ON_SCALE, gross_g=15400), 0)
+    assert not clamped.cancelled and "gained 0.20 kg" in clamped.ctx.end_reason
+
+
+def test_result_is_the_fill_just_recorded_while_its_cylinder_stands():
+    cycle, _ = run([(ON_SCALE, 1), (FILLING, 2), (DONE, 9),
+                    (replace(DONE, stable=True, gross_g=29700), 10)])
+    assert cycle.result is cycle.ctx and cycle.result.post_check == "ok"
+    cycle.step(IDLE, 11, 0)
+    assert cycle.result is None

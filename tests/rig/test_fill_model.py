@@ -1,107 +1,108 @@
-"""Model-based test: the fill cycle driving the simulated controller through random days.
+"""Model-based test: the real rig loop driving the simulated controller through random days.
 
 A hypothesis state machine plays scans, cylinders placed and removed, the start button, ESTOP,
-a hung daemon, crashes and restarts against the pure FillCycle and the simulator's RigModel (the
-controller's physics and watchdog, explicit time, no I/O). Invariants: the permit is set only
-for a fill whose open row was committed first, while the daemon holds it (or for at most the
-watchdog period after the daemon stopped heartbeating); every valve opening ends in exactly one
-record that is not a cancellation — every opening that moved gas, that is: an opening of no time
-(start, then ESTOP at once) moves none, and no controller reports it.
+crashes (kill -9 or a hang) and restarts against the real RigLoop (tests/rig/loopback.Stepped:
+its link, intake, decider, actuator and ledger on a real SQLite file) over the simulator's pure
+RigModel behind the loopback controller (the controller's physics and watchdog, on a clock the
+test moves). Invariants: the permit is set only for a fill whose open row was committed first,
+while the daemon holds it (or for at most the watchdog period after the daemon stopped
+heartbeating); every valve opening ends in exactly one record that is not a cancellation —
+every opening that moved gas, that is: an opening of no time (start, then ESTOP at once) moves
+none, and no controller reports it; each record has one outbox entry.
+
+Two deliberate breakages this test catches (tried by hand, see the rig split's report):
+writing the permit before its open row is committed (RigLoop.execute), and a restart that does
+not recover the open rows a crash left (Ledger.recover).
+The fill cycle's timeouts (permit expiry, settling) follow the real monotonic clock and do not
+run out here; tests/core/test_fillcycle.py covers them.
 """
+
+import contextlib
+import functools
+import os
+import shutil
+import sqlite3
+import tempfile
+from pathlib import Path
 
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+from loopback import QR, Stepped
 
-from drivers.rig import RigStatus
-from simulators.rig_model import RigModel, split_u32
-from station.core.fillcycle import (
-    MASS_NOISE_G,
-    Closed,
-    FillContext,
-    FillCycle,
-    Grant,
-    Limits,
-    Opened,
-    Started,
-    Withdraw,
-)
+from drivers.loopback_rig import ManualClock
+from simulators.rig_model import RigModel
+from station.core.fillcycle import MASS_NOISE_G
+from station.store.db import Store
 
-TARE, TARGET, WATCHDOG_S = 15000, 14500, 3.0
-POINTS = ("fill_permit", "lamp_green", "lamp_red", "buzzer", "valve_open", "cylinder_present",
-          "estop", "fill_done", "gross_g", "stable", "overload", "scale_fault", "fault_code")
+TARE, WATCHDOG_S = 15000, 3.0
+# the store's files in memory where there is a tmpfs: hundreds of stores, each commit synced
+EXAMPLES = int(os.environ.get("FILL_MODEL_EXAMPLES", "100"))  # (a deeper run: 1000)
+SCRATCH = "/dev/shm" if os.access("/dev/shm", os.W_OK) else None
+# a restart that found the cylinder on the scale without a gain: a valve open for no time at
+# all between the crash and the restart cannot be told from none
+NO_GAIN = "station restarted: the valve was never seen open"
 
 
-def status(model: RigModel, t: float) -> RigStatus:
-    snap = model.snapshot(now=t)
-    values = [snap[p] for p in POINTS]
-    return RigStatus(*values)
+def recorded(fills: dict) -> int:
+    """Fills recorded (not cancelled), and restarts that could not tell an opening of no time
+    from none (cancelled for no gain)."""
+    return sum(r["state"] == "closed" or (r["state"] == "cancelled" and r["end_reason"] == NO_GAIN)
+               for r in fills.values())
+
+
+@functools.cache
+def empty_store() -> Path:
+    """A store with its schema and nothing else, made once per test session."""
+    path = Path(tempfile.mkdtemp(prefix="fill-model-store-", dir=SCRATCH)) / "station.db"
+    Store(str(path)).close()
+    return path
 
 
 class Station(RuleBasedStateMachine):
     def __init__(self):
         super().__init__()
-        self.t = 0.0
+        self.dir = Path(tempfile.mkdtemp(prefix="fill-model-", dir=SCRATCH))
+        shutil.copy(empty_store(), self.dir / "station.db")  # (its schema made once: faster)
+        self.clock = ManualClock(0.0)
         self.model = RigModel(start_delay_s=None, flow_g_per_s=5000, now=0.0)
-        self.model.write_holding(1, [round(WATCHDOG_S * 1000)], now=0.0)
-        self.cycle = FillCycle(Limits(permit_timeout_s=20, settle_timeout_s=5))
-        self.beat, self.beat_at = 0, 0.0
-        self.up = True  # the daemon is running (not crashed or hung)
-        self.opened: dict[str, FillContext] = {}  # committed open rows
-        self.closed: dict[str, bool] = {}  # record id → cancelled
-        self.n = 0
-        # Restarts that found the cylinder without a gain and cancelled its row: a valve open
-        # for no time at all between the crash and the restart cannot be told from none.
-        self.no_gain = 0
+        self.daemon: Stepped | None = None
+        self.beat_at = 0.0
         self.gas_openings = 0  # valve openings that moved gas (more than the scale's noise)
         self.opened_at_gross: int | None = None
         self.last_gross = 0
+        self.start()
 
-    # --- the daemon's side ---------------------------------------------------------------
-    def heartbeat(self):
-        self.beat = self.beat % 65535 + 1
-        self.model.write_holding(0, [self.beat], now=self.t)
-        self.beat_at = self.t
+    @property
+    def t(self) -> float:
+        return self.clock()
 
-    def execute(self, actions):
-        for action in actions:
-            if isinstance(action, Opened):
-                self.opened[action.ctx.record_id] = action.ctx
-            elif isinstance(action, Grant):
-                self.model.write_holding(4, list(split_u32(action.tare_g)), now=self.t)
-                self.model.write_holding(2, list(split_u32(action.target_g)), now=self.t)
-                self.model.write_coils(0, [True], now=self.t)
-            elif isinstance(action, Withdraw):
-                self.model.write_coils(0, [False], now=self.t)
-            elif isinstance(action, Closed):
-                assert action.ctx.record_id not in self.closed, "a record closed twice"
-                self.closed[action.ctx.record_id] = action.cancelled
-            elif isinstance(action, Started):
-                assert action.ctx.record_id in self.opened
+    def start(self):
+        self.daemon = Stepped(self.dir, self.model, self.clock, round(WATCHDOG_S * 1000))
+        self.daemon.connect()
+        self.beat_at = self.t  # (configure wrote the watchdog period: it counts from now)
 
-    def observe(self):
-        st_ = status(self.model, self.t)
-        if st_.permit and not self.cycle.holds_permit:
-            self.model.write_coils(0, [False], now=self.t)  # a permit the daemon does not hold
-        self.execute(self.cycle.step(st_, self.t, 1_800_000_000 + self.t))
+    @property
+    def up(self) -> bool:
+        return self.daemon is not None
+
+    def fills(self):
+        return {r["record_id"]: r for r in self.daemon_rows("SELECT * FROM fills")}
+
+    def daemon_rows(self, sql):
+        if self.daemon is not None:
+            return self.daemon.rows(sql)
+        # no daemon: the file as the crash left it, read only
+        with contextlib.closing(sqlite3.connect(f"file:{self.dir / 'station.db'}?mode=ro",
+                                                uri=True)) as conn:
+            conn.row_factory = sqlite3.Row
+            return [dict(r) for r in conn.execute(sql)]
 
     # --- rules ----------------------------------------------------------------------------
     @precondition(lambda self: self.up)
     @rule()
-    def scan_accepted_cylinder(self):
-        self.observe()  # the rig as it is now (RigLoop._refresh)
-        if self.cycle.phase in ("filling", "settling"):
-            return  # busy: the reading is noted and ignored
-        if self.cycle.phase == "permitted":
-            ctx = self.cycle.ctx
-            self.execute([Withdraw("another reading"), Closed(ctx, cancelled=True)])
-        self.cycle.reset()
-        self.n += 1
-        self.cycle.accept(FillContext(
-            record_id=f"r{self.n}", decision_id=self.n, cylinder_id=f"C{self.n}",
-            info_code=None, tag="X", medium="G13", operator="张三", source="city",
-            tare_g=TARE, target_g=TARGET, accepted_at=self.t))
-        self.observe()
+    def scan_the_cylinder(self):
+        self.daemon.read(QR)
 
     @rule(extra=st.integers(min_value=0, max_value=3000))
     def place_cylinder(self, extra):
@@ -109,7 +110,7 @@ class Station(RuleBasedStateMachine):
         (a person cannot lift one off and put another on within 0.2 s)."""
         if self.model.snapshot(now=self.t)["cylinder_present"]:
             return
-        if self.up and self.cycle.present:
+        if self.up and self.daemon.loop.cycle.present:
             self.tick(0.2)  # the daemon sees the scale empty first
         self.model.place_cylinder(TARE + extra, now=self.t)
 
@@ -130,48 +131,27 @@ class Station(RuleBasedStateMachine):
         """Time passes; a running daemon heartbeats and polls every 0.2 s."""
         end = self.t + dt
         while self.t < end:
-            self.t = min(end, self.t + 0.2)
+            self.clock.advance(min(end, self.t + 0.2) - self.t)
             if self.up:
-                self.heartbeat()
-                self.observe()
+                self.daemon.poll()
+                self.beat_at = self.t
             else:
                 self.model.advance(self.t)
 
     @precondition(lambda self: self.up)
     @rule()
     def crash(self):
-        self.up = False  # kill -9 or a hang: nothing heartbeats, nothing observes
+        """kill -9 or a hang: nothing heartbeats, nothing observes."""
+        self.daemon.close()
+        self.daemon = None
 
     @precondition(lambda self: not self.up)
     @rule()
     def restart(self):
         """A new daemon: permit withdrawn at configure, open rows recovered from the mass."""
-        self.up = True
-        self.model.write_coils(0, [False], now=self.t)
-        self.heartbeat()
-        self.cycle = FillCycle(self.cycle.limits)
-        st_ = status(self.model, self.t)
-        for rid, ctx in self.opened.items():
-            if rid in self.closed:
-                continue
-            gained = st_.gross_g - (ctx.prefill_g or st_.gross_g) if st_.cylinder_present \
-                else None
-            unused = ctx.started_at is None and gained is not None and gained < MASS_NOISE_G
-            self.closed[rid] = unused
-            self.no_gain += unused
+        self.start()
 
     # --- invariants ------------------------------------------------------------------------
-    @invariant()
-    def permit_only_for_a_committed_fill_the_daemon_holds(self):
-        snap = self.model.snapshot(now=self.t)
-        if not snap["fill_permit"]:
-            return
-        if self.up:
-            ctx = self.cycle.ctx
-            assert self.cycle.holds_permit and ctx is not None and ctx.record_id in self.opened
-        else:
-            assert self.t - self.beat_at <= WATCHDOG_S + 0.25, "the watchdog let it live on"
-
     @invariant()
     def track_gas(self):
         """Count the openings that moved gas; an opening of no time moves none (and no
@@ -187,23 +167,50 @@ class Station(RuleBasedStateMachine):
             self.opened_at_gross = None
 
     @invariant()
-    def every_valve_opening_is_or_will_be_a_record(self):
-        fills = sum(not cancelled for cancelled in self.closed.values()) + self.no_gain
-        running = self.cycle.phase in ("filling", "settling") or not self.up
-        open_rows = sum(rid not in self.closed for rid in self.opened)
-        assert self.gas_openings <= fills + (open_rows if running else 0) + \
-            (1 if self.cycle.phase == "permitted" else 0)
+    def records(self):
+        """(One reading of the store per step for the three invariants on it.)"""
+        fills = self.fills()
+        self.permit_only_for_a_committed_fill_the_daemon_holds(fills)
+        self.every_valve_opening_is_or_will_be_a_record(fills)
+        self.each_record_goes_out_once(fills)
+
+    def permit_only_for_a_committed_fill_the_daemon_holds(self, fills):
+        if not self.model.snapshot(now=self.t)["fill_permit"]:
+            return
+        if self.up:
+            cycle = self.daemon.loop.cycle
+            assert cycle.holds_permit and cycle.ctx is not None, "a permit the daemon lost"
+            assert cycle.ctx.record_id in fills, "a permit without its open row"
+        else:
+            assert self.t - self.beat_at <= WATCHDOG_S + 0.25, "the watchdog let it live on"
+
+    def every_valve_opening_is_or_will_be_a_record(self, fills):
+        cycle = self.daemon.loop.cycle if self.up else None
+        running = cycle is None or cycle.busy
+        open_rows = sum(r["state"] == "open" for r in fills.values())
+        permitted = cycle is not None and cycle.holds_permit and not cycle.busy
+        assert self.gas_openings <= recorded(fills) + (open_rows if running else 0) + permitted
+
+    def each_record_goes_out_once(self, fills):
+        closed = {rid for rid, r in fills.items() if r["state"] == "closed"}
+        outbox = [r["record_id"] for r in self.daemon_rows("SELECT record_id FROM outbox")]
+        assert sorted(outbox) == sorted(closed), "a record with no outbox entry, or two"
 
     def teardown(self):
-        if not self.up:
-            self.restart()
-        self.model.remove_cylinder(now=self.t)
-        self.tick(8.0)
-        self.track_gas()
-        fills = sum(not cancelled for cancelled in self.closed.values()) + self.no_gain
-        assert self.gas_openings <= fills
-        assert all(rid in self.closed for rid in self.opened), "an open row never closed"
+        try:
+            if not self.up:
+                self.restart()
+            self.model.remove_cylinder(now=self.t)
+            self.tick(8.0)
+            self.track_gas()
+            assert self.gas_openings <= recorded(self.fills())
+            rows = self.fills().values()
+            assert all(r["state"] != "open" for r in rows), "an open row never closed"
+        finally:
+            if self.daemon is not None:
+                self.daemon.close()
+            shutil.rmtree(self.dir, ignore_errors=True)
 
 
-Station.TestCase.settings = settings(max_examples=300, stateful_step_count=40, deadline=None)
+Station.TestCase.settings = settings(max_examples=EXAMPLES, stateful_step_count=40, deadline=None)
 TestFillModel = Station.TestCase
