@@ -28,14 +28,16 @@ class LoopbackRig(RigController):
     """
 
     def __init__(self, rig_id: str, model: RigModel | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        self.rig_id, self.clock = rig_id, clock
+                 clock: Callable[[], float] = time.monotonic, poll_s: float = 0.02) -> None:
+        self.rig_id, self.clock, self.poll_s = rig_id, clock, poll_s
         self.model = model if model is not None else RigModel(now=clock())
         self.down = False
         self.connected = False
         self.samples = 0
         self._beat = 0
         self._waiters: list[tuple[int, asyncio.Future[None]]] = []
+        self._wake: asyncio.Event | None = None
+        self.wakes = 0  # calls of wake(): a scan or a decision wanted a sample now
 
     def _attempt(self) -> None:
         """One more attempt to see the rig: wake the waiters it completes."""
@@ -81,8 +83,9 @@ class LoopbackRig(RigController):
         for name in ("lamp_green", "lamp_red", "buzzer"):
             self._coils(name, [False], name)
 
-    async def read_status(self) -> RigStatus:
-        """The model's points at `clock()`; wakes the waiters of `sampled()`."""
+    async def read_status(self, max_age_s: float = 0.0, *, urgent: bool = False) -> RigStatus:
+        """The model's points at `clock()`, always read afresh (`max_age_s`, `urgent`: as
+        ModbusRig's, nothing to save in memory); wakes the waiters of `sampled()`."""
         self._attempt()
         self._check("read status")
         s = self.model.snapshot(now=self.clock())
@@ -99,6 +102,39 @@ class LoopbackRig(RigController):
         self._check("heartbeat")
         self._beat = self._beat % 0xFFFF + 1
         self._words(self.model.map.heartbeat, [self._beat], "heartbeat")
+
+    # -- the link's interface (drivers.modbus_rig), the loopback way ----------------------------
+    def keep_alive(self) -> None:
+        """The owner is alive: the next HEARTBEAT written at once (the loopback has no link
+        to write it later); nothing while the link is down."""
+        if self.connected and not self.down:
+            self._beat = self._beat % 0xFFFF + 1
+            self.model.write_holding(self.model.map.heartbeat, [self._beat], now=self.clock())
+
+    def wake(self) -> None:
+        """Something is pending: end a `poll()` waiting for its period."""
+        self.wakes += 1
+        if self._wake is not None:
+            self._wake.set()
+
+    def poll_interval_s(self, pending: bool = False) -> float:
+        """The period (s) `poll()` keeps: `poll_s`, idle or not."""
+        return self.poll_s
+
+    async def poll(self, pending: bool = False) -> RigStatus:
+        """A heartbeat (keep_alive), `poll_s` of real time (ended early by `wake()`), then
+        the status (read_status). RigFault while down."""
+        self._check("poll")
+        self.keep_alive()
+        if self._wake is None:
+            self._wake = asyncio.Event()
+        if self.poll_s > 0:
+            try:
+                await asyncio.wait_for(self._wake.wait(), self.poll_s)
+            except TimeoutError:
+                pass
+        self._wake.clear()
+        return await self.read_status()
 
     async def grant_permit(self, tare_g: int, target_g: int) -> None:
         """TARE_G and TARGET_NET_G (g), then FILL_PERMIT=1, LAMP_GREEN=1, LAMP_RED=0; a

@@ -6,6 +6,7 @@ import asyncio
 import errno
 import fcntl
 import inspect
+import json
 import logging
 import os
 import signal
@@ -25,7 +26,8 @@ from station.errors import StationError, StoreError, UsageError
 from station.logfmt import kv
 from station.notify import notify, watchdog_interval_s
 from station.rig.liveness import Progress, Watched, hung_rigs
-from station.rig.loop import RigLoop
+from station.rig.loop import RigLoop, store_deadline_s
+from station.rig.storethread import DEADLINE_S, StoreThread
 from station.store.db import Store
 
 log = logging.getLogger("station.daemon")
@@ -119,8 +121,13 @@ def take_lock(store: str) -> int:
 
 
 def build(cfg: StationConfig, store: Store, executor: ThreadPoolExecutor,
-          city: CityClient, on_fill=lambda: None) -> tuple[list[RigLoop], dict]:
-    """The rig loops with their controllers and readers, sharing one link per endpoint."""
+          city: CityClient, on_fill=lambda: None,
+          writes: StoreThread | None = None) -> tuple[list[RigLoop], dict]:
+    """The rig loops with their controllers and readers, sharing one link per endpoint and
+    the process's one store thread (`writes`: every store write off the event loop)."""
+    if writes is None:
+        writes = StoreThread(store, min(store_deadline_s(r) for r in cfg.rigs)
+                             if cfg.rigs else DEADLINE_S)
     lookups = LookupService(city, store, executor, cfg.city.decision_deadline_s,
                             cfg.offline_recheck_s)
     links = links_for(list(cfg.rigs))
@@ -129,7 +136,8 @@ def build(cfg: StationConfig, store: Store, executor: ThreadPoolExecutor,
     for rig in cfg.rigs:
         controller = Watched(ModbusRig(rig, links[rig.modbus.key]))
         readers = [make_reader(r, rig.id) for r in rig.readers]
-        loops.append(RigLoop(rig, cfg, controller, readers, store, lookups, clock, on_fill))
+        loops.append(RigLoop(rig, cfg, controller, readers, store, lookups, clock, on_fill,
+                             writes))
     return loops, links
 
 
@@ -142,7 +150,9 @@ async def serve(cfg: StationConfig) -> int:
     executor = ThreadPoolExecutor(cfg.city.workers, thread_name_prefix="city")
     city = CityClient(cfg.city, cfg.unit_code)
     sync = SyncWorker(cfg.store, city, cfg.sync)
-    loops, links = build(cfg, store, executor, city, sync.wake)
+    writes = StoreThread(store, min(store_deadline_s(r) for r in cfg.rigs)
+                         if cfg.rigs else DEADLINE_S)
+    loops, links = build(cfg, store, executor, city, sync.wake, writes)
     sync.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -152,6 +162,8 @@ async def serve(cfg: StationConfig) -> int:
     log.info(kv("station_ready", rigs=len(loops), store=cfg.store, city=cfg.city.base_url))
     notify("READY=1")
     pinger = asyncio.create_task(ping_watchdog(loops), name="watchdog")
+    stats = asyncio.create_task(publish_links(links, writes, links_path(cfg.store)),
+                                name="link-stats")
     stopper = asyncio.create_task(stop.wait())
     done, _ = await asyncio.wait([stopper, *tasks], return_when=asyncio.FIRST_COMPLETED)
     crashed = [t for t in done if t is not stopper]
@@ -159,14 +171,15 @@ async def serve(cfg: StationConfig) -> int:
         log.critical(kv("rig_loop_died", task=t.get_name(), error=repr(t.exception())))
     log.info(kv("station_stopping", reason="loop died" if crashed else "signal"))
     notify("STOPPING=1")
-    for t in (*tasks, pinger):
+    for t in (*tasks, pinger, stats):
         t.cancel()
-    await asyncio.gather(*tasks, pinger, return_exceptions=True)
+    await asyncio.gather(*tasks, pinger, stats, return_exceptions=True)
     # Each step guarded: one that fails or times out never skips the ones after it.
     await _step("withdraw permits", asyncio.wait_for(
         asyncio.gather(*(rl.shutdown() for rl in loops)), 5))
     for link in links.values():
         await _step("close a Modbus link", link.close())
+    await _step("close the store thread", asyncio.to_thread(writes.close))
     sync.stop()
     await _step("stop the sync worker", asyncio.to_thread(sync.join, 10))
     for what, close in (("close the city client", city.close),
@@ -188,6 +201,34 @@ async def _step(what: str, step) -> None:
             step()
     except Exception as err:  # noqa: BLE001 - shutting down: log and go on to the next step
         log.error(kv("shutdown_step_failed", step=what, error=repr(err)))
+
+
+def links_path(store: str) -> str:
+    """Where the daemon leaves its Modbus links' counters for `station doctor`:
+    `<store>.links.json` beside the store (symlinks resolved)."""
+    return os.path.realpath(store) + ".links.json"
+
+
+LINK_STATS_EVERY_S = 5.0
+
+
+async def publish_links(links: dict, writes: StoreThread, path: str) -> None:
+    """Every LINK_STATS_EVERY_S, each link's `stats()` (overloaded, late heartbeats per rig)
+    written to `path` as JSON {"at": epoch s, "links": [...]}, by the store thread (a file
+    write is no work for the event loop), replaced atomically."""
+    def write(_store: Store, text: str) -> None:
+        tmp = f"{path}.tmp"
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+
+    await asyncio.sleep(1.0)  # the rigs attached first
+    while True:
+        text = json.dumps({"at": time.time(), "pid": os.getpid(),
+                           "links": [link.stats() for link in links.values()]})
+        writes.post(write, text, done=lambda _r, err: err and log.debug(
+            kv("link_stats_not_written", path=path, error=str(err))))
+        await asyncio.sleep(LINK_STATS_EVERY_S)
 
 
 def progress(loops: list[RigLoop]) -> list[Progress]:

@@ -45,6 +45,7 @@ def run(config_path: str, env: Mapping[str, str] | None = None) -> list[Check]:
     checks.append(check_store(cfg.store, cfg.file))
     checks.append(check_chain(cfg.store, store_ok=checks[-1].status == "PASS"))
     checks += asyncio.run(check_rigs(cfg))
+    checks += check_links(cfg.store)
     checks += [check_reader(rig.id, rd) for rig in cfg.rigs for rd in rig.readers]
     checks.append(check_city(cfg))
     checks.append(check_clock(cfg))
@@ -199,6 +200,43 @@ async def check_rigs(cfg: StationConfig) -> list[Check]:
         checks.append(await _probe_rig(rig, ModbusRig(rig, link)))
     for link in links.values():
         await link.close()
+    return checks
+
+
+LINK_STATS_STALE_S = 30.0  # older than this: the daemon is not running (it writes every 5 s)
+
+
+def check_links(store: str, now: float | None = None) -> list[Check]:
+    """The running daemon's Modbus links as it last reported them (`<store>.links.json`,
+    station.app.daemon.publish_links): WARN for a line overloaded (polls stretched) or a rig
+    whose heartbeats came later than WATCHDOG_MS / 3; nothing when the daemon is not running."""
+    import json
+
+    from station.app.daemon import links_path
+
+    try:
+        with open(links_path(store), encoding="utf-8") as f:
+            data = json.load(f)
+    except (OSError, ValueError):
+        return []
+    if (now if now is not None else time.time()) - float(data.get("at", 0)) > \
+            LINK_STATS_STALE_S:
+        return []
+    checks = []
+    for s in data.get("links", []):
+        units = s.get("units", {})
+        late = {rig: u["late"] for rig, u in units.items() if u.get("late")}
+        gap = max((u.get("max_gap_s", 0) for u in units.values()), default=0)
+        detail = (f"{len(units)} rig(s), busy {s.get('busy', 0):.0%}, "
+                  f"{s.get('overloads', 0)} overload(s), heartbeat gap max {gap:.3f} s")
+        problems = []
+        if s.get("overloaded"):
+            problems.append(f"overloaded: polls stretched x{s.get('poll_stretch')}")
+        if late:
+            problems.append("late heartbeats " + ", ".join(f"{r}: {n}"
+                                                           for r, n in sorted(late.items())))
+        checks.append(Check(f"link {s.get('endpoint')}", "WARN" if problems else "PASS",
+                            "; ".join([*problems, detail])))
     return checks
 
 

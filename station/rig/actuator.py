@@ -39,7 +39,11 @@ class Actuator:
         self.background: set[asyncio.Future] = set()  # tasks spawned beside the loop's own
 
     def exclusive(self) -> asyncio.Lock:
-        """The rig's lock, to hold around a sequence of controller calls (`async with`)."""
+        """The rig's lock, to hold around a sequence of controller calls (`async with`). The
+        link's poll holds it while it waits for the rig's period: a caller finding it held
+        wakes the controller (`wake()`), which ends that wait."""
+        if self._lock.locked() and (wake := getattr(self.controller, "wake", None)):
+            wake()
         return self._lock
 
     async def grant(self, grant: Grant, cylinder_id: str | None) -> None:

@@ -32,10 +32,11 @@ from .intake import Intake
 from .ledger import Ledger
 from .screen import Screen, fault_shown, shown_verdict
 from .state import RigState
+from .storethread import StoreThread
 
 log = logging.getLogger("station.rig")
 
-# A supervisor's override to carry out: the decision recorded, the city's answer, (supervisor,
+# A supervisor's override to carry out: the decision (to record), the city's answer, (supervisor,
 # reason) and the stable gross (g) the cylinder weighed.
 Override = tuple[Decision, Answer | None, tuple[str, str], int | None]
 
@@ -47,9 +48,10 @@ class Decider:
 
     def __init__(self, cfg: RigConfig, station: StationConfig, store: Store,
                  lookups: LookupService, clock: ClockWatch, state: RigState, cycle: FillCycle,
-                 screen: Screen, ledger: Ledger, intake: Intake):
+                 screen: Screen, ledger: Ledger, intake: Intake, writes: StoreThread):
         self.cfg, self.station, self.store, self.lookups, self.clock = \
             cfg, station, store, lookups, clock
+        self.writes = writes  # the store thread: every write (reads: `store`, the loop's own)
         self.state, self.cycle, self.screen, self.ledger, self.intake = \
             state, cycle, screen, ledger, intake
         self.policy = Policy(frozenset((station.unit_name, *station.fills_for)), station.rules)
@@ -96,9 +98,11 @@ class Decider:
 
     async def for_cylinder(self, reading: Reading, line: Line,
                            scale_g: int | None) -> tuple[Decision, Answer | None]:
-        """Judge a reading for the cylinder standing on the scale (weighing `scale_g` g) and
-        record the decision. StoreError while a fill record is held in memory (no new fill)."""
-        self.ledger.hold_no_records()
+        """Judge a reading for the cylinder standing on the scale (weighing `scale_g` g): the
+        decision, not yet recorded (the loop's `apply` commits it, with its fill row when the
+        permit follows at once). StoreError while a fill record is held in memory (no new
+        fill)."""
+        await self.ledger.settle()
         placement = self.state.scale.placement
         answer, verdict = await self.judge(reading, scale_g)
         if verdict.permit and (self.state.scale.placement != placement
@@ -113,34 +117,51 @@ class Decider:
         if line.box is not None:
             verdict = replace(verdict, detail=f"{verdict.detail}; code at x,y,w,h "
                               f"{','.join(map(str, line.box))}".lstrip("; "))
-        return self.record(reading, verdict, answer, line.at), answer
+        return self.decision(reading, verdict, answer, line.at), answer
 
     def void(self, line: Line, reading: Reading, kind: str, why: str) -> Decision | None:
         """A reading no cylinder can be judged for: a scanner's (deliberate) one is refused
         NO_CYLINDER and recorded (the decision returned); an RFID or camera sighting is only
-        logged, and its tag read afresh at its next sighting (None)."""
+        logged, and its tag read afresh at its next sighting (None). Not yet recorded."""
         log.info(kv("reading_void", rig=self.cfg.id, reader=line.reader_id,
                     reading=reading.raw[:200], why=why))
         if kind in CONTINUOUS:
             self.state.scale.forget(line.reader_id, reading.value or reading.raw)
             return None
         verdict = Verdict(permit=False, reason="NO_CYLINDER", detail=why)
-        return self.record(reading, verdict, None, line.at)
+        return self.decision(reading, verdict, None, line.at)
 
-    def record(self, reading: Reading, verdict: Verdict, answer: Answer | None,
-               t0: float, operator: str | None = None) -> Decision:
-        """Commit the decision (with what the cache learns from the answer) and show it; `t0`
-        (monotonic s) is when the reading arrived. StoreError when the store refuses it."""
-        decision = Decision(at=datetime.now(UTC), rig_id=self.cfg.id, reading=reading,
-                            verdict=verdict, source=answer.lookup.source if answer else "none",
-                            cache_age_s=round(answer.lookup.age_s, 1)
-                            if answer and answer.lookup.source == "cache" else None,
-                            latency_ms=(time.monotonic() - t0) * 1000,
-                            operator=operator or self.operator())
-        decision_id = self.store.record_decision(  # durable before the rig hears of it
-            decision, answer.city_record if answer else None,
-            tag_key(reading) if answer else None, bool(answer and answer.forget_tag),
-            answer.remember if answer else None)
+    def decision(self, reading: Reading, verdict: Verdict, answer: Answer | None,
+                 t0: float, operator: str | None = None) -> Decision:
+        """The decision on `reading`, not yet recorded (id None); `t0` (monotonic s) is when
+        the reading arrived."""
+        return Decision(at=datetime.now(UTC), rig_id=self.cfg.id, reading=reading,
+                        verdict=verdict, source=answer.lookup.source if answer else "none",
+                        cache_age_s=round(answer.lookup.age_s, 1)
+                        if answer and answer.lookup.source == "cache" else None,
+                        latency_ms=(time.monotonic() - t0) * 1000,
+                        operator=operator or self.operator())
+
+    async def record(self, reading: Reading, verdict: Verdict, answer: Answer | None,
+                     t0: float, operator: str | None = None) -> Decision:
+        """Build and commit a decision (`decision`, then `commit`)."""
+        return await self.commit(self.decision(reading, verdict, answer, t0, operator), answer)
+
+    async def commit(self, decision: Decision, answer: Answer | None,
+                     fill: FillContext | None = None) -> Decision:
+        """Commit the decision (with what the cache learns from the answer) in the store
+        thread, durable before the rig hears of it, and show it; with `fill`, its open fill
+        row in the same transaction (a permit written at once: one fsync). The decision with
+        its id; StoreError when the store refuses it or cannot commit it within the store
+        thread's deadline (nothing committed: no permit)."""
+        reading, verdict = decision.reading, decision.verdict
+        cache = (answer.city_record if answer else None, tag_key(reading) if answer else None,
+                 bool(answer and answer.forget_tag), answer.remember if answer else None)
+        if fill is None:
+            decision_id = await self.writes.call("record_decision", decision, *cache)
+        else:
+            decision_id = await self.writes.call("record_grant", decision,
+                                                 fills.row(fill, self.cfg.id), *cache)
         self.state.refusal = None
         if not verdict.permit and verdict.reason in self.station.override.reasons:
             self.state.refusal = (time.monotonic(), reading, answer, decision_id,
@@ -162,9 +183,10 @@ class Decider:
         ctx.swap_g = tare_tolerance_g(verdict.tare_g, stamped_tare(record), self.station.rules)
         return ctx
 
-    def pre_fill_refused(self, refused: Refused) -> None:
+    async def pre_fill_refused(self, refused: Refused) -> None:
         """The cylinder failed a check at the scale after its verdict: a refusal decision
-        (a store that refuses it is logged)."""
+        (a store that refuses it is logged). Runs beside the poll (Actuator.spawn), never in
+        it: the poll does not wait on the store."""
         self.ledger.event("pre_check_refused", f"{refused.reason}: {refused.why}")
         log.warning(kv("pre_check_refused", rig=self.cfg.id, reason=refused.reason,
                        why=refused.why))
@@ -175,7 +197,7 @@ class Decider:
         verdict = Verdict(permit=False, reason=refused.reason, detail=refused.why,
                           cylinder_id=refused.ctx.cylinder_id)
         try:
-            self.record(reading, verdict, None, time.monotonic())
+            await self.record(reading, verdict, None, time.monotonic())
         except StoreError as err:
             log.error(kv("store_error", rig=self.cfg.id, error=str(err)))
 
@@ -185,7 +207,7 @@ class Decider:
                        why="fill in progress"))
         self.ledger.event("reading_ignored", f"fill in progress: {reading.raw[:100]}")
 
-    def badge(self, reading: Reading, line: Line) -> Override | None:
+    async def badge(self, reading: Reading, line: Line) -> Override | None:
         """A staff card: a supervisor's overrides a recent refusal (the override to apply, or
         None when refused); an operator's logs in or out."""
         op = self.station.badge(reading.value)
@@ -202,12 +224,14 @@ class Decider:
             self.ledger.event("badge_ignored", why)
             return None
         event = "logout" if self.operator() == op.name else "login"
-        self.store.operator_event(self.cfg.id, op.name, event, via=f"badge:{reading.reader}")
+        await self.writes.call("operator_event", self.cfg.id, op.name, event,
+                               via=f"badge:{reading.reader}")
         log.info(kv(f"operator_{event}", rig=self.cfg.id, operator=op.name, role=op.role))
         return None
 
     def _override(self, supervisor: str, refusal: tuple, line: Line) -> Override | None:
-        """Permit a cylinder refused for an overridable reason; recorded with who and why."""
+        """Permit a cylinder refused for an overridable reason, with who and why (recorded by
+        the loop's `apply`)."""
         _, reading, answer, refused_id, placement, refused_g = refusal
         self.state.refusal = None
         reason = self.station.override.reason_text
@@ -228,7 +252,7 @@ class Decider:
         verdict = Verdict(permit=True, cylinder_id=record.get("id"), tare_g=plan[0],
                           target_g=plan[1], detail=f"override of decision {refused_id} by "
                           f"{supervisor}: {reason}")
-        decision = self.record(reading, verdict, answer, line.at)
+        decision = self.decision(reading, verdict, answer, line.at)
         log.warning(kv("override", rig=self.cfg.id, supervisor=supervisor, decision=refused_id,
                        reason=reason))
         return decision, answer, (supervisor, reason), scale_g

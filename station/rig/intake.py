@@ -11,11 +11,11 @@ from station.config import RigConfig, StationConfig
 from station.core import reading as parse
 from station.core.model import Reading
 from station.core.onscale import CONTINUOUS, Held
-from station.errors import StoreError
 from station.logfmt import kv
 from station.store.db import Store
 
 from .state import RigState
+from .storethread import StoreThread
 
 log = logging.getLogger("station.rig")
 
@@ -31,8 +31,11 @@ class Intake:
     on; parses them; sorts out repeats and ambiguous views; binds each to the cylinder standing
     on the scale, holds it until one stands stable, or finds it void."""
 
-    def __init__(self, cfg: RigConfig, station: StationConfig, store: Store, state: RigState):
+    def __init__(self, cfg: RigConfig, station: StationConfig, store: Store, state: RigState,
+                 writes: StoreThread):
         self.cfg, self.station, self.store, self.state = cfg, station, store, state
+        self.writes = writes  # the store thread: taking entries and binding requests writes
+        self._taking = False
         # each reading with the scale's epoch when it arrived (which cylinder stood there)
         self.queue: asyncio.Queue[tuple[Line, tuple[int, bool]]] = asyncio.Queue(maxsize=100)
 
@@ -42,13 +45,18 @@ class Intake:
             self._put(line, "queue full")
 
     def take_manual_entries(self) -> None:
-        """Codes typed with `station enter --rig R CODE` join the readings of this rig."""
-        try:
-            entries = self.store.take_manual_entries(self.cfg.id)
-        except StoreError as err:
+        """Codes typed with `station enter --rig R CODE` join the readings of this rig: taken
+        by the store thread (one take at a time), never waited for."""
+        if not self._taking:
+            self._taking = True
+            self.writes.post("take_manual_entries", self.cfg.id, done=self._taken)
+
+    def _taken(self, entries: list[dict] | None, err: BaseException | None) -> None:
+        self._taking = False
+        if err is not None:
             log.error(kv("store_error", rig=self.cfg.id, error=str(err)))
             return
-        for entry in entries:
+        for entry in entries or []:
             self._put(Line(f"manual:{entry['via'] or 'cli'}", entry["code"].encode("utf-8"),
                            time.monotonic()))
 
@@ -136,11 +144,11 @@ class Intake:
                        detail=f"{len(others) + 1} codes in view: also {', '.join(others)[:200]}",
                        reader=reading.reader)
 
-    def for_binding(self, reading: Reading) -> bool:
+    async def for_binding(self, reading: Reading) -> bool:
         """The tag a pending `station bind` at this rig waits for (taken, logged): not a
-        cylinder to judge."""
-        if reading.kind == "invalid" or not self.store.take_for_binding(
-                self.cfg.id, reading.reader, reading.raw, BIND_WINDOW_S):
+        cylinder to judge. StoreError when the store thread cannot tell within its deadline."""
+        if reading.kind == "invalid" or not await self.writes.call(
+                "take_for_binding", self.cfg.id, reading.reader, reading.raw, BIND_WINDOW_S):
             return False
         log.info(kv("bind_tag_read", rig=self.cfg.id, reader=reading.reader,
                     reading=reading.raw[:200], kind=reading.kind))

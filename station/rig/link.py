@@ -24,10 +24,11 @@ log = logging.getLogger("station.rig")
 
 class Link:
     """Keeps one rig's controller alive: connect and configure it (which withdraws any permit
-    and puts the lamps out), then heartbeat every third of the watchdog period and hand every
-    status sample (each `poll_ms`) to `observe`, under the actuator's lock. A RigFault marks
+    and puts the lamps out), then hand every status sample (each `poll_ms`, `idle_poll_ms` for
+    an idle rig) to `observe`, under the actuator's lock. A RigFault marks
     the rig lost and reconnects after a backoff (0.2 s doubling to 5 s), the screen published
-    meanwhile. The first connection recovers the fills a crash left open (the ledger)."""
+    meanwhile. The first connection recovers the fills a crash left open (the ledger).
+    Heartbeats are the controller's link's (drivers.modbus_link), fed by every poll."""
 
     def __init__(self, cfg: RigConfig, controller: RigController, state: RigState,
                  cycle: FillCycle, actuator: Actuator, ledger: Ledger, screen: Screen,
@@ -80,25 +81,24 @@ class Link:
             await self.observe(status)  # the cycle sees the permit gone and records the end
 
     async def _poll(self) -> None:
-        beat_every = self.cfg.watchdog_ms / 3000
-        next_beat = 0.0
         while True:
-            now = time.monotonic()
-            beat = now >= next_beat
-            if beat:
-                next_beat = now + beat_every
-            await self.poll_once(beat, now)
-            await asyncio.sleep(self.cfg.poll_ms / 1000)
+            await self.poll_once()
 
-    async def poll_once(self, beat: bool, now: float) -> None:
-        """One poll at `now` (monotonic s): a heartbeat when `beat`, then a status sample
-        observed (the lock taken); the manual entries taken after. RigFault."""
+    def pending(self) -> bool:
+        """Something waits on the rig (a verdict, a permit, a fill, a held reading): polled
+        at the full rate."""
+        return self.cycle.phase != "idle" or self.state.scale.held is not None
+
+    async def poll_once(self) -> None:
+        """One poll, the lock held: `controller.poll()` feeds the link's heartbeat, waits the
+        rig's period (poll_ms; idle_poll_ms for an idle rig; ended early by `wake()`, which a
+        task wanting the lock calls: Actuator.exclusive) and reads the status, observed; the
+        manual entries taken after. RigFault. The store is never waited on here: the
+        fill cycle's records are queued to the store thread (storethread)."""
         async with self.actuator.exclusive():
-            if beat:
-                await self.controller.heartbeat()
-            await self.observe(await self.controller.read_status())
+            await self.observe(await self.controller.poll(pending=self.pending()))
         self.mark(True)
-        self.state.alive_at = now
+        self.state.alive_at = time.monotonic()
         self.after_poll()
 
     def mark(self, up: bool, detail: str = "") -> None:

@@ -44,10 +44,17 @@ from .ledger import Ledger
 from .link import Link
 from .screen import Screen, fault_shown
 from .state import RigState
+from .storethread import DEADLINE_S, StoreThread
 
 log = logging.getLogger("station.rig")
 
 PREEMPTED = "another reading at the rig"  # why an unused permit ends when a reading comes
+
+
+def store_deadline_s(rig: RigConfig) -> float:
+    """How long (s) a decision's store call may wait (storethread.DEADLINE_S), at most half
+    the watchdog period: the link heartbeats a rig for one period after the last feed."""
+    return min(DEADLINE_S, rig.watchdog_ms / 2000)
 
 
 def limits_for(rig: RigConfig, station: StationConfig) -> Limits:
@@ -65,15 +72,20 @@ class RigLoop:
 
     def __init__(self, cfg: RigConfig, station: StationConfig, controller: RigController,
                  readers: list[TagReader], store: Store, lookups: LookupService,
-                 clock: ClockWatch, on_fill: Callable[[], None] = lambda: None):
+                 clock: ClockWatch, on_fill: Callable[[], None] = lambda: None,
+                 writes: StoreThread | None = None):
         self.cfg, self.controller, self.readers = cfg, controller, readers
         self.state, self.cycle = RigState(), FillCycle(limits_for(cfg, station))
-        self.ledger = Ledger(cfg, station, store, on_fill)
-        self.screen = Screen(cfg, store, self.state, self.cycle, self.ledger.unsaved)
+        # the store thread (one per daemon; its own when none is given, closed at shutdown)
+        self.owns_writes = writes is None
+        self.writes = writes or StoreThread(store, store_deadline_s(cfg))
+        self.ledger = Ledger(cfg, station, store, self.writes, on_fill)
+        self.screen = Screen(cfg, store, self.state, self.cycle, self.ledger.unsaved,
+                             self.writes)
         self.actuator = Actuator(cfg, controller, self.state, self.screen, self.ledger)
-        self.intake = Intake(cfg, station, store, self.state)
+        self.intake = Intake(cfg, station, store, self.state, self.writes)
         self.decide = Decider(cfg, station, store, lookups, clock, self.state, self.cycle,
-                              self.screen, self.ledger, self.intake)
+                              self.screen, self.ledger, self.intake, self.writes)
         self.link = Link(cfg, controller, self.state, self.cycle, self.actuator, self.ledger,
                          self.screen, self.observe, self.intake.take_manual_entries)
 
@@ -99,7 +111,7 @@ class RigLoop:
             if line is not None:
                 await self.handle(line, arrived)
             await self._held()
-        except RigFault as err:
+        except RigFault as err:  # (the cycle idle again: a permit void before it was written)
             log.error(kv("rig_write_failed", rig=self.cfg.id, error=str(err)))
         except Exception as err:  # noqa: BLE001 - a bad reading must never end the rig loop
             store = isinstance(err, StoreError)  # not recorded: refused, shown as such
@@ -120,13 +132,13 @@ class RigLoop:
             return None
         reading, kind = sorted_
         if reading.kind == "badge":
-            override = self.decide.badge(reading, line)
+            override = await self.decide.badge(reading, line)
             if override is not None:
                 decision, answer, by, scale_g = override
-                await self.apply(decision, answer, by, scale_g)
+                decision = await self.apply(decision, answer, by, scale_g)
                 self.decide.log(decision, answer, line.at)
             return None
-        if self.intake.for_binding(reading):
+        if await self.intake.for_binding(reading):
             return None  # a new tag being bound (station bind): not a cylinder to judge
         if not self.cycle.busy:
             await self._refresh()
@@ -148,14 +160,14 @@ class RigLoop:
     async def _judge(self, reading: Reading, line: Line, scale_g: int | None) -> Verdict:
         """Judge and record a reading for the cylinder weighing `scale_g` (g); tell the rig."""
         decision, answer = await self.decide.for_cylinder(reading, line, scale_g)
-        await self.apply(decision, answer, scale_g=scale_g)
+        decision = await self.apply(decision, answer, scale_g=scale_g)
         self.decide.log(decision, answer, line.at)
         return decision.verdict
 
     async def _void(self, line: Line, reading: Reading, kind: str, why: str) -> None:
         decision = self.decide.void(line, reading, kind, why)
         if decision is not None:
-            await self.apply(decision, None)
+            decision = await self.apply(decision, None)
             self.decide.log(decision, None, line.at)
 
     async def _held(self) -> None:
@@ -175,8 +187,11 @@ class RigLoop:
             self.cycle.rig_lost()
             return
         try:
+            wake = getattr(self.controller, "wake", None)
+            if wake is not None:
+                wake()  # full poll rate from now; a poll's wait ends, its fresh sample reused
             async with self.actuator.exclusive():
-                await self.observe(await self.controller.read_status())
+                await self.observe(await self._fresh_status())
                 if self.cycle.busy:
                     return  # the valve opened meanwhile: the caller treats the reading as busy
                 if self.cycle.holds_permit:  # (a failed withdrawal leaves the cycle holding it)
@@ -185,21 +200,49 @@ class RigLoop:
         except RigFault as err:
             self.link.mark(False, str(err))
 
+    async def _fresh_status(self) -> RigStatus:
+        """The rig's status for a decision: a poll sample younger than the poll period is
+        reused (ModbusRig.read_status's max_age_s), read with the writes' priority."""
+        interval = getattr(self.controller, "poll_interval_s", None)
+        if interval is None:
+            return await self.controller.read_status()
+        return await self.controller.read_status(max_age_s=interval(pending=True), urgent=True)
+
     async def apply(self, decision: Decision, answer: Answer | None,
-                    override: tuple[str, str] | None = None, scale_g: int | None = None) -> None:
-        """A refusal shows red at once; an accepted cylinder shows green and enters the cycle,
-        bound to the gross `scale_g` (g) it was weighed at."""
+                    override: tuple[str, str] | None = None,
+                    scale_g: int | None = None) -> Decision:
+        """Record the decision (durable before the rig hears of it) and tell the rig: a refusal
+        shows red at once; an accepted cylinder shows green and enters the cycle, bound to the
+        gross `scale_g` (g) it was weighed at. When the permit follows at once (the cylinder
+        stands stable on the scale) the decision and the fill's open row are one commit, made
+        before the permit is written. The decision recorded; StoreError when the store cannot
+        commit it in time (the cycle idle again: no permit)."""
         if not decision.verdict.permit:
+            decision = await self.decide.commit(decision, answer)
             await self.actuator.show_refusal()
-            return
+            return decision
         ctx = self.decide.context(decision, answer, override, scale_g)
         async with self.actuator.exclusive():
             self.cycle.accept(ctx)
+            actions: list[Action] = []
             if self.state.status is not None:  # on the scale already: the permit follows now
-                await self.execute(self.cycle.step(self.state.status, time.monotonic(),
-                                                   time.time()))
+                actions = self.cycle.step(self.state.status, time.monotonic(), time.time())
+            opened = next((a for a in actions if isinstance(a, Opened)), None)
+            if opened is not None and not self._still_judged(opened):
+                actions, opened = [], None
+            self._keep_alive()  # the poll waits for the lock meanwhile: the link heartbeats on
+            try:
+                decision = await self.decide.commit(decision, answer, ctx if opened else None)
+            except BaseException as err:
+                self.cycle.void_permit()  # nothing committed: no permit, the cycle idle
+                if opened is not None and isinstance(err, StoreError):
+                    self.ledger.refused(err)
+                raise
+            ctx.decision_id = decision.id or 0
+            await self.execute([a for a in actions if a is not opened])
             await self.actuator.show_lamps()  # accepted: green now; the permit once on the scale
         self.screen.publish()
+        return decision
 
     # --- how a status sample becomes the fill cycle's actions (the lock held) --------------
     async def observe(self, status: RigStatus) -> None:
@@ -219,7 +262,7 @@ class RigLoop:
         self.ledger.retry()
         for action in actions:
             if isinstance(action, Opened):
-                if not self._open(action):
+                if not await self._open(action):
                     return  # no fill without its record: the permit is not written
             elif isinstance(action, Grant):
                 ctx = self.cycle.ctx
@@ -233,19 +276,35 @@ class RigLoop:
             elif isinstance(action, Started):
                 self.ledger.started(action.ctx)
             elif isinstance(action, Refused):
-                self.decide.pre_fill_refused(action)
+                self.actuator.spawn(self.decide.pre_fill_refused(action))  # not in the poll
                 await self.actuator.show_lamps()
 
-    def _open(self, opened: Opened) -> bool:
-        """Commit the open row of the fill about to be permitted; False (the permit void) when
-        the cylinder judged left the scale or the store cannot commit it."""
+    def _still_judged(self, opened: Opened) -> bool:
+        """The cylinder judged is still the one on the scale; else the permit is void
+        (logged, the cycle idle)."""
         placement = opened.ctx.extra.get("placement")
         if placement is not None and placement != self.state.scale.current():
             log.warning(kv("permit_void", rig=self.cfg.id,
                            why="the cylinder judged is no longer the one on the scale"))
             self.cycle.void_permit()
             return False
-        if not self.ledger.open(opened.ctx):
+        return True
+
+    def _keep_alive(self) -> None:
+        """The link heartbeats on for another feed_s (drivers.modbus_rig.keep_alive) while
+        this task waits on the store (at most the store thread's deadline, less than feed_s)."""
+        keep_alive = getattr(self.controller, "keep_alive", None)
+        if keep_alive is not None:
+            keep_alive()
+
+    async def _open(self, opened: Opened) -> bool:
+        """Commit the open row of the fill about to be permitted (a cylinder accepted before
+        it stood stable: the poll's own step), within the store thread's deadline; False (the
+        permit void) when the cylinder judged left the scale or the store cannot commit it."""
+        if not self._still_judged(opened):
+            return False
+        self._keep_alive()
+        if not await self.ledger.open(opened.ctx):
             self.cycle.void_permit()
             self.screen.show(fault_shown("STORE_FAULT"))
             self.actuator.spawn(self.actuator.quietly(self.actuator.show_refusal()))
@@ -257,4 +316,6 @@ class RigLoop:
         Called on SIGTERM before exiting."""
         await self.actuator.stand_down()
         await self.execute(self.cycle.stop("station stopped", time.time()))
-        self.ledger.at_exit()
+        await self.ledger.at_exit()
+        if self.owns_writes:
+            self.writes.close()

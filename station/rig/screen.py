@@ -15,6 +15,7 @@ from station.logfmt import kv
 from station.store.db import Store
 
 from .state import RigState
+from .storethread import StoreThread
 
 log = logging.getLogger("station.rig")
 
@@ -22,12 +23,17 @@ log = logging.getLogger("station.rig")
 class Screen:
     """Publishes one rig's picture (link, controller flags, phase, verdict, fill result, mass)
     to the store for the operator screens, and keeps the verdict shown. Reads the loop's state
-    and cycle; never writes the rig. `unsaved` is the ledger's list of held fill records."""
+    and cycle; never writes the rig. `unsaved` is the ledger's list of held fill records.
+    The picture is written by the store thread (`writes`), never waited for: one write in
+    flight per rig, a newer picture replacing one not yet sent."""
 
     def __init__(self, cfg: RigConfig, store: Store, state: RigState, cycle: FillCycle,
-                 unsaved: list[Closed]):
+                 unsaved: list[Closed], writes: StoreThread):
         self.cfg, self.store, self.state, self.cycle, self.unsaved = \
             cfg, store, state, cycle, unsaved
+        self.writes = writes
+        self._next: dict | None = None  # the picture to write once the one in flight is done
+        self._sending = False
 
     def operator(self) -> str | None:
         """The operator on shift at this rig (StoreError when the store cannot tell)."""
@@ -60,7 +66,8 @@ class Screen:
 
     def publish(self) -> None:
         """The rig's picture for screens, written when what a person would see changed (or
-        every second); a store that refuses it is logged, never raised."""
+        every second), queued to the store thread; a store that refuses it is logged, never
+        raised (and the picture written again at the next publish)."""
         try:
             picture = self.picture(self.operator())
         except StoreError as err:  # the shift is unreadable: the screen still learns the rest
@@ -71,11 +78,23 @@ class Screen:
         now = time.monotonic()
         if coarse == self.state.published and now - self.state.published_at < 1.0:
             return
-        try:
-            self.store.publish(self.cfg.id, picture)
-            self.state.published, self.state.published_at = coarse, now
-        except StoreError as err:
+        self.state.published, self.state.published_at = coarse, now
+        self._next = picture
+        if not self._sending:
+            self._send()
+
+    def _send(self) -> None:
+        picture, self._next = self._next, None
+        self._sending = True
+        self.writes.post("publish", self.cfg.id, picture, done=self._sent)
+
+    def _sent(self, _result: object, err: BaseException | None) -> None:
+        self._sending = False
+        if err is not None:
             log.debug(kv("publish_failed", rig=self.cfg.id, error=str(err)))
+            self.state.published = None  # written again at the next publish
+        if self._next is not None:
+            self._send()
 
     def show(self, shown: dict) -> None:
         """A new verdict for the operator, bound to the scale's placement it was made on."""

@@ -1,6 +1,7 @@
 """`station doctor` passes on a healthy station and fails on each broken thing, one at a time."""
 
 import email.utils
+import json
 import os
 import re
 import shutil
@@ -9,12 +10,14 @@ import subprocess
 import sys
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
 from simulators import city as city_sim
-from simulators.harness import RigSpec, SimStation
+from simulators.harness import RigSpec, SimStation, wait_for
 from station.app import doctor
+from station.app.daemon import links_path
 from station.app.startup import FIRST_START
 from station.core.fills import local
 from station.core.model import Decision, Reading, Verdict
@@ -55,6 +58,9 @@ def doctor_of(st, extra=""):
 def test_healthy_station_with_its_daemon_running(tmp_path):
     st = SimStation(tmp_path, RIGS).start()
     try:
+        stats = Path(links_path(str(st.store_path)))  # the daemon's links, for doctor
+        wait_for(lambda: stats.is_file() and len(json.loads(stats.read_text())["links"][0][
+            "units"]) == 2, 15, "the daemon's link stats")
         run = subprocess.run([sys.executable, "-m", "station", "doctor", "--config",
                               str(st.config_path)], capture_output=True, text=True, timeout=60)
     finally:
@@ -63,13 +69,34 @@ def test_healthy_station_with_its_daemon_running(tmp_path):
     lines = run.stdout.splitlines()
     *lines, nobody = lines  # the harness configures no [[web.users]]: a warning, not a failure
     assert nobody.startswith("WARN  setup") and "no [[web.users]]" in nobody, run.stdout
-    assert [line.split()[0] for line in lines] == ["PASS"] * 11, run.stdout
+    assert [line.split()[0] for line in lines] == ["PASS"] * 12, run.stdout
     names = [line[6:30].strip() for line in lines]
     assert names == ["config", "store", "chain", "rig rig-01", "rig rig-02",
+                     f"link tcp://127.0.0.1:{st.rig_sim.port}"[:24],
                      "reader rig-01-reader1", "reader rig-02-reader1", "city", "clock", "disk",
                      "blocklist"]
-    assert "in use (daemon running?)" in lines[5] and "integrity ok" in lines[1]
-    assert "token obtained" in lines[7]
+    assert "in use (daemon running?)" in lines[6] and "integrity ok" in lines[1]
+    assert "2 rig(s)" in lines[5] and "heartbeat gap max" in lines[5]
+    assert "token obtained" in lines[8]
+
+
+def test_link_stats_of_the_running_daemon(tmp_path):
+    """An overloaded line and late heartbeats are warnings naming the rigs; a file the daemon
+    has not refreshed for LINK_STATS_STALE_S is no running daemon (no line)."""
+    store = str(tmp_path / "station.db")
+    unit = {"sent": 90, "late": 0, "max_gap_s": 0.98, "unfed": False}
+    link = {"endpoint": "rtu:///dev/ttyS1", "overloaded": True, "poll_stretch": 1.5,
+            "overloads": 1, "busy": 0.91, "units": {"rig-01": unit,
+                                                    "rig-02": {**unit, "late": 3}}}
+    Path(links_path(store)).write_text(json.dumps({"at": 1000.0, "links": [link]}))
+    (check,) = doctor.check_links(store, now=1001.0)
+    assert check.status == "WARN" and check.name == "link rtu:///dev/ttyS1"
+    assert "overloaded" in check.detail and "rig-02: 3" in check.detail
+    assert "rig-01" not in check.detail.split("late heartbeats")[1].split(";")[0]
+    healthy = {**link, "overloaded": False, "units": {"rig-01": unit}}
+    Path(links_path(store)).write_text(json.dumps({"at": 1000.0, "links": [healthy]}))
+    assert [c.status for c in doctor.check_links(store, now=1001.0)] == ["PASS"]
+    assert doctor.check_links(store, now=1000.0 + doctor.LINK_STATS_STALE_S + 1) == []
 
 
 def test_healthy_station_without_its_daemon(parts):

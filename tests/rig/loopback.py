@@ -132,6 +132,8 @@ class Rig:
             await self.controller.sampled()
 
     def rows(self, sql, *params):
+        """Rows committed by now (queued store calls may commit a moment later: wait with
+        `until`, or `await rig.loop.writes.idle()` first)."""
         return [dict(r) for r in self.store.query(sql, params)]
 
     async def scan_onto_a_cylinder(self, wait_for_permit=True):
@@ -187,6 +189,7 @@ class Stepped:
         lookups = LookupService(City(outcome), self.store, self.executor, 2.0)
         watch = ClockWatch(self.store, lambda: None, cfg.rules.max_clock_skew_s)
         self.loop = RigLoop(cfg.rigs[0], cfg, self.controller, [], self.store, lookups, watch)
+        self.controller.poll_s = 0.0  # a step is one poll at once: the test moves the clock
         self.aloop = asyncio.new_event_loop()
         if self.store.operator_on_shift("rig-01") is None:
             self.store.operator_event("rig-01", "张三", "login", "test")
@@ -194,24 +197,33 @@ class Stepped:
     def connect(self):
         """Connect and configure (the permit withdrawn), recovering open fills the first time."""
         self.aloop.run_until_complete(self.loop.link.connect())
+        self.settle()
 
-    def poll(self, beat=True):
+    def settle(self):
+        """Every store call queued by the step just run done (the store thread idle)."""
+        self.aloop.run_until_complete(self.loop.writes.idle())
+
+    def poll(self):
         """One poll (heartbeat, status observed); then a held reading looked at, as the loop's
-        readings task does every poll_ms while one is held."""
-        self.aloop.run_until_complete(self.loop.link.poll_once(beat, time.monotonic()))
+        readings task does every poll_ms while one is held; then the store thread's queue."""
+        self.aloop.run_until_complete(self.loop.link.poll_once())
         if self.loop.state.scale.held is not None:
             self.aloop.run_until_complete(self.loop.process(None, (0, False)))
+        self.settle()
 
     def read(self, data, reader="s1"):
         """One line read at the rig, handled as the readings task would."""
         line = Line(reader, data, time.monotonic())
         self.aloop.run_until_complete(self.loop.process(line, self.loop.state.scale.epoch()))
+        self.settle()
 
     def rows(self, sql, *params):
         return [dict(r) for r in self.store.query(sql, params)]
 
     def close(self):
-        """The daemon gone (its store closed; a kill -9 leaves the same committed rows)."""
+        """The daemon gone (its store closed; a kill -9 leaves the same committed rows: the
+        store thread is idle after every step)."""
+        self.loop.writes.close()
         self.aloop.close()
         self.executor.shutdown()
         self.store.close()
