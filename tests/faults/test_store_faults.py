@@ -216,18 +216,18 @@ def test_a_full_disk_is_no_hang_systemd_keeps_getting_watchdog_pings(watched):
 
 
 def test_a_cylinder_whose_fill_row_cannot_be_committed_gets_no_permit(station):
-    """Judged and recorded, its open fill row refused by the store (a trigger stands in for the
-    fault between the two commits: the decision and the row are written back to back): the
-    permit is never written."""
+    """Judged, its open fill row refused by the store (a trigger stands in for the fault): the
+    decision and the row are one transaction (Store.record_grant), so neither is committed,
+    and the permit is never written."""
     st = station
     st.db.execute("CREATE TRIGGER no_fill BEFORE INSERT ON fills "
                   "BEGIN SELECT RAISE(ABORT, 'disk I/O error'); END")
     st.db.commit()
     mark = LogMark(st)
+    since = st.last_id()
     try:
         st.place("rig-01")
-        d = st.scan("rig-01", qr_url(CYL["valid"]["info_code"]), settle=False)
-        assert d["permit"] == 1  # the verdict; then the fill row could not be committed
+        st.scanners["rig-01"].send(qr_url(CYL["valid"]["info_code"]))
         wait_for(lambda: (c := st.coils("rig-01"))["lamp_red"] and not c["lamp_green"], 15,
                  "the red lamp")
         assert not st.coils("rig-01")["permit"]
@@ -238,7 +238,8 @@ def test_a_cylinder_whose_fill_row_cannot_be_committed_gets_no_permit(station):
     finally:
         st.db.execute("DROP TRIGGER no_fill")
         st.db.commit()
-    assert st.rows("SELECT * FROM fills WHERE decision_id = ?", d["id"]) == []
+    assert st.rows("SELECT * FROM decisions WHERE id > ? AND permit = 1", since) == []
+    assert st.rows("SELECT * FROM fills") == []
     wait_for(lambda: (st.live("rig-01").get("verdict") or {}).get("code") == "STORE_FAULT", 10,
              "the screen showing the store fault")
 

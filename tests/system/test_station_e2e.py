@@ -60,9 +60,12 @@ def test_hostile_readings_are_escaped_in_the_log_and_never_reach_the_city(demo_s
     d = demo_station.scan("rig-01", "https://qr.cqtzsb.example/c/A1\x1b[2J\u202eX")
     assert d["reason"] == "TAG_FOREIGN"
     assert demo_station.city.requests == before
-    log = demo_station.log_path.read_text(encoding="utf-8")
+    def logged():
+        text = demo_station.log_path.read_text(encoding="utf-8")
+        return text if "\\x1b[2J\\u202eX" in text else None
+    log = wait_for(logged, 5, "the decision logged")
     bad = [line for line in log.splitlines() if "\x1b" in line]
-    assert not bad and "\\x1b[2J\\u202eX" in log
+    assert not bad  # (the decision is logged just after its commit: waited for)
 
 
 def test_killed_daemon_leaves_no_permit_beyond_the_watchdog(station):
