@@ -18,16 +18,19 @@ from station.store.db import Store
 log = logging.getLogger("station.store")
 
 DEADLINE_S = 1.0  # a decision's store call: refused (no permit) when it cannot commit by then
-GRACE_S = 1.0  # beyond the deadline, what the loop allows the thread (an fsync) before giving up
+GRACE_S = 0.25  # beyond the deadline, what the loop allows the thread (an fsync) before giving up
 BUSY_MS = 5000  # SQLite's busy timeout for the calls without a deadline (fill records)
+LIVE = frozenset({"publish", "rig_event"})  # the non-durable writes: the live thread's
 
 Call = str | Callable[..., Any]  # a Store method's name, or fn(store, *args)
 
 
 class StoreThread:
-    """One thread owning the daemon's writing connections (a Store of its own, opened in it:
+    """One thread owning the daemon's writing connection (a Store of its own, opened in it:
     SQLite connections stay in one thread) and running the rig loops' store calls one at a
-    time, in the order they were made.
+    time, in the order they were made; a second one for the non-durable writes (LIVE: the
+    screens' pictures, rig events, on their own no-fsync connection), so that a picture
+    waiting for the lock never holds up a decision.
 
     The event loop never waits on SQLite: while another process holds the write lock (a
     technician's `sqlite3`, `station prune`) a call waits in this thread, and the loop, the
@@ -41,6 +44,10 @@ class StoreThread:
     - `post(...)`: queued, not awaited (fill started, fill closed, events, the screen's
       picture); `done(result, error)` is then called on the event loop.
 
+    A call given up at the deadline may still commit if it had got the lock and its fsync
+    outlasted GRACE_S: the loop has refused it all the same (no permit); a decision and
+    open row committed so are a permit never written, closed at the next start (recovery).
+
     The reader learns the newest decision's time (`newest_at`, for the clock checks) after
     each awaited call. `idle()` waits until every call queued so far has run.
     """
@@ -48,16 +55,20 @@ class StoreThread:
     def __init__(self, reader: Store, deadline_s: float = DEADLINE_S):
         self.reader, self.path, self.deadline_s = reader, reader.path, deadline_s
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="store")
+        self._live_pool = ThreadPoolExecutor(1, thread_name_prefix="store-live")
         self._store: Store | None = None  # opened in the thread by its first call
-        self._thread: int | None = None
+        self._live: Store | None = None  # the live thread's
         self.queued = 0  # calls submitted and not yet finished
         self.waited_s = 0.0  # the longest a call waited in the thread (s), for doctor/bench
         self._closed = False
 
     # --- in the store thread ------------------------------------------------------------
-    def _writer(self) -> Store:
+    def _writer(self, live: bool) -> Store:
+        if live:
+            if self._live is None:
+                self._live = Store(self.path)
+            return self._live
         if self._store is None:
-            self._thread = threading.get_ident()
             self._store = Store(self.path)
         return self._store
 
@@ -67,7 +78,7 @@ class StoreThread:
         try:
             if abandoned.is_set():
                 raise StoreError("store busy: the call was given up before it could start")
-            store = self._writer()
+            store = self._writer(what in LIVE)
             if deadline is not None:
                 left = deadline - started
                 if left <= 0:
@@ -94,7 +105,8 @@ class StoreThread:
         if self._closed:
             raise StoreError("store thread closed")
         self.queued += 1
-        fut = self._pool.submit(self._run, what, args, kwargs, deadline, abandoned)
+        pool = self._live_pool if what in LIVE else self._pool
+        fut = pool.submit(self._run, what, args, kwargs, deadline, abandoned)
         fut.add_done_callback(self._finished)
         return fut
 
@@ -144,6 +156,7 @@ class StoreThread:
     async def idle(self) -> None:
         """Return once every call queued before it has run and its `done` has been called."""
         await asyncio.wrap_future(self._pool.submit(lambda: None))
+        await asyncio.wrap_future(self._live_pool.submit(lambda: None))
         await asyncio.sleep(0)  # the done callbacks scheduled by then run first
         await asyncio.sleep(0)
 
@@ -153,12 +166,14 @@ class StoreThread:
             return
         self._closed = True
 
-        def shut() -> None:
-            if self._store is not None:
-                self._store.close()
-                self._store = None
+        def shut(live: bool) -> None:
+            store = self._live if live else self._store
+            if store is not None:
+                store.close()
         try:
-            self._pool.submit(shut).result()
+            self._pool.submit(shut, False).result()
+            self._live_pool.submit(shut, True).result()
         finally:
             self._pool.shutdown(wait=True)
+            self._live_pool.shutdown(wait=True)
 
