@@ -1,6 +1,14 @@
 """1..16 rigs on one RS-485 line (Modbus RTU) at 9600 and 19200 baud: what the line costs each rig.
 
 Usage: .venv/bin/python bench/rs485.py [--rigs 1,2,4,8,16] [--baud 9600,19200] [--seconds 12]
+       .venv/bin/python bench/rs485.py --daemon [--rigs 4,8] [--baud 19200] [--seconds 40]
+
+`--daemon` drives the real daemon instead (`station run` over the RTU simulator with the line
+model, the city simulator, a scanner pty per rig, SQLite): each rig's operator places an empty
+cylinder, scans a fresh one, the controller fills it (start 0.5 s after the permit, 4 kg/s), it
+is taken off; prints the heartbeat gap max any controller saw (from the simulator's wire log),
+scan-to-permit median/p99 (scanner pty → the controller's grant, on the simulator's clock),
+watchdog trips, and the daemon's CPU.
 
 Drives the driver layer directly: ModbusRig over one scheduled ModbusLink per line, and a small
 stand-in for the rig loop per rig (poll() every iteration, which feeds the heartbeat; a scan
@@ -19,6 +27,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import multiprocessing as mp
+import os
 import random
 import statistics
 import sys
@@ -195,6 +204,105 @@ async def run(n: int, baud: int, seconds: float, idle_s: float, turnaround_ms: f
     }
 
 
+def daemon_run(n: int, baud: int, seconds: float, turnaround_ms: float) -> dict:
+    """The real daemon over one RS-485 line of `n` rigs (see the module's docstring)."""
+    import collections
+    import tempfile
+    import threading
+
+    from simulators.dataset import cylinder, demo_dataset, qr_url
+    from simulators.harness import OPERATORS, RigSpec, SimStation, wait_for
+    from simulators.wirelog import max_gap
+    from station.today import station_today
+
+    class RtuStation(SimStation):
+        def config_text(self) -> str:
+            text = super().config_text()
+            sim = self.rig_sim
+            return text.replace(f'modbus = "tcp://127.0.0.1:{sim.port}"',
+                                f'modbus = "rtu://{sim.client_port}"\nbaudrate = {baud}')
+
+    today = station_today()
+    dataset = demo_dataset(today)
+    fresh = [cylinder(200000 + i, today) for i in range(n * int(seconds) + 10)]
+    dataset["cylinders"] += fresh
+    codes = collections.deque(c["info_code"] for c in fresh)
+    specs = tuple(RigSpec(f"rig-{u:02d}", unit_id=u) for u in range(1, n + 1))
+    work = Path(tempfile.mkdtemp(prefix=f"bench-rs485-{n}-{baud}-"))
+    st = RtuStation(work, specs, dataset=dataset, watchdog_ms=WATCHDOG_MS, poll_ms=POLL_MS,
+                    rig_options={"rtu": True, "baudrate": baud, "turnaround_ms": turnaround_ms,
+                                 "start_delay_s": 0.5, "flow_g_per_s": 4000})
+    st.start()
+    lat: list[float] = []
+    problems: list[str] = []
+    try:
+        for spec in specs:
+            st.badge(spec.id, OPERATORS[0][1])
+        t0 = time.monotonic()
+        cpu0 = _cpu_s(st.daemon.pid)
+        end = t0 + seconds
+        stop = threading.Event()
+
+        def operator(rig: str, first_at: float) -> None:
+            model, scanner = st.model(rig), st.scanners[rig]
+            stop.wait(max(0.0, first_at - time.monotonic()))
+            while time.monotonic() < end and not stop.is_set():
+                model.place_cylinder(15200)
+                try:
+                    snap = wait_for(lambda: (s := model.snapshot())["stable"] and s, 5,
+                                    "a stable scale", every=0.02)
+                    grants, sent = snap["permit_grants"], time.monotonic()
+                    scanner.send(qr_url(codes.popleft()))
+                    wait_for(lambda g=grants: model.snapshot()["permit_grants"] > g, 10,
+                             "the permit", every=0.02)
+                    lat.append(model.snapshot()["granted_at"] - sent)
+                    wait_for(lambda: (s := model.snapshot())["fill_done"] and
+                             not s["valve_open"], 20, "the fill done", every=0.1)
+                except TimeoutError as err:
+                    problems.append(f"{rig}: {err}")
+                model.remove_cylinder()
+                stop.wait(1.0)  # the operator takes the next cylinder
+        threads = [threading.Thread(target=operator, args=(s.id, t0 + 2.0 * i / n), daemon=True)
+                   for i, s in enumerate(specs)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(seconds + 40)
+        t1 = time.monotonic()
+        cpu = _cpu_s(st.daemon.pid) - cpu0
+        sim = st.rig_sim
+        gaps = [max_gap(sim.wire.writes_to(s.unit_id, sim.registers.heartbeat, t0), t1)
+                for s in specs]
+        trips = sum(st.model(s.id).snapshot()["watchdog_trips"] for s in specs)
+        tx = len(sim.wire.since(t0)) / (t1 - t0) / n
+    finally:
+        st.stop()
+    return {"rigs": n, "baud": baud, "gap_max_s": max(gaps), "trips": trips,
+            "med_ms": statistics.median(lat) * 1000 if lat else float("nan"),
+            "p99_ms": pct(lat, 0.99) * 1000 if lat else float("nan"), "grants": len(lat),
+            "tx_s": tx, "cpu": cpu / (t1 - t0) * 100, "problems": problems}
+
+
+def _cpu_s(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def daemon_main(args: argparse.Namespace) -> None:
+    print(f"the real daemon over RTU: watchdog {WATCHDOG_MS} ms (heartbeat due every "
+          f"{WATCHDOG_MS // 3} ms), poll {POLL_MS} ms, idle poll {IDLE_POLL_MS} ms (default), "
+          f"turnaround {args.turnaround_ms:g} ms, {args.seconds:g} s per run")
+    print(f"{'baud':>5} {'rigs':>4} {'tx/s/rig':>8} {'hb gap max':>10} {'s2p med':>8} "
+          f"{'s2p p99':>8} {'n':>3} {'trips':>5} {'daemon CPU':>10}  problems")
+    for baud in (int(b) for b in args.baud.split(",")):
+        for n in (int(r) for r in args.rigs.split(",")):
+            r = daemon_run(n, baud, args.seconds, args.turnaround_ms)
+            print(f"{baud:>5} {n:>4} {r['tx_s']:>8.1f} {r['gap_max_s'] * 1000:>8.0f}ms "
+                  f"{r['med_ms']:>6.0f}ms {r['p99_ms']:>6.0f}ms {r['grants']:>3} "
+                  f"{r['trips']:>5} {r['cpu']:>9.1f}%  {'; '.join(r['problems'][:3]) or '-'}",
+                  flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rigs", default="1,2,4,8,16")
@@ -203,7 +311,12 @@ def main() -> None:
     ap.add_argument("--idle", type=float, default=4.0, help="idle phase per run (s)")
     ap.add_argument("--turnaround-ms", type=float, default=5.0)
     ap.add_argument("-v", "--verbose", action="store_true", help="print each link's counters")
+    ap.add_argument("--daemon", action="store_true",
+                    help="drive the real daemon (station run) instead of the driver layer")
     args = ap.parse_args()
+    if args.daemon:
+        daemon_main(args)
+        return
     print(f"watchdog {WATCHDOG_MS} ms (heartbeat due every {WATCHDOG_MS // 3} ms), poll "
           f"{POLL_MS} ms, idle poll {IDLE_POLL_MS} ms, turnaround {args.turnaround_ms:g} ms")
     print(f"{'baud':>5} {'rigs':>4} {'idle tx/s':>9} {'busy tx/s':>9} {'hb gap max':>10} "
