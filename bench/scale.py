@@ -146,6 +146,7 @@ def run(rigs: int, minutes: float, period: float) -> None:
          f"{statistics.median(inside):.1f} / {pct(inside, 99):.1f} / {max(inside):.1f}"
          if inside else "-"),
         ("daemon CPU, % of one core", f"{cpu / wall * 100:.1f}"),
+        ("daemon CPU per rig, % of one core", f"{cpu / wall * 100 / rigs:.2f}"),
         ("simulators + drivers CPU, % of one core", f"{sim_cpu / wall * 100:.1f}"),
         ("daemon RSS MiB: start / max / end", f"{rss[0]:.1f} / {max(rss):.1f} / {rss[-1]:.1f}"),
         ("controller watchdog trips", str(trips)),
