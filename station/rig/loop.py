@@ -276,6 +276,7 @@ class RigLoop:
             elif isinstance(action, Started):
                 self.ledger.started(action.ctx)
             elif isinstance(action, Refused):
+                self.screen.show(fault_shown(action.reason))  # now; its decision once recorded
                 self.actuator.spawn(self.decide.pre_fill_refused(action))  # not in the poll
                 await self.actuator.show_lamps()
 
