@@ -261,6 +261,11 @@ def daemon_run(n: int, baud: int, seconds: float, turnaround_ms: float) -> dict:
                 except TimeoutError as err:
                     problems.append(f"{rig}: {err}")
                 model.remove_cylinder()
+                try:  # the daemon saw it go (lamps out): else the next is "the same cylinder"
+                    wait_for(lambda: not (s := model.snapshot())["lamp_green"] and
+                             not s["lamp_red"], 10, "the lamps out", every=0.05)
+                except TimeoutError as err:
+                    problems.append(f"{rig}: {err}")
                 stop.wait(1.0)  # the operator takes the next cylinder
         threads = [threading.Thread(target=operator, args=(s.id, t0 + 2.0 * i / n), daemon=True)
                    for i, s in enumerate(specs)]

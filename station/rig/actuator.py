@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Coroutine
 from typing import Any
 
@@ -21,6 +22,29 @@ from .state import RigState
 log = logging.getLogger("station.rig")
 
 
+class Sequences:
+    """The rig's lock (`async with`), counting the sequences run under it (`done`), and when
+    the permit was last written (`permit_at`, monotonic s, set by the actuator; a failed write
+    may have landed too, so the time is taken when it ended either way). A status read
+    without the lock (the link's poll) that overlapped a sequence may predate its writes
+    (Link.poll_once); one begun before `permit_at` is not reused for a decision."""
+
+    def __init__(self) -> None:
+        self._lock = asyncio.Lock()
+        self.done = 0
+        self.permit_at = float("-inf")
+
+    def locked(self) -> bool:
+        return self._lock.locked()
+
+    async def __aenter__(self) -> None:
+        await self._lock.acquire()
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.done += 1
+        self._lock.release()
+
+
 class Actuator:
     """Writes one rig's controller: grants and withdraws the permit, shows the lamps of what the
     operator sees, pulses the buzzer.
@@ -35,15 +59,11 @@ class Actuator:
                  screen: Screen, ledger: Ledger):
         self.cfg, self.controller, self.state, self.screen, self.ledger = \
             cfg, controller, state, screen, ledger
-        self._lock = asyncio.Lock()  # one sequence of controller writes at a time
+        self._lock = Sequences()  # one sequence of controller writes at a time
         self.background: set[asyncio.Future] = set()  # tasks spawned beside the loop's own
 
-    def exclusive(self) -> asyncio.Lock:
-        """The rig's lock, to hold around a sequence of controller calls (`async with`). The
-        link's poll holds it while it waits for the rig's period: a caller finding it held
-        wakes the controller (`wake()`), which ends that wait."""
-        if self._lock.locked() and (wake := getattr(self.controller, "wake", None)):
-            wake()
+    def exclusive(self) -> Sequences:
+        """The rig's lock, to hold around a sequence of controller calls (`async with`)."""
         return self._lock
 
     async def grant(self, grant: Grant, cylinder_id: str | None) -> None:
@@ -57,12 +77,17 @@ class Actuator:
             log.error(kv("permit_failed", rig=self.cfg.id, error=str(err)))
             self.ledger.event("permit_failed", str(err))
             raise
+        finally:
+            self._lock.permit_at = time.monotonic()
         self.state.lamps = (True, False)  # grant_permit lights green, puts red out
         self.ledger.event("permit_granted", cylinder_id or "")
 
     async def withdraw(self, why: str) -> None:
         """FILL_PERMIT=0, journalled with `why` (lock held); RigFault when the write fails."""
-        await self.controller.withdraw_permit()
+        try:
+            await self.controller.withdraw_permit()
+        finally:
+            self._lock.permit_at = time.monotonic()
         self.ledger.event("permit_withdrawn", why)
         log.info(kv("permit_withdrawn", rig=self.cfg.id, why=why))
 
@@ -93,6 +118,7 @@ class Actuator:
         """No permit, and the lamps of the refusal shown (takes the lock); RigFault."""
         async with self._lock:
             await self.controller.withdraw_permit()
+            self._lock.permit_at = time.monotonic()
             await self.show_lamps()
         self.screen.publish()
 

@@ -90,13 +90,20 @@ class Link:
         return self.cycle.phase != "idle" or self.state.scale.held is not None
 
     async def poll_once(self) -> None:
-        """One poll, the lock held: `controller.poll()` feeds the link's heartbeat, waits the
-        rig's period (poll_ms; idle_poll_ms for an idle rig; ended early by `wake()`, which a
-        task wanting the lock calls: Actuator.exclusive) and reads the status, observed; the
-        manual entries taken after. RigFault. The store is never waited on here: the
-        fill cycle's records are queued to the store thread (storethread)."""
-        async with self.actuator.exclusive():
-            await self.observe(await self.controller.poll(pending=self.pending()))
+        """One poll: `controller.poll()` feeds the link's heartbeat, waits the rig's period
+        (poll_ms; idle_poll_ms for an idle rig; `wake()` ends it) and reads the status, without
+        the lock (a scan need not wait for it); then, the lock taken, the status observed. A
+        sample read while another sequence held the lock may predate that sequence's writes
+        (a permit just granted): it is read again, under the lock, before it is observed. The
+        manual entries taken after. RigFault. The store is never waited on here: the fill
+        cycle's records are queued to the store thread (storethread)."""
+        lock = self.actuator.exclusive()
+        before, busy = lock.done, lock.locked()
+        status = await self.controller.poll(pending=self.pending())
+        async with lock:
+            if busy or lock.done != before:
+                status = await self.controller.read_status()
+            await self.observe(status)
         self.mark(True)
         self.state.alive_at = time.monotonic()
         self.after_poll()

@@ -201,12 +201,16 @@ class RigLoop:
             self.link.mark(False, str(err))
 
     async def _fresh_status(self) -> RigStatus:
-        """The rig's status for a decision: a poll sample younger than the poll period is
-        reused (ModbusRig.read_status's max_age_s), read with the writes' priority."""
+        """The rig's status for a decision (the lock held): a poll sample younger than the
+        poll period, and begun after the permit was last written (so it shows the permit as
+        it is), is reused (ModbusRig.read_status's max_age_s); else read with the writes'
+        priority."""
         interval = getattr(self.controller, "poll_interval_s", None)
         if interval is None:
             return await self.controller.read_status()
-        return await self.controller.read_status(max_age_s=interval(pending=True), urgent=True)
+        since_writes = time.monotonic() - self.actuator.exclusive().permit_at
+        return await self.controller.read_status(
+            max_age_s=min(interval(pending=True), since_writes), urgent=True)
 
     async def apply(self, decision: Decision, answer: Answer | None,
                     override: tuple[str, str] | None = None,
