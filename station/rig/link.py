@@ -38,6 +38,7 @@ class Link:
         self.actuator, self.ledger, self.screen = actuator, ledger, screen
         self.observe, self.after_poll = observe, after_poll
         self.recovered = False
+        self.dropped = False  # the last poll's sample overlapped a sequence and was dropped
 
     async def run(self) -> None:
         """Connect, poll, reconnect; returns only by cancellation."""
@@ -94,15 +95,21 @@ class Link:
         (poll_ms; idle_poll_ms for an idle rig; `wake()` ends it) and reads the status, without
         the lock (a scan need not wait for it); then, the lock taken, the status observed. A
         sample read while another sequence held the lock may predate that sequence's writes
-        (a permit just granted): it is read again, under the lock, before it is observed. The
+        (a permit just granted): it is dropped (the next poll follows at the full rate), or,
+        the second time running, read again under the lock with the writes' priority. The
         manual entries taken after. RigFault. The store is never waited on here: the fill
         cycle's records are queued to the store thread (storethread)."""
         lock = self.actuator.exclusive()
         before, busy = lock.done, lock.locked()
-        status = await self.controller.poll(pending=self.pending())
+        status = await self.controller.poll(pending=True if self.dropped else self.pending())
         async with lock:
-            if busy or lock.done != before:
-                status = await self.controller.read_status()
+            overlapped = busy or lock.done != before
+            if overlapped and not self.dropped:
+                self.dropped = True
+                return
+            if overlapped:
+                status = await self.controller.read_status(urgent=True)
+            self.dropped = False
             await self.observe(status)
         self.mark(True)
         self.state.alive_at = time.monotonic()
