@@ -29,6 +29,7 @@ import asyncio
 import multiprocessing as mp
 import os
 import random
+import sqlite3
 import statistics
 import sys
 import time
@@ -243,6 +244,16 @@ def daemon_run(n: int, baud: int, seconds: float, turnaround_ms: float) -> dict:
         end = t0 + seconds
         stop = threading.Event()
 
+        def closed(rig: str) -> int:
+            """The fills the daemon has recorded at `rig` (the operator takes the cylinder
+            off once the screen shows its record, as at a station)."""
+            db = sqlite3.connect(st.store_path, timeout=5)
+            try:
+                return db.execute("SELECT count(*) FROM fills WHERE rig = ? AND state != "
+                                  "'open'", (rig,)).fetchone()[0]
+            finally:
+                db.close()
+
         def operator(rig: str, first_at: float) -> None:
             model, scanner = st.model(rig), st.scanners[rig]
             stop.wait(max(0.0, first_at - time.monotonic()))
@@ -251,13 +262,14 @@ def daemon_run(n: int, baud: int, seconds: float, turnaround_ms: float) -> dict:
                 try:
                     snap = wait_for(lambda: (s := model.snapshot())["stable"] and s, 5,
                                     "a stable scale", every=0.02)
-                    grants, sent = snap["permit_grants"], time.monotonic()
+                    grants, sent, done = snap["permit_grants"], time.monotonic(), closed(rig)
                     scanner.send(qr_url(codes.popleft()))
                     wait_for(lambda g=grants: model.snapshot()["permit_grants"] > g, 10,
                              "the permit", every=0.02)
                     lat.append(model.snapshot()["granted_at"] - sent)
                     wait_for(lambda: (s := model.snapshot())["fill_done"] and
                              not s["valve_open"], 20, "the fill done", every=0.1)
+                    wait_for(lambda d=done: closed(rig) > d, 20, "the fill recorded", every=0.1)
                 except TimeoutError as err:
                     problems.append(f"{rig}: {err}")
                 model.remove_cylinder()

@@ -141,7 +141,7 @@ class RigLoop:
         if await self.intake.for_binding(reading):
             return None  # a new tag being bound (station bind): not a cylinder to judge
         if not self.cycle.busy:
-            await self._refresh()
+            await self._refresh(line.at)
         if self.cycle.busy:
             self.decide.ignored(reading)
             return None
@@ -181,8 +181,9 @@ class RigLoop:
         else:
             await self._void(held.line, held.reading, held.kind, what.removeprefix("void: "))
 
-    async def _refresh(self) -> None:
-        """Judge on the rig as it is now, not as the last poll saw it; drop an unused permit."""
+    async def _refresh(self, since: float = float("inf")) -> None:
+        """Judge on the rig as it is now, not as the last poll saw it (a sample begun after
+        `since`, monotonic s: when the reading arrived); drop an unused permit."""
         if not self.state.connected:
             self.cycle.rig_lost()
             return
@@ -191,7 +192,7 @@ class RigLoop:
             if wake is not None:
                 wake()  # full poll rate from now; a poll's wait ends, its fresh sample reused
             async with self.actuator.exclusive():
-                await self.observe(await self._fresh_status())
+                await self.observe(await self._fresh_status(since))
                 if self.cycle.busy:
                     return  # the valve opened meanwhile: the caller treats the reading as busy
                 if self.cycle.holds_permit:  # (a failed withdrawal leaves the cycle holding it)
@@ -200,17 +201,18 @@ class RigLoop:
         except RigFault as err:
             self.link.mark(False, str(err))
 
-    async def _fresh_status(self) -> RigStatus:
-        """The rig's status for a decision (the lock held): a poll sample younger than the
-        poll period, and begun after the permit was last written (so it shows the permit as
-        it is), is reused (ModbusRig.read_status's max_age_s); else read with the writes'
-        priority."""
+    async def _fresh_status(self, since: float) -> RigStatus:
+        """The rig's status for a decision (the lock held): a poll sample begun after `since`
+        (monotonic s: the reading's arrival, so it shows the cylinder scanned) and after the
+        permit was last written (so it shows the permit as it is) is reused
+        (ModbusRig.read_status's max_age_s); else read with the writes' priority."""
         interval = getattr(self.controller, "poll_interval_s", None)
         if interval is None:
             return await self.controller.read_status()
-        since_writes = time.monotonic() - self.actuator.exclusive().permit_at
+        now = time.monotonic()
+        newest = max(since if since != float("inf") else now, self.actuator.exclusive().permit_at)
         return await self.controller.read_status(
-            max_age_s=min(interval(pending=True), since_writes), urgent=True)
+            max_age_s=max(0.0, min(interval(pending=True), now - newest)), urgent=True)
 
     async def apply(self, decision: Decision, answer: Answer | None,
                     override: tuple[str, str] | None = None,
