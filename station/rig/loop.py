@@ -38,6 +38,7 @@ from station.logfmt import kv
 from station.store.db import Store
 
 from .actuator import Actuator
+from .checks import Checklists
 from .decide import Decider
 from .intake import Intake
 from .ledger import Ledger
@@ -53,10 +54,12 @@ PREEMPTED = "another reading at the rig"  # why an unused permit ends when a rea
 def limits_for(rig: RigConfig, station: StationConfig) -> Limits:
     """The fill cycle's numbers from the configuration (kg → g)."""
     f = station.fill
+    ask_pre, ask_post = Checklists.stages(rig, station)
     return Limits(permit_timeout_s=rig.permit_timeout_s, tolerance_g=round(f.tolerance_kg * 1000),
                   max_residual_g=round(f.max_residual_kg * 1000) if f.max_residual_kg else None,
                   refuse_residual=f.refuse_residual, settle_timeout_s=f.settle_timeout_s,
-                  start_gain_g=round(f.start_gain_kg * 1000))
+                  start_gain_g=round(f.start_gain_kg * 1000), ask_pre=ask_pre,
+                  ask_post=ask_post, answer_within_s=station.checks.answer_within_s)
 
 
 class RigLoop:
@@ -76,6 +79,9 @@ class RigLoop:
                               self.screen, self.ledger, self.intake)
         self.link = Link(cfg, controller, self.state, self.cycle, self.actuator, self.ledger,
                          self.screen, self.observe, self.intake.take_manual_entries)
+        camera = next((r for r in readers if hasattr(r, "take_photo")), None)
+        self.checks = Checklists(cfg, station, store, self.cycle, camera)
+        self.screen.question = self.checks.shown
 
     async def run(self) -> None:
         """The rig's tasks; returns only by cancellation (or raises what one of them did)."""
@@ -210,6 +216,7 @@ class RigLoop:
         if status.permit and not self.cycle.holds_permit:
             await self.actuator.withdraw("permit set that the daemon does not hold")
         await self.execute(self.cycle.step(status, time.monotonic(), time.time()))
+        await self.execute(self.checks.take(time.monotonic()))  # the operator's checklist
         await self.actuator.show_lamps()
         self.screen.publish()
 
@@ -224,6 +231,8 @@ class RigLoop:
             elif isinstance(action, Grant):
                 ctx = self.cycle.ctx
                 await self.actuator.grant(action, ctx.cylinder_id if ctx else None)
+                if ctx is not None:
+                    self.checks.photograph(ctx)  # the cylinder as it stood (in the background)
             elif isinstance(action, Withdraw):
                 await self.actuator.withdraw(action.why)
             elif isinstance(action, Lamps):

@@ -48,7 +48,9 @@ def fill_where(f: Any) -> tuple[str, list[Any]]:
         forms = [typed_key(f.cylinder, "name"), typed_key(f.cylinder, "code")]
         where.append("(f.cylinder_id IN (?, ?) OR f.info_code IN (?, ?) OR f.tag IN (?, ?))")
         params += forms * 3
-    if f.check:
+    if f.check == "defect":  # the operator's post-fill checklist found an item not OK
+        where.append("f.post_check LIKE '%defect:%'")
+    elif f.check:
         where.append("f.post_check LIKE ?")
         params.append(f.check + "%")
     if f.sync:

@@ -285,6 +285,7 @@ STATES: dict[str, Text] = {
     # post-fill checks and record states
     "ok": Text("合格", "ok"), "overfill": Text("超装", "overfill"),
     "underfill": Text("欠装", "underfill"), "interrupted": Text("中断", "interrupted"),
+    "defect": Text("充后检查不合格", "post-fill check: defect"),
     "cancelled": Text("已取消（未使用许可）", "cancelled (permit unused)"),
     "residual": Text("残液", "residual"), "closed": Text("已完成", "closed"),
     "open": Text("进行中", "open"),
