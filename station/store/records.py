@@ -158,3 +158,9 @@ def outbox_retry(cfg: StationConfig, record_id: str) -> int:
         raise StationError(f"no dead record {record_id} in the outbox")
     print(f"{record_id} is pending again")
     return 0
+
+
+def photo_hashes(store: Store) -> list[tuple[str, str]]:
+    """(record_id, photo SHA-256) of every fill record that has a photo (`station verify`)."""
+    return [(r["record_id"], r["photo_sha256"]) for r in store.query(
+        "SELECT record_id, photo_sha256 FROM fills WHERE photo_sha256 IS NOT NULL")]
