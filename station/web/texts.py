@@ -72,6 +72,7 @@ T: dict[str, Text] = {
     "col_target": Text("目标 kg", "target kg"),
     "col_pre": Text("充前检查", "pre-check"),
     "col_post": Text("充后检查", "post-check"),
+    "col_photo": Text("照片", "photo"),
     "col_override": Text("主管放行", "override"),
     "col_sync": Text("上报", "delivery"),
     "col_record": Text("记录号", "record id"),
