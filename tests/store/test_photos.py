@@ -4,6 +4,7 @@ without ever losing the photo of a fill the city has not received."""
 import os
 
 import pytest
+from support import small_config
 
 from station.store.photos import PhotoError, PhotoStore, sha256_of
 
@@ -81,21 +82,7 @@ def test_verify_names_a_changed_or_vanished_photo_but_not_a_rotated_one(tmp_path
     assert (checked, rotated) == (0, 1)
 
 
-CONFIG = """
-[station]
-unit_name = "测试站"
-unit_code = "X1"
-store = "s.db"
-[qr]
-hosts = ["qr.example"]
-[city]
-base_url = "http://127.0.0.1:9"
-app_key = "k"
-[[rigs]]
-id = "rig-01"
-medium = "G13"
-modbus = "tcp://127.0.0.1:9"
-"""
+CONFIG = small_config()
 
 
 def test_station_verify_checks_each_fills_photo_against_its_record(tmp_path, monkeypatch,

@@ -2,12 +2,9 @@
 refusing defect marked and sent, the post-fill leak check; each answer reaches the store bound
 to its question, at tablet sizes with nothing off screen."""
 
-import json
-import sqlite3
-import time
-
 import pytest
 from test_operator_screen import BASE, SIZES, serve, shot
+from test_operator_screen import put as put_aged
 
 from station.core.checklist import DEFAULT_POST, DEFAULT_PRE
 from station.store import answers
@@ -22,9 +19,7 @@ def question(stage, items, token):
 
 
 def put(store_path, picture):
-    with sqlite3.connect(store_path) as conn:
-        conn.execute("INSERT OR REPLACE INTO rig_live (rig, at, state) VALUES ('rig-01', ?, ?)",
-                     (time.time() + 3600, json.dumps(picture, ensure_ascii=False)))
+    put_aged(store_path, picture, -3600)  # (fresh for the whole test)
 
 
 @pytest.fixture(scope="module")
