@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+from collections.abc import Callable
 from typing import Any
 
 from station.config import RigConfig, StationConfig
@@ -42,6 +43,10 @@ class Checklists:
         self.items = {"pre": items_for(checks.pre, cfg.medium),
                       "post": items_for(checks.post, cfg.medium)}
         self.question: Question | None = None
+        self._seen = 0  # the newest answer id judged
+        # how the marks are written: here, or queued to the daemon's store thread
+        self.settle: Callable[[list[tuple[int, str]]], None] = \
+            lambda outcomes: answers.settle_all(store, outcomes)
         self.photos = PhotoStore(station.photos.dir, station.photos.budget_mb * 1024 * 1024)
         self._tasks: set[asyncio.Task] = set()
 
@@ -79,20 +84,24 @@ class Checklists:
 
     def take(self, mono: float) -> list[Action]:
         """The fill cycle's actions for the answers posted since the last poll (none unless a
-        question is open). A StoreError propagates: the poll fails closed as for any read."""
+        question is open): a read of the store; the marks go through `settle`. A StoreError
+        propagates: the poll fails closed as for any read."""
         if not self.asking or self.sync() is None:
             return []
         actions: list[Action] = []
-        for answer_id, answer in answers.take(self.store, self.cfg.id):
+        settled: list[tuple[int, str]] = []
+        for answer_id, answer in answers.pending(self.store, self.cfg.id, self._seen):
+            self._seen = answer_id  # (each answer judged once, whenever its mark is written)
             outcome = judge(self.question, answer)
-            answers.settle(self.store, answer_id,
-                           "taken" if outcome.taken else f"refused: {outcome.why}")
+            settled.append((answer_id, "taken" if outcome.taken else f"refused: {outcome.why}"))
             log.info(kv("checks_answer", rig=self.cfg.id, stage=answer.stage,
                         decision=answer.decision_id, taken=outcome.taken,
                         why=outcome.why or None, not_ok=outcome.summary))
             if outcome.taken and self.question is not None:
                 actions += self.cycle.answer(self.question.stage, outcome, answer.by, mono)
                 self.sync()
+        if settled:
+            self.settle(settled)
         return actions
 
     def _delivered(self, record_ids: list[str]) -> set[str]:
