@@ -73,3 +73,23 @@ RULES_RECORD = {
     "qr_url": "https://qr.example/c/X1", "registration_cert_no": "瓶渝B0001",
     "registration_date": "2023-07-01", "registration_authority": "渝北区市场监督管理局",
 }
+
+
+def small_config(store: str = "s.db") -> str:
+    """The smallest station.toml: one rig, no reader, the city on a closed port (`store` may
+    be relative to the file). The records commands need nothing more."""
+    return f"""
+[station]
+unit_name = "测试站"
+unit_code = "X1"
+store = "{store}"
+[qr]
+hosts = ["qr.example"]
+[city]
+base_url = "http://127.0.0.1:9"
+app_key = "k"
+[[rigs]]
+id = "rig-01"
+medium = "G13"
+modbus = "tcp://127.0.0.1:9"
+"""

@@ -17,7 +17,7 @@ from station.errors import UsageError
 
 DEFAULT_CONFIG = "/etc/station/station.toml"
 CONFIG_ENV = "STATION_CONFIG"
-CHECKS = ("ok", "overfill", "underfill", "interrupted")  # post-fill checks (core.fillcycle)
+CHECKS = ("ok", "overfill", "underfill", "interrupted", "defect")  # post-fill (core.fillcycle)
 _DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 

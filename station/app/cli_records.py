@@ -172,16 +172,22 @@ def cmd_sync(args: argparse.Namespace) -> int:
 
 def cmd_verify(args: argparse.Namespace) -> int:
     from station.store import chain, retention
+    from station.store.photos import PhotoStore
+    from station.store.records import photo_hashes
 
     cfg = config_mod.load(args.config)
     store = _store(cfg)
     problems, pruned = retention.verify(store.conn)
     top = chain.head(store.conn)
-    for problem in problems:
+    photos = PhotoStore(cfg.photos.dir, cfg.photos.budget_mb * 1024 * 1024)
+    bad, checked, rotated = photos.verify(photo_hashes(store))
+    for problem in problems + bad:
         print(f"FAIL {problem}")
     print(f"{'chain broken' if problems else 'chain ok'}: {top.records} entries, head "
           f"{top.seq} {top.hash}" + (f"; {pruned} pruned by retention" if pruned else ""))
-    return EXIT_REFUSED if problems else EXIT_OK
+    print(f"{'photos broken' if bad else 'photos ok'}: {checked} checked against their "
+          f"records' hashes, {rotated} rotated away, {len(bad)} wrong or missing")
+    return EXIT_REFUSED if problems or bad else EXIT_OK
 
 
 def cmd_stats(args: argparse.Namespace) -> int:

@@ -215,6 +215,11 @@ def run_demo(interactive: bool = False, keep: bool = False, fills: bool = True) 
             from station.app.demo_fills import play_fills
 
             failures += play_fills(station)
+            print("\nA fill with the operator's checklists and a photo ([checks] ask = "
+                  '"screen", a camera at rig-01):')
+            from station.app.demo_checks import play_checked_fill
+
+            failures += play_checked_fill(workdir)
     finally:
         code = station.stop_daemon()
         station.stop()

@@ -10,7 +10,7 @@ from station.confread import Section
 from station.core.checklist import DEFAULT_POST, DEFAULT_PRE, KEY_RE, CheckItem
 from station.core.codes import MEDIA
 
-ASK = ("screen", "button", "off")
+ASK = ("screen", "off")  # a "checks OK" button on the controller: not yet (issue 17)
 
 
 @dataclass(frozen=True)
@@ -18,9 +18,7 @@ class ChecksConfig:
     """How the pre-/post-fill checklists are answered (station.core.checklist).
 
     `ask`: "screen" — on the rig's operator screen (a tablet), the permit waits for the answer;
-    "button" — a "checks OK" button on the controller (`[[rigs]] checks_ok_input`) answers "all
-    OK" for the pre-fill list, the post-fill list is recorded as not asked; "off" — today's
-    behaviour: no checklist, the records carry only what the rig measured.
+    "off" — today's behaviour: no checklist, the records carry only what the rig measured.
     """
 
     ask: str = opt("off", choices=ASK)

@@ -146,8 +146,7 @@ def summary(not_ok: tuple[CheckItem, ...]) -> str:
 
 def with_measured(measured: str, checked: str) -> str:
     """One pre_check/post_check text from the measured check (e.g. "ok", "residual 0.40 kg",
-    "overfill 0.62 kg") and the checklist's summary: the measured text alone when the checklist
-    found nothing, else both joined by "; "."""
-    if checked == "ok":
-        return measured
-    return checked if measured == "ok" else f"{measured}; {checked}"
+    "overfill") and the checklist's summary: the measured text alone when the checklist found
+    nothing, else both joined by "; " — the measured word stays first, so filters and screens
+    that read the first word (ok / overfill / underfill / interrupted) still read it."""
+    return measured if checked == "ok" else f"{measured}; {checked}"

@@ -1,165 +1,44 @@
 """One rig's fill cycle as an explicit state machine: pure, driven by controller status samples.
 
-idle → accepted (verdict OK, waiting for the cylinder on a stable scale) → permitted (tare,
-target and permit written) → filling (valve open) → settling (valve closed: done or
-interrupted, waiting for a stable gross mass) → ended (record written, lamps show the result)
-→ idle when the cylinder is taken off. The rig loop executes the actions it returns.
+idle → accepted (verdict OK, waiting for the cylinder on a stable scale, and for the operator's
+pre-fill checklist when [checks] asks it) → permitted (tare, target and permit written) →
+filling (valve open) → settling (valve closed: done or interrupted, waiting for a stable gross
+mass) → ended (record written — once the post-fill checklist is answered when [checks] asks it —
+lamps show the result) → idle when the cylinder is taken off. The rig loop executes the actions
+it returns.
+
+A checklist question is open while `ctx.pending_check` names its stage; `answer()` takes the
+judged answer (station.core.checklist.judge). A pre-fill item found not OK refuses the fill
+(CHECK_DEFECT); an unanswered pre-fill question lapses (CHECK_LAPSED) and never holds a permit.
+A post-fill answer completes the record; the cylinder leaving, a new reading, a stop or the
+deadline close it "not answered" instead, so that no record waits on a person for ever.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 from drivers.rig import RigStatus
-from station.config import FillConfig, RigConfig
-
-MASS_NOISE_G = 50  # a gain above this means gas went in
-# A fill recovered after a crash whose valve was never seen open and whose cylinder has left:
-# whether gas went in cannot be told, so it is recorded (an over-report rather than a loss).
-OVER_REPORT = "station restarted: valve never seen open, recorded in case it did"
-# The open row's columns a recovered fill's record is rebuilt from (store.open_fills()).
-RECOVERED = ("record_id", "decision_id", "cylinder_id", "info_code", "tag", "medium", "operator",
-             "source", "tare_g", "target_g", "cache_age_s", "override_by", "override_reason",
-             "prefill_g", "permitted_at", "started_at")
-
-
-def torn(st: RigStatus) -> bool:
-    """A cylinder present on a scale that reads empty: a sample read across a placement or a
-    removal (presence and mass come from two Modbus requests). Its mass is not to be used."""
-    return st.cylinder_present and st.gross_g <= MASS_NOISE_G
-
-
-@dataclass
-class FillContext:
-    """What the cycle knows about the cylinder it is filling; becomes the fill record."""
-
-    record_id: str
-    decision_id: int
-    cylinder_id: str | None
-    info_code: str | None
-    tag: str
-    medium: str
-    operator: str | None
-    source: str
-    tare_g: int
-    target_g: int
-    cache_age_s: float | None = None
-    override_by: str | None = None
-    override_reason: str | None = None
-    accepted_at: float = 0.0  # monotonic
-    judged_g: int | None = None  # the stable gross (g) the verdict weighed the cylinder at
-    swap_g: int = 500  # a change of the gross beyond this (g) without gas is another cylinder
-    prefill_g: int | None = None
-    pre_check: str = "ok"
-    permitted_at: float | None = None  # wall clock (epoch seconds) from here on
-    permitted_mono: float = 0.0  # when the permit was granted, for its expiry (clock steps)
-    started_at: float | None = None
-    ended_at: float | None = None
-    last_gross_g: int | None = None
-    gross_g: int | None = None
-    end_reason: str = ""
-    post_check: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def net_g(self) -> int | None:
-        return None if self.gross_g is None else self.gross_g - self.tare_g
-
-
-@dataclass(frozen=True)
-class Limits:
-    """The configured numbers the cycle needs, in g and s; defaults are the configuration's."""
-
-    permit_timeout_s: float = RigConfig.permit_timeout_s
-    tolerance_g: int = round(FillConfig.tolerance_kg * 1000)
-    max_residual_g: int | None = None  # None: no residual check
-    refuse_residual: bool = FillConfig.refuse_residual
-    settle_timeout_s: float = FillConfig.settle_timeout_s
-    # A gain above this (g) with the valve never seen open is a fill the samples missed; below
-    # it, weight put on with the valve shut (a clamped filling head weighs ~150 g).
-    start_gain_g: int = round(FillConfig.start_gain_kg * 1000)
-
-
-# Actions for the rig loop.
-@dataclass(frozen=True)
-class Grant:
-    tare_g: int
-    target_g: int
-
-
-@dataclass(frozen=True)
-class Withdraw:
-    why: str
-
-
-@dataclass(frozen=True)
-class Lamps:
-    green: bool
-    red: bool
-    buzzer: bool = False
-
-
-@dataclass(frozen=True)
-class Opened:
-    """The fill row is to be committed as open (before the permit is written)."""
-
-    ctx: FillContext
-
-
-@dataclass(frozen=True)
-class Started:
-    """The valve was seen open: the open fill row learns it (a crash now is a fill)."""
-
-    ctx: FillContext
-
-
-@dataclass(frozen=True)
-class Closed:
-    """The fill is over: commit the record and its outbox entry (or cancel an unused permit)."""
-
-    ctx: FillContext
-    cancelled: bool = False
-
-
-@dataclass(frozen=True)
-class Refused:
-    """The pre-fill check refused the cylinder: `reason` is a reason code (texts.REASONS)."""
-
-    ctx: FillContext
-    why: str
-    reason: str = "RESIDUAL_HIGH"
-
-
-Action = Grant | Withdraw | Lamps | Opened | Started | Closed | Refused
-
-
-def post_check(ctx: FillContext, limits: Limits) -> str:
-    """ok / overfill / underfill for a fill the controller ended at target; else interrupted."""
-    if ctx.end_reason != "done":
-        return "interrupted"
-    net = ctx.net_g if ctx.net_g is not None else 0
-    if net > ctx.target_g + limits.tolerance_g:
-        return "overfill"
-    if net < ctx.target_g - limits.tolerance_g:
-        return "underfill"
-    return "ok"
-
-
-def end_reason(st: RigStatus) -> str:
-    """Why the valve closed: the controller's cut-off at target, or something that interrupted."""
-    if st.fill_done:
-        return "done"
-    if st.estop:
-        return "ESTOP"
-    if not st.cylinder_present:
-        return "cylinder removed"
-    if not st.healthy:
-        return st.fault_text() or "scale fault"
-    if not st.permit:
-        return "permit withdrawn (daemon, watchdog or controller)"
-    return "valve closed by the controller"
+from station.core.checklist import Outcome, with_measured
+from station.core.fillparts import (  # noqa: F401  (re-exported: the cycle's vocabulary)
+    MASS_NOISE_G,
+    OVER_REPORT,
+    RECOVERED,
+    Action,
+    Closed,
+    FillContext,
+    Grant,
+    Lamps,
+    Limits,
+    Opened,
+    Refused,
+    Started,
+    Withdraw,
+    end_reason,
+    post_check,
+    torn,
+)
 
 
 class FillCycle:
@@ -193,6 +72,46 @@ class FillCycle:
         """The fill just recorded while its cylinder still stands on the scale, for the screen."""
         return self.ctx if self.phase == "ended" and self.ctx and self.ctx.post_check else None
 
+    @property
+    def question(self) -> str:
+        """The checklist stage waiting for the operator ("pre", "post"), or ""."""
+        return self.ctx.pending_check if self.ctx is not None else ""
+
+    def answer(self, stage: str, outcome: Outcome, by: str | None, mono: float) -> list[Action]:
+        """The operator's judged answer (outcome.taken) to the open `stage` question.
+
+        pre: items not OK that refuse → Refused CHECK_DEFECT (naming them), else the permit
+        follows at the next stable sample; post: the record closes with the answer. An answer
+        to no open question of that stage changes nothing ([]).
+        """
+        ctx = self.ctx
+        if ctx is None or ctx.pending_check != stage or not outcome.taken:
+            return []
+        ctx.pending_check = ""
+        ctx.checks[stage] = {"not_ok": [i.key for i in outcome.not_ok], "by": by,
+                             "refused": [i.key for i in outcome.refused]}
+        if stage == "pre":
+            ctx.pre_check = with_measured(ctx.pre_check, outcome.summary)
+            ctx.accepted_at = mono  # the permit's own timeout starts now
+            if outcome.refused:
+                self.phase = "ended"
+                labels = "、".join(i.label for i in outcome.refused)
+                ctx.extra["defects"] = [i.label for i in outcome.refused]
+                return [Refused(ctx, f"pre-fill check: {labels} not OK", "CHECK_DEFECT")]
+            return []
+        ctx.post_check = with_measured(ctx.post_check, outcome.summary)
+        ctx.extra["post_defects"] = [i.label for i in outcome.not_ok]
+        return [Closed(ctx)]
+
+    def _unanswered(self, why: str) -> list[Action]:
+        """A post-fill question left without an answer: the record closes saying so."""
+        ctx = self.ctx
+        if ctx is None or ctx.pending_check != "post":
+            return []
+        ctx.pending_check = ""
+        ctx.checks["post"] = {"unanswered": why}
+        return [Closed(ctx)]
+
     def rig_lost(self) -> None:
         """The controller is lost: a verdict waiting for its permit is void (a cylinder seen
         after the gap may be another); a permit or a fill waits for the next sample."""
@@ -205,8 +124,9 @@ class FillCycle:
         self.reset()
 
     def abandon(self) -> bool:
-        """A reading's decision failed: idle (True), unless engaged (False, left alone)."""
-        if self.engaged:
+        """A reading's decision failed: idle (True), unless engaged or a record waits for its
+        post-fill answer (False, left alone)."""
+        if self.engaged or self.question == "post":
             return False
         self.reset()
         return True
@@ -217,8 +137,11 @@ class FillCycle:
         cycle holding it, for the next sample to settle). A fill under way: [], unchanged."""
         if self.busy:
             return []
+        flushed = self._unanswered(f"not answered: {why}")
         ctx, permitted = self.ctx, self.phase == "permitted"
         self.reset()
+        if flushed:
+            return flushed
         if ctx is None or not permitted:
             return []
         ctx.end_reason = why
@@ -235,6 +158,8 @@ class FillCycle:
         elif ctx is not None and self.phase == "permitted":
             ctx.end_reason = why
             actions = [Closed(ctx, cancelled=True)]
+        else:
+            actions = self._unanswered(f"not answered: {why}")
         self.reset()
         return actions
 
@@ -269,8 +194,11 @@ class FillCycle:
         return Closed(ctx, cancelled=unused)
 
     def accept(self, ctx: FillContext) -> None:
-        """A verdict allowed this cylinder; the permit follows once it stands on a stable scale."""
+        """A verdict allowed this cylinder; the permit follows once it stands on a stable scale
+        (and the pre-fill checklist is answered, when asked: from ctx.accepted_at)."""
         self.phase, self.ctx = "accepted", ctx
+        if self.limits.ask_pre:
+            ctx.pending_check, ctx.asked_mono = "pre", ctx.accepted_at
 
     def reset(self) -> None:
         self.phase, self.ctx = "idle", None
@@ -285,6 +213,7 @@ class FillCycle:
         handler = getattr(self, f"_{self.phase}")
         actions = handler(st, mono, wall, removed)
         if removed and self.phase == "ended":
+            actions += self._unanswered("not answered: cylinder removed")
             self.reset()
             actions.append(Lamps(False, False))
         return actions
@@ -294,9 +223,17 @@ class FillCycle:
 
     def _accepted(self, st: RigStatus, mono: float, wall: float, removed: bool) -> list[Action]:
         ctx = self._ctx()
-        if removed or mono - ctx.accepted_at > self.limits.permit_timeout_s:
+        asking = ctx.pending_check == "pre"
+        if removed or (not asking and mono - ctx.accepted_at > self.limits.permit_timeout_s):
             self.reset()  # the verdict was for the cylinder that stood there: void with it
             return [Lamps(False, False)]
+        if asking and mono - ctx.asked_mono > self.limits.answer_within_s:
+            self.phase = "ended"  # a tablet left on the checklist never holds a permit
+            ctx.pending_check = ""
+            ctx.checks["pre"] = {"unanswered": f"lapsed after {self.limits.answer_within_s:.0f} s"}
+            return [Refused(ctx, "pre-fill checklist not answered in time", "CHECK_LAPSED")]
+        if asking:
+            return []
         if not (st.cylinder_present and st.stable and st.healthy) or self.filled_on_scale:
             return []  # (a just-filled cylinder must leave the scale before the next permit)
         if ctx.judged_g is not None and abs(st.gross_g - ctx.judged_g) > ctx.swap_g:
@@ -401,10 +338,20 @@ class FillCycle:
         self.phase = "ended" if st.cylinder_present else "idle"
         good = ctx.post_check == "ok"
         alarm = ctx.post_check.startswith(("overfill", "interrupted"))
-        return [Closed(ctx), Lamps(green=good or ctx.post_check.startswith("underfill"),
-                                   red=not good and alarm, buzzer=not good)]
+        lamps = Lamps(green=good or ctx.post_check.startswith("underfill"),
+                      red=not good and alarm, buzzer=not good)
+        if self.limits.ask_post and self.phase == "ended":
+            ctx.pending_check, ctx.asked_mono = "post", mono  # the record waits for the answer
+            return [lamps]
+        if self.limits.ask_post:
+            ctx.checks["post"] = {"unanswered": "not answered: cylinder removed"}
+        return [Closed(ctx), lamps]
 
     def _ended(self, st: RigStatus, mono: float, wall: float, removed: bool) -> list[Action]:
+        ctx = self.ctx
+        if ctx is not None and ctx.pending_check == "post" and \
+                mono - ctx.asked_mono > self.limits.answer_within_s:
+            return self._unanswered(f"not answered within {self.limits.answer_within_s:.0f} s")
         return []
 
     def _ctx(self) -> FillContext:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import time
 import uuid
@@ -45,6 +46,9 @@ def row(ctx: FillContext, rig_id: str) -> dict[str, Any]:
         "end_reason": ctx.end_reason or None, "permitted_at": ctx.permitted_at,
         "started_at": ctx.started_at, "ended_at": ctx.ended_at, "fill_date": fill_date(ctx),
         "override_by": ctx.override_by, "override_reason": ctx.override_reason,
+        "checks": json.dumps(ctx.checks, ensure_ascii=False, sort_keys=True)
+        if ctx.checks else None,
+        "photo_sha256": ctx.photo_sha256,
     }
 
 

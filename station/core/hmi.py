@@ -110,6 +110,10 @@ def _detail(state: str, p: dict[str, Any]) -> tuple[str, str]:
     if state == "underfill":
         return (f"少 {_kg(-off if off is not None else None)} kg（净重 {_kg(net)} / 目标 "
                 f"{_kg(target)} kg）", f"short by {_kg(-off if off is not None else None)} kg")
+    leaks = [str(d) for d in result.get("defects") or []][:3]  # post-fill checklist: not OK
+    if state in ("done_ok", "interrupted") and leaks:
+        return (f"充装后检查不合格：{'、'.join(leaks)} — 请主管处理",
+                f"post-fill check failed: {len(leaks)} item(s)")
     if state in ("done_ok", "interrupted"):
         return f"净重 {_kg(net)} kg（目标 {_kg(target)} kg）", f"{_kg(net)} kg"
     if state == "refused":

@@ -200,6 +200,10 @@ class Decider:
             await self.record(reading, verdict, None, time.monotonic())
         except StoreError as err:
             log.error(kv("store_error", rig=self.cfg.id, error=str(err)))
+            return
+        defects = refused.ctx.extra.get("defects")
+        if defects and self.state.shown is not None:  # the checklist items the screen names
+            self.state.shown = {**self.state.shown, "defects": list(defects)}
 
     def ignored(self, reading: Reading) -> None:
         """A reading while a cylinder is being filled: noted, the fill goes on untouched."""

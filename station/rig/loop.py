@@ -35,9 +35,11 @@ from station.core.fillcycle import (
 from station.core.model import Decision, Reading, Verdict
 from station.errors import RigFault, StoreError
 from station.logfmt import kv
+from station.store.answers import settle_all
 from station.store.db import Store
 
 from .actuator import Actuator
+from .checks import Checklists
 from .decide import Decider
 from .intake import Intake
 from .ledger import Ledger
@@ -60,10 +62,12 @@ def store_deadline_s(rig: RigConfig) -> float:
 def limits_for(rig: RigConfig, station: StationConfig) -> Limits:
     """The fill cycle's numbers from the configuration (kg → g)."""
     f = station.fill
+    ask_pre, ask_post = Checklists.stages(rig, station)
     return Limits(permit_timeout_s=rig.permit_timeout_s, tolerance_g=round(f.tolerance_kg * 1000),
                   max_residual_g=round(f.max_residual_kg * 1000) if f.max_residual_kg else None,
                   refuse_residual=f.refuse_residual, settle_timeout_s=f.settle_timeout_s,
-                  start_gain_g=round(f.start_gain_kg * 1000))
+                  start_gain_g=round(f.start_gain_kg * 1000), ask_pre=ask_pre,
+                  ask_post=ask_post, answer_within_s=station.checks.answer_within_s)
 
 
 class RigLoop:
@@ -88,6 +92,10 @@ class RigLoop:
                               self.screen, self.ledger, self.intake, self.writes)
         self.link = Link(cfg, controller, self.state, self.cycle, self.actuator, self.ledger,
                          self.screen, self.observe, self.intake.take_manual_entries)
+        camera = next((r for r in readers if hasattr(r, "take_photo")), None)
+        self.checks = Checklists(cfg, station, store, self.cycle, camera)
+        self.checks.settle = lambda outcomes: self.writes.post(settle_all, outcomes)
+        self.screen.question = self.checks.shown
 
     async def run(self) -> None:
         """The rig's tasks; returns only by cancellation (or raises what one of them did)."""
@@ -259,6 +267,7 @@ class RigLoop:
         if status.permit and not self.cycle.holds_permit:
             await self.actuator.withdraw("permit set that the daemon does not hold")
         await self.execute(self.cycle.step(status, time.monotonic(), time.time()))
+        await self.execute(self.checks.take(time.monotonic()))  # the operator's checklist
         await self.actuator.show_lamps()
         self.screen.publish()
 
@@ -273,6 +282,8 @@ class RigLoop:
             elif isinstance(action, Grant):
                 ctx = self.cycle.ctx
                 await self.actuator.grant(action, ctx.cylinder_id if ctx else None)
+                if ctx is not None:
+                    self.checks.photograph(ctx)  # the cylinder as it stood (in the background)
             elif isinstance(action, Withdraw):
                 await self.actuator.withdraw(action.why)
             elif isinstance(action, Lamps):
@@ -282,7 +293,10 @@ class RigLoop:
             elif isinstance(action, Started):
                 self.ledger.started(action.ctx)
             elif isinstance(action, Refused):
-                self.screen.show(fault_shown(action.reason))  # now; its decision once recorded
+                shown = fault_shown(action.reason)  # now; its decision once recorded
+                if action.ctx.extra.get("defects"):
+                    shown["defects"] = list(action.ctx.extra["defects"])
+                self.screen.show(shown)
                 self.actuator.spawn(self.decide.pre_fill_refused(action))  # not in the poll
                 await self.actuator.show_lamps()
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 
 from station.config import RigConfig
 from station.core import hmi
@@ -34,6 +35,7 @@ class Screen:
         self.writes = writes
         self._next: dict | None = None  # the picture to write once the one in flight is done
         self._sending = False
+        self.question: Callable[[], dict | None] = lambda: None  # the checklist asked (checks)
 
     def operator(self) -> str | None:
         """The operator on shift at this rig (StoreError when the store cannot tell)."""
@@ -49,8 +51,9 @@ class Screen:
                                       ctx.decision_id if ctx else None)
         result = None
         if (done := cycle.result) is not None:
-            result = {"check": done.post_check.split(" ")[0], "net_g": done.net_g,
-                      "target_g": done.target_g, "record_id": done.record_id}
+            result = {"check": done.post_check.split(" ")[0].rstrip(";"), "net_g": done.net_g,
+                      "target_g": done.target_g, "record_id": done.record_id,
+                      "defects": list(done.extra.get("post_defects") or [])}
         return {
             "connected": bool(self.state.connected), "fault": self.state.fault or None,
             "estop": bool(st and st.estop), "overload": bool(st and st.overload),
@@ -62,6 +65,7 @@ class Screen:
             "net_g": st.gross_g - ctx.tare_g if st and ctx and st.cylinder_present else None,
             "target_g": ctx.target_g if ctx else None,
             "heartbeat_at": time.time() if self.state.connected else None,
+            "question": self.question(),
         }
 
     def publish(self) -> None:

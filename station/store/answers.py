@@ -50,6 +50,23 @@ def take(store: Store, rig: str) -> list[tuple[int, Answer]]:
     return [(r["id"], _answer(r)) for r in rows]
 
 
+def pending(store: Store, rig: str, after_id: int = 0) -> list[tuple[int, Answer]]:
+    """The rig's answers not yet taken with an id above `after_id`, oldest first; a read only
+    (the daemon marks them with `settle_all` from its store thread)."""
+    rows = store.query("SELECT * FROM checklist_answers WHERE rig = ? AND taken_at IS NULL "
+                       "AND id > ? ORDER BY id", (rig, after_id))
+    return [(r["id"], _answer(r)) for r in rows]
+
+
+def settle_all(store: Store, outcomes: list[tuple[int, str]]) -> None:
+    """Mark answers taken, each with what became of it, in one transaction."""
+    now = time.time()
+    with store.transaction() as conn:
+        conn.executemany("UPDATE checklist_answers SET taken_at = coalesce(taken_at, ?), "
+                         "outcome = ? WHERE id = ?",
+                         [(now, outcome[:200], answer_id) for answer_id, outcome in outcomes])
+
+
 def settle(store: Store, answer_id: int, outcome: str) -> None:
     """What the daemon made of an answer ("taken", or "refused: why"), for the pages and logs."""
     with store.transaction() as conn:

@@ -177,7 +177,8 @@ def cylinder(store: Store, cylinder_id: str, limit: int = 500) -> dict[str, Any]
             "fetched_at": rows[0]["fetched_at"] if rows else None, "keys": keys,
             "decisions": decisions,
             "fills": [shape(r) | {"handled_at": raw[r["record_id"]]["handled_at"],
-                                  "handled_by": raw[r["record_id"]]["handled_by"]}
+                                  "handled_by": raw[r["record_id"]]["handled_by"],
+                                  "photo": bool(raw[r["record_id"]].get("photo_sha256"))}
                       for r in fills]}
 
 

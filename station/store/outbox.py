@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from station.store import chain
@@ -111,3 +112,14 @@ def dead(store: Store) -> list[dict[str, Any]]:
     """The dead rows, oldest first: record_id, last_error."""
     return store.query("SELECT record_id, last_error FROM outbox WHERE state = 'dead' "
                        "ORDER BY id")
+
+
+def delivered_of(store: Store, record_ids: Iterable[str]) -> set[str]:
+    """Which of these fill records the city has received (photo rotation may drop theirs)."""
+    ids, out = list(record_ids), set()
+    for at in range(0, len(ids), 500):  # (SQLite's bound-variable limit)
+        chunk = ids[at:at + 500]
+        out |= {r["record_id"] for r in store.query(
+            f"SELECT record_id FROM outbox WHERE state = 'delivered' AND record_id IN "
+            f"({', '.join('?' * len(chunk))})", tuple(chunk))}
+    return out

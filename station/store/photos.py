@@ -18,6 +18,7 @@ from pathlib import Path
 from station.errors import StoreError
 
 RECORD_ID = re.compile(r"[0-9A-Za-z][0-9A-Za-z-]{0,63}")  # the fills' UUIDs (str(64))
+ROTATED = "rotated.log"  # record ids whose photos rotation deleted, one a line
 MAX_PHOTO_BYTES = 2 * 1024 * 1024  # one photo (bytes); the city's stamp photos share this cap
 
 
@@ -109,10 +110,39 @@ class PhotoStore:
                 break
             if rid not in done:
                 continue
+            self._log_rotated(rid)  # logged first: a photo never goes without its trace
             self.path_of(rid).unlink(missing_ok=True)
             total -= size
             deleted.append(rid)
         return Rotation(tuple(deleted), total, total > self.budget)
+
+    def _log_rotated(self, record_id: str) -> None:
+        with open(self.root / ROTATED, "a", encoding="ascii") as f:
+            f.write(record_id + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+
+    def rotated(self) -> set[str]:
+        """The record ids whose photos rotation deleted (the folder's `rotated.log`)."""
+        try:
+            return set((self.root / ROTATED).read_text(encoding="ascii").split())
+        except FileNotFoundError:
+            return set()
+
+    def verify(self, fills: Iterable[tuple[str, str]]) -> tuple[list[str], int, int]:
+        """Check each (record_id, sha256) of the fill records: (problems, photos checked,
+        photos rotated away). A photo changed, or missing without rotation having logged it,
+        is a problem (`station verify`)."""
+        problems, checked, gone, rotated = [], 0, 0, self.rotated()
+        for record_id, sha256 in fills:
+            problem = self.check(record_id, sha256)
+            if problem == "photo missing" and record_id in rotated:
+                gone += 1
+            elif problem:
+                problems.append(f"fill {record_id}: {problem}")
+            else:
+                checked += 1
+        return problems, checked, gone
 
     def _listing(self) -> list[tuple[str, int, float]]:
         if not self.root.is_dir():

@@ -48,7 +48,9 @@ def fill_where(f: Any) -> tuple[str, list[Any]]:
         forms = [typed_key(f.cylinder, "name"), typed_key(f.cylinder, "code")]
         where.append("(f.cylinder_id IN (?, ?) OR f.info_code IN (?, ?) OR f.tag IN (?, ?))")
         params += forms * 3
-    if f.check:
+    if f.check == "defect":  # the operator's post-fill checklist found an item not OK
+        where.append("f.post_check LIKE '%defect:%'")
+    elif f.check:
         where.append("f.post_check LIKE ?")
         params.append(f.check + "%")
     if f.sync:
@@ -156,3 +158,9 @@ def outbox_retry(cfg: StationConfig, record_id: str) -> int:
         raise StationError(f"no dead record {record_id} in the outbox")
     print(f"{record_id} is pending again")
     return 0
+
+
+def photo_hashes(store: Store) -> list[tuple[str, str]]:
+    """(record_id, photo SHA-256) of every fill record that has a photo (`station verify`)."""
+    return [(r["record_id"], r["photo_sha256"]) for r in store.query(
+        "SELECT record_id, photo_sha256 FROM fills WHERE photo_sha256 IS NOT NULL")]

@@ -6,6 +6,7 @@ import math
 import re
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlencode
 
 from station.core.codes import MEDIA
 from station.core.fills import local
@@ -174,13 +175,14 @@ def cylinder(v: Viewer, c: dict[str, Any], blocked: list[tuple[str, str]],
         f'<li class="bad">{e(k)}: {e(why)}</li>' for k, why in blocked) + "</ul>" if blocked
         else f'<p class="ok" id="blocked">{e(v.t("not_blocked"))}</p>')
     keys = " · ".join(f"<code>{e(k)}</code>" for k in c["keys"])
-    head = [v.t(k) for k in ("col_started", "col_rig", "col_operator", "col_net", "col_post",
-                             "col_override", "col_handled", "col_sync", "col_record")]
+    head = [v.t(k) for k in ("col_started", "col_rig", "col_operator", "col_net", "col_pre",
+                             "col_post", "col_override", "col_handled", "col_sync", "col_record",
+                             "col_photo")]
     fills = [[e(r["started"]), e(r["rig"]), e(r["operator"]), num(r["net_kg"]),
-              check_cell(v, r["post_check"]),
+              e(r["pre_check"]), check_cell(v, r["post_check"]),
               e(f'{r["override_by"]}: {r["override_reason"]}' if r["override_by"] else None),
               e(f'{r["handled_by"]} {local(r["handled_at"])}' if r["handled_at"] else None),
-              sync_cell(v, r), e(r["record_id"])] for r in c["fills"]]
+              sync_cell(v, r), e(r["record_id"]), photo_cell(r)] for r in c["fills"]]
     return (f'<h2>{e(v.t("city_record"))}</h2>{city}'
             f'<h2>{e(v.t("blocked_state"))}</h2>{block}'
             f'<p>{e(v.t("keys"))}: {keys}</p>'
@@ -188,6 +190,15 @@ def cylinder(v: Viewer, c: dict[str, Any], blocked: list[tuple[str, str]],
             + table(head, fills, v.t("none"))
             + f'<h2 id="decisions">{e(v.t("decisions_here"))} ({len(c["decisions"])})</h2>'
             + decision_table(v, c["decisions"]) + actions_table(v, actions))
+
+
+def photo_cell(r: dict[str, Any]) -> str:
+    """The fill's photo (issue 17), small, linking to the whole picture; "" when it has none."""
+    if not r.get("photo"):
+        return ""
+    src = "/photo?" + urlencode({"record": r["record_id"]})
+    return (f'<a href="{e(src)}"><img class="photo" src="{e(src)}" alt="{e(r["record_id"])}" '
+            'width="96" loading="lazy"></a>')
 
 
 def _field(key: str, value: Any, lang: str) -> str:

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from station.core.keys import KeyRefused, block_key, search_key
 from station.logfmt import kv
 from station.store import audit, browse, overview, stats
+from station.store.photos import PhotoError, PhotoStore
 from station.store.records import COLUMNS, csv_lines, outbox_summary
 from station.today import LOCAL_TZ, station_today
 from station.web import confirm, finding, home, pages, views
@@ -38,7 +39,7 @@ class ManagerPages:
     def manager_routes(self) -> tuple[dict, dict]:
         gets = {"/home": self.home, "/records": self.records, "/records.csv": self.records_csv,
                 "/decisions": self.decisions, "/search": self.search,
-                "/cylinder": self.cylinder, "/refusals": self.refusals, "/issues": self.issues,
+                "/cylinder": self.cylinder, "/photo": self.photo, "/refusals": self.refusals, "/issues": self.issues,
                 "/blocklist": self.blocklist, "/outbox": self.outbox, "/health": self.health,
                 "/confirm": self.confirm, "/report": self.report}
         posts = {"/blocklist/add": self.block, "/act": self.act,
@@ -131,6 +132,17 @@ class ManagerPages:
         body = finding.cylinder(self.viewer(req, session), c, blocked, acts)
         return self.page(req, "cylinder_title", body, session,
                          title_fmt={"id": c["cylinder_id"]})
+
+    def photo(self, req: Request, session: Session) -> Response:
+        """One fill's photo (station.store.photos), for signed-in managers."""
+        from station.web.app import Response
+
+        photos = PhotoStore(self.cfg.photos.dir, 0)
+        try:
+            data = photos.path_of(req.query.get("record", "")).read_bytes()
+        except (PhotoError, OSError):
+            return self.page(req, "not_found", "", session, 404)
+        return Response(200, data, "image/jpeg", [("Cache-Control", "private, max-age=3600")])
 
     def refusals(self, req: Request, session: Session) -> Response:
         days = req.query.get("days", "14")

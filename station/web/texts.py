@@ -72,6 +72,7 @@ T: dict[str, Text] = {
     "col_target": Text("目标 kg", "target kg"),
     "col_pre": Text("充前检查", "pre-check"),
     "col_post": Text("充后检查", "post-check"),
+    "col_photo": Text("照片", "photo"),
     "col_override": Text("主管放行", "override"),
     "col_sync": Text("上报", "delivery"),
     "col_record": Text("记录号", "record id"),
@@ -285,6 +286,7 @@ STATES: dict[str, Text] = {
     # post-fill checks and record states
     "ok": Text("合格", "ok"), "overfill": Text("超装", "overfill"),
     "underfill": Text("欠装", "underfill"), "interrupted": Text("中断", "interrupted"),
+    "defect": Text("充后检查不合格", "post-fill check: defect"),
     "cancelled": Text("已取消（未使用许可）", "cancelled (permit unused)"),
     "residual": Text("残液", "residual"), "closed": Text("已完成", "closed"),
     "open": Text("进行中", "open"),

@@ -20,7 +20,7 @@ from station.web import texts
 
 STALE_S = 3.0  # the daemon republishes at least every second; older than this is not live
 PAGE_SIZE = 50
-CHECKS = ("ok", "overfill", "underfill", "interrupted")
+CHECKS = ("ok", "overfill", "underfill", "interrupted", "defect")
 SYNCS = ("pending", "delivered", "dead", "none")
 DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 

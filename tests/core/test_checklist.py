@@ -89,7 +89,7 @@ def test_the_summary_fits_its_field_and_counts_what_it_left_out():
 @pytest.mark.parametrize("measured, checked, expected", [
     ("ok", "ok", "ok"),
     ("residual 0.40 kg", "ok", "residual 0.40 kg"),
-    ("ok", "defect:guard", "defect:guard"),
+    ("ok", "defect:guard", "ok; defect:guard"),
     ("overfill 0.62 kg", "defect:leak_valve", "overfill 0.62 kg; defect:leak_valve"),
 ])
 def test_measured_and_checked_make_one_text(measured, checked, expected):

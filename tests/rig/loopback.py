@@ -32,8 +32,8 @@ RECORD = cylinder("CYL-1", user_unit_name=UNIT, info_code="X1", qr_url=QR.decode
                   next_inspection_date=f"{station_today().year + 3}-11")
 
 
-def config_text(watchdog_ms=60000, dedup_s=3.0):
-    """The station.toml of one rig with one scanner."""
+def config_text(watchdog_ms=60000, dedup_s=3.0, extra=""):
+    """The station.toml of one rig with one scanner (`extra`: more top-level tables)."""
     return f"""
 [station]
 unit_name = "{UNIT}"
@@ -47,6 +47,7 @@ hosts = ["qr.example"]
 base_url = "http://127.0.0.1:9"
 app_key = "k"
 
+{extra}
 [[operators]]
 name = "张三"
 badge = "A1B2C3D4"
@@ -179,9 +180,10 @@ class Stepped:
     (Link.connect, Link.poll_once, RigLoop.process). A restart is a new Stepped on the same
     directory (the same SQLite file) and the same RigModel."""
 
-    def __init__(self, workdir, model, clock, watchdog_ms=3000, outcome="found"):
+    def __init__(self, workdir, model, clock, watchdog_ms=3000, outcome="found", extra=""):
         path = workdir / "station.toml"
-        path.write_text(config_text(watchdog_ms=watchdog_ms, dedup_s=0), encoding="utf-8")
+        path.write_text(config_text(watchdog_ms=watchdog_ms, dedup_s=0, extra=extra),
+                        encoding="utf-8")
         cfg = config.load(path, env={"STATION_APP_SECRET": "s"})
         self.store = Store(cfg.store)
         self.controller = LoopbackRig("rig-01", model, clock)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from records_maker import Records
+from support import small_config
 
 from station.store import backup as backup_mod
 from station.store.backup import BackupError, backup
@@ -84,7 +85,7 @@ def test_unwritable_folder_fails_clearly_and_leaves_nothing(store, tmp_path):
     out.mkdir()
     out.chmod(0o555)
     cfg = tmp_path / "station.toml"
-    cfg.write_text(CONFIG.format(store=store.path), encoding="utf-8")
+    cfg.write_text(small_config(store.path), encoding="utf-8")
     cmd = [sys.executable, "-m", "station", "backup", "--config", str(cfg), str(out)]
     if os.geteuid() == 0:
         assert shutil.which("setpriv"), "setpriv (util-linux) drops root's override"
@@ -97,18 +98,3 @@ def test_unwritable_folder_fails_clearly_and_leaves_nothing(store, tmp_path):
     assert list(Path(out).iterdir()) == []
 
 
-CONFIG = """
-[station]
-unit_name = "测试站"
-unit_code = "X1"
-store = "{store}"
-[qr]
-hosts = ["qr.example"]
-[city]
-base_url = "http://127.0.0.1:9"
-app_key = "k"
-[[rigs]]
-id = "rig-01"
-medium = "G13"
-modbus = "tcp://127.0.0.1:9"
-"""

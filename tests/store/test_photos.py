@@ -4,6 +4,7 @@ without ever losing the photo of a fill the city has not received."""
 import os
 
 import pytest
+from support import small_config
 
 from station.store.photos import PhotoError, PhotoStore, sha256_of
 
@@ -67,3 +68,39 @@ def test_under_budget_rotation_asks_nothing(tmp_path):
     store.save("r1", JPEG)
     rot = store.rotate(lambda ids: pytest.fail("asked the store while under budget"))
     assert rot == (rot.__class__((), len(JPEG), False))
+
+
+def test_verify_names_a_changed_or_vanished_photo_but_not_a_rotated_one(tmp_path):
+    store = PhotoStore(tmp_path, budget_bytes=len(JPEG))
+    hashes = [(rid, store.save(rid, JPEG).sha256) for rid in ("r1", "r2", "r3")]
+    store.rotate(lambda ids: {"r1"})  # r1 delivered: rotated away, logged
+    assert store.verify(hashes) == ([], 2, 1)
+    (tmp_path / "r2.jpg").write_bytes(JPEG[:-3] + b"\x00\xff\xd9")
+    (tmp_path / "r3.jpg").unlink()  # deleted behind the station's back
+    problems, checked, rotated = store.verify(hashes)
+    assert problems == ["fill r2: photo changed (hash differs)", "fill r3: photo missing"]
+    assert (checked, rotated) == (0, 1)
+
+
+CONFIG = small_config()
+
+
+def test_station_verify_checks_each_fills_photo_against_its_record(tmp_path, monkeypatch,
+                                                                   capsys):
+    from station.app.cli import main
+    from station.store.db import Store
+
+    monkeypatch.setenv("STATION_APP_SECRET", "x")
+    (tmp_path / "station.toml").write_text(CONFIG, encoding="utf-8")
+    photo = PhotoStore(tmp_path / "photos", 10_000).save("r1", JPEG)
+    Store(str(tmp_path / "s.db")).close_fill(
+        {"record_id": "r1", "rig": "rig-01", "medium": "G13", "source": "city", "tare_g": 1,
+         "target_g": 1, "post_check": "ok", "photo_sha256": photo.sha256}, {"record_id": "r1"})
+    with pytest.raises(SystemExit) as done:
+        main(["verify", "--config", str(tmp_path / "station.toml")])
+    assert done.value.code == 0 and "photos ok: 1 checked" in capsys.readouterr().out
+    photo.path.write_bytes(JPEG.replace(b"\x11", b"\x13", 1))  # another picture put in its place
+    with pytest.raises(SystemExit) as done:
+        main(["verify", "--config", str(tmp_path / "station.toml")])
+    out = capsys.readouterr().out
+    assert done.value.code == 1 and "FAIL fill r1: photo changed" in out

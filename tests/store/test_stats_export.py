@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 
 import pytest
 from records_maker import Records
+from support import small_config
 
 from station.errors import StationError
 from station.store import export, stats
@@ -85,21 +86,7 @@ def test_export_json(store):
     assert len(doc["decisions"]) == 1 and doc["decisions"][0]["permit"] == 1
 
 
-CONFIG = """
-[station]
-unit_name = "测试站"
-unit_code = "X1"
-store = "s.db"
-[qr]
-hosts = ["qr.example"]
-[city]
-base_url = "http://127.0.0.1:9"
-app_key = "k"
-[[rigs]]
-id = "rig-01"
-medium = "G13"
-modbus = "tcp://127.0.0.1:9"
-"""
+CONFIG = small_config()
 
 
 def test_the_commands(store, tmp_path, monkeypatch, capsys):

@@ -286,3 +286,36 @@ def test_a_printable_day_report(manager):
     assert "打印时间" in page
     other = client.get("/report?day=2001-01-01")[2]
     assert "0190-0020" not in other and "充装日报 2001-01-01" in other
+
+
+def test_a_fills_photo_is_on_its_cylinder_page_and_served_to_managers_only(manager):
+    """Issue 17: the photo taken at the grant, beside its record on the cylinder page."""
+    import http.client
+    import sqlite3
+
+    from station.store.photos import PhotoStore
+
+    client, store_path, _ = manager
+    jpeg = b"\xff\xd8\xff\xe0" + b"\x21" * 500 + b"\xff\xd9"
+    photo = PhotoStore(store_path.parent / "photos", 10**6).save("0190-0020", jpeg)
+    with sqlite3.connect(store_path) as conn:
+        conn.execute("UPDATE fills SET photo_sha256 = ? WHERE record_id = '0190-0020'",
+                     (photo.sha256,))
+    page = client.get("/cylinder?id=cyl-000105")[2]
+    fills = page[page.index('id="fills"'):page.index('id="decisions"')]
+    assert 'src="/photo?record=0190-0020"' in fills and fills.count('class="photo"') == 1
+
+    def raw(path, cookies=True):
+        conn = http.client.HTTPConnection("127.0.0.1", client.port, timeout=10)
+        head = {"Cookie": "; ".join(f"{k}={v}" for k, v in client.cookies.items())} \
+            if cookies else {}
+        conn.request("GET", path, headers=head)
+        answer = conn.getresponse()
+        out = answer.status, answer.getheader("Content-Type"), answer.read()
+        conn.close()
+        return out
+
+    assert raw("/photo?record=0190-0020") == (200, "image/jpeg", jpeg)
+    assert raw("/photo?record=0190-0020", cookies=False)[0] == 303  # signed out: log in first
+    assert raw("/photo?record=0190-9999")[0] == 404
+    assert raw("/photo?record=" + quote("../station.db"))[0] == 404
