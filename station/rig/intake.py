@@ -19,6 +19,7 @@ from .storethread import StoreThread
 
 log = logging.getLogger("station.rig")
 
+MANUAL_EVERY_S = 0.5  # typed codes are looked for this often (a store thread call each time)
 BIND_WINDOW_S = 120.0  # a `station bind` request takes the next reading at its rig this long
 # Refusals that say nothing against the cylinder: a continuous reader's tag still in view is
 # judged again (at most once per dedup_s) instead of waiting for the cylinder to be lifted.
@@ -36,6 +37,7 @@ class Intake:
         self.cfg, self.station, self.store, self.state = cfg, station, store, state
         self.writes = writes  # the store thread: taking entries and binding requests writes
         self._taking = False
+        self._taken_at = float("-inf")
         # each reading with the scale's epoch when it arrived (which cylinder stood there)
         self.queue: asyncio.Queue[tuple[Line, tuple[int, bool]]] = asyncio.Queue(maxsize=100)
 
@@ -46,9 +48,11 @@ class Intake:
 
     def take_manual_entries(self) -> None:
         """Codes typed with `station enter --rig R CODE` join the readings of this rig: taken
-        by the store thread (one take at a time), never waited for."""
-        if not self._taking:
-            self._taking = True
+        by the store thread (one take at a time, at most every MANUAL_EVERY_S), never waited
+        for."""
+        now = time.monotonic()
+        if not self._taking and now - self._taken_at >= MANUAL_EVERY_S:
+            self._taking, self._taken_at = True, now
             self.writes.post("take_manual_entries", self.cfg.id, done=self._taken)
 
     def _taken(self, entries: list[dict] | None, err: BaseException | None) -> None:
