@@ -214,7 +214,8 @@ LINK_STATS_EVERY_S = 5.0
 
 async def publish_links(links: dict, writes: StoreThread, path: str) -> None:
     """Every LINK_STATS_EVERY_S, each link's `stats()` (overloaded, late heartbeats per rig)
-    written to `path` as JSON {"at": epoch s, "links": [...]}, by the store thread (a file
+    written to `path` as JSON {"at": epoch s, "links": [...], "store": the store thread's
+    queue and longest call (s)}, by the store thread (a file
     write is no work for the event loop), replaced atomically."""
     def write(_store: Store, text: str) -> None:
         tmp = f"{path}.tmp"
@@ -225,7 +226,9 @@ async def publish_links(links: dict, writes: StoreThread, path: str) -> None:
     await asyncio.sleep(1.0)  # the rigs attached first
     while True:
         text = json.dumps({"at": time.time(), "pid": os.getpid(),
-                           "links": [link.stats() for link in links.values()]})
+                           "links": [link.stats() for link in links.values()],
+                           "store": {"queued": writes.queued,
+                                     "longest_call_s": round(writes.waited_s, 3)}})
         writes.post(write, text, done=lambda _r, err: err and log.debug(
             kv("link_stats_not_written", path=path, error=str(err))))
         await asyncio.sleep(LINK_STATS_EVERY_S)

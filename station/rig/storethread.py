@@ -59,7 +59,7 @@ class StoreThread:
         self._store: Store | None = None  # opened in the thread by its first call
         self._live: Store | None = None  # the live thread's
         self.queued = 0  # calls submitted and not yet finished
-        self.waited_s = 0.0  # the longest a call waited in the thread (s), for doctor/bench
+        self.waited_s = 0.0  # the longest call in the thread (s), lock waits included: a gauge
         self._closed = False
 
     # --- in the store thread ------------------------------------------------------------
