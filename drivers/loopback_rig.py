@@ -94,7 +94,8 @@ class LoopbackRig(RigController):
             buzzer=s["buzzer"], valve_open=s["valve_open"],
             cylinder_present=s["cylinder_present"], estop=s["estop"], fill_done=s["fill_done"],
             gross_g=s["gross_g"], stable=s["stable"], overload=s["overload"],
-            scale_fault=s["scale_fault"], fault_code=s["fault_code"])
+            scale_fault=s["scale_fault"], fault_code=s["fault_code"],
+            checks_ok=bool(s.get("checks_ok")))
         return status
 
     async def heartbeat(self) -> None:

@@ -88,7 +88,8 @@ class ModbusRig(RigController):
         beat = [m.heartbeat, m.watchdog_ms]  # read back together when near enough
         self._beat_span = _span(beat, MAX_REGS) if max(beat) - min(beat) < MAX_REGS else None
         self._coil_span = _span([getattr(m, n) for n in COILS], MAX_BITS)
-        self._input_span = _span([getattr(m, n) for n in INPUTS], MAX_BITS)
+        self._input_span = _span([getattr(m, n) for n in INPUTS]
+                                 + ([m.checks_ok] if m.checks_ok >= 0 else []), MAX_BITS)
         self._ireg_span = _span([m.gross_g, m.gross_g + 1, m.scale_status, m.fault_code], MAX_REGS)
 
     def __repr__(self) -> str:
@@ -217,6 +218,7 @@ class ModbusRig(RigController):
             gross_g=(regs[m.gross_g] << 16) | regs[m.gross_g + 1],
             stable=bool(scale & 1), overload=bool(scale & 2), scale_fault=bool(scale & 4),
             fault_code=regs[m.fault_code],
+            checks_ok=m.checks_ok >= 0 and inputs[m.checks_ok],
         )
         if self.sample is not None and _changed(self.sample, status):
             self._active_until = time.monotonic() + ACTIVE_HOLD_S

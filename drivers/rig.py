@@ -23,6 +23,7 @@ class RigStatus:
     overload: bool
     scale_fault: bool
     fault_code: int
+    checks_ok: bool = False  # the controller's "checks OK" button, pressed (when it has one)
 
     @property
     def healthy(self) -> bool:

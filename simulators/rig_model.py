@@ -77,6 +77,9 @@ class RigModel:
         m = self.map
         self._coil_at = {getattr(m, n): n for n in COIL_NAMES}
         self._input_at = {getattr(m, n): n for n in INPUT_NAMES}
+        self.inputs["checks_ok"] = False  # the "checks OK" button (a discrete input if mapped)
+        if m.checks_ok >= 0:
+            self._input_at[m.checks_ok] = "checks_ok"
 
     # -- derived points ------------------------------------------------------------------------
     @property
@@ -309,6 +312,12 @@ class RigModel:
             self.inputs["estop"] = active
             if active:
                 self._set_permit(False, self._t)
+
+    def set_checks_ok(self, pressed: bool, now: float | None = None) -> None:
+        """Press (True) or release the controller's "checks OK" button (RegisterMap.checks_ok)."""
+        with self._lock:
+            self.advance(now)
+            self.inputs["checks_ok"] = pressed
 
     def set_scale_fault(self, active: bool, now: float | None = None) -> None:
         """Raise or clear the scale fault; a fault closes the valve (the permit stays)."""

@@ -22,7 +22,7 @@ _FC_KIND.update(dict.fromkeys((3, 6, 16, 22, 23), "holding"))
 def _block_sizes(m: RegisterMap) -> dict[str, int]:
     return {
         "coils": max(getattr(m, n) for n in COIL_NAMES) + 1,
-        "inputs": max(getattr(m, n) for n in INPUT_NAMES) + 1,
+        "inputs": max([getattr(m, n) for n in INPUT_NAMES] + [m.checks_ok]) + 1,
         "holding": max(m.heartbeat, m.watchdog_ms, m.target_net_g + 1, m.tare_g + 1) + 1,
         "input": max(m.gross_g + 1, m.scale_status, m.fault_code) + 1,
     }
@@ -113,7 +113,8 @@ def _map_points(m: RegisterMap) -> dict[str, list[int]]:
     """Every address of the map, per kind (32-bit values take two registers)."""
     return {
         "coils": [getattr(m, n) for n in COIL_NAMES],
-        "inputs": [getattr(m, n) for n in INPUT_NAMES],
+        "inputs": [getattr(m, n) for n in INPUT_NAMES] + ([m.checks_ok] if m.checks_ok >= 0
+                                                           else []),
         "holding": [m.heartbeat, m.watchdog_ms, m.target_net_g, m.target_net_g + 1, m.tare_g,
                     m.tare_g + 1],
         "input": [m.gross_g, m.gross_g + 1, m.scale_status, m.fault_code],

@@ -170,6 +170,12 @@ def load(path: str | os.PathLike[str], env: dict[str, str] | None = None) -> Sta
     unique(top, "rigs", [rd.port or rd.source for r in rigs for rd in r.readers],
            "readers.port/source")
     unique(top, "rigs", [rd.id for r in rigs for rd in r.readers], "readers.id")
+    if checks_cfg.ask == "button":
+        for n, r in enumerate(rigs):
+            if r.registers.checks_ok < 0:
+                raise ConfigError(file, f"rigs[{n}].registers", "checks_ok",
+                                  '[checks] ask = "button" needs the discrete input of the '
+                                  "rig's checks-OK button")
     top.done()
     return StationConfig(file=file, unit_name=unit_name, unit_code=unit_code, fills_for=fills_for,
                          store=store, qr_hosts=qr_hosts, qr_allow_http=qr_allow_http,

@@ -10,7 +10,7 @@ from station.confread import Section
 from station.core.checklist import DEFAULT_POST, DEFAULT_PRE, KEY_RE, CheckItem
 from station.core.codes import MEDIA
 
-ASK = ("screen", "off")  # a "checks OK" button on the controller: not yet (issue 17)
+ASK = ("screen", "button", "off")
 
 
 @dataclass(frozen=True)
@@ -18,7 +18,10 @@ class ChecksConfig:
     """How the pre-/post-fill checklists are answered (station.core.checklist).
 
     `ask`: "screen" — on the rig's operator screen (a tablet), the permit waits for the answer;
-    "off" — today's behaviour: no checklist, the records carry only what the rig measured.
+    "button" — for a station without tablets: the permit waits for the controller's "checks OK"
+    button (`[rigs.registers] checks_ok`, a discrete input), which answers the pre-fill list
+    "all OK"; the post-fill list is not asked (the record says so); "off" — today's behaviour:
+    no checklist, the records carry only what the rig measured.
     """
 
     ask: str = opt("off", choices=ASK)

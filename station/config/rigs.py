@@ -56,6 +56,9 @@ class RegisterMap:
     watchdog_ms: int = 1
     target_net_g: int = 2
     tare_g: int = 4
+    # A "checks OK" button on the controller ([checks] ask = "button"): the discrete input it
+    # sets while pressed; -1: the rig has none.
+    checks_ok: int = -1
 
 
 @dataclass(frozen=True)
@@ -116,7 +119,8 @@ def _endpoint(sec: Section) -> ModbusEndpoint:
 
 
 def _registers(sec: Section) -> RegisterMap:
-    values = {f.name: sec.get_int(f.name, f.default, minval=0, maxval=65535)
+    values = {f.name: sec.get_int(f.name, f.default, minval=-1 if f.name == "checks_ok" else 0,
+                                  maxval=65535)
               for f in fields(RegisterMap)}
     sec.done()
     return RegisterMap(**values)

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from typing import Any
 
 from station.config import RigConfig, StationConfig
-from station.core.checklist import Question, items_for, judge
+from station.core.checklist import Answer, Question, items_for, judge
 from station.core.fillcycle import Action, FillContext, FillCycle
 from station.errors import StationError
 from station.logfmt import kv
@@ -39,7 +39,9 @@ class Checklists:
                  camera: Any = None):
         checks = station.checks
         self.cfg, self.store, self.cycle, self.camera = cfg, store, cycle, camera
-        self.asking = checks.ask == "screen"
+        self.asking = checks.ask in ("screen", "button")
+        self.button = checks.ask == "button"  # the controller's checks-OK button answers
+        self._pressed = False  # the button as last seen (an answer on its press, not its hold)
         self.items = {"pre": items_for(checks.pre, cfg.medium),
                       "post": items_for(checks.post, cfg.medium)}
         self.question: Question | None = None
@@ -55,9 +57,9 @@ class Checklists:
         """Whether the cycle asks before the permit and before closing the record (a stage
         with no item for the rig's medium is not asked)."""
         checks = station.checks
-        on = checks.ask == "screen"
+        on = checks.ask in ("screen", "button")
         return (on and bool(items_for(checks.pre, cfg.medium)),
-                on and bool(items_for(checks.post, cfg.medium)))
+                checks.ask == "screen" and bool(items_for(checks.post, cfg.medium)))
 
     def sync(self) -> Question | None:
         """The question the cycle asks now: a new one (new token) for a new stage or decision."""
@@ -81,6 +83,24 @@ class Checklists:
         return {"stage": q.stage, "decision_id": q.decision_id, "cylinder_id": q.cylinder_id,
                 "token": q.token, "items": [{"key": i.key, "label": i.label,
                                              "required": i.required} for i in q.items]}
+
+    def pressed(self, status: Any, mono: float) -> list[Action]:
+        """The controller's checks-OK button ([checks] ask = "button"): its press answers the
+        open pre-fill question "all OK" (a button held down answers once)."""
+        down = bool(getattr(status, "checks_ok", False))
+        rising, self._pressed = down and not self._pressed, down
+        q = self.sync() if self.button and rising else None
+        if q is None or q.stage != "pre":
+            return []
+        answer = Answer(stage=q.stage, rig=q.rig, cylinder_id=q.cylinder_id,
+                        decision_id=q.decision_id, token=q.token, via="button",
+                        by=self.cycle.ctx.operator if self.cycle.ctx else None)
+        outcome = judge(q, answer)
+        log.info(kv("checks_answer", rig=self.cfg.id, stage="pre", decision=q.decision_id,
+                    taken=outcome.taken, via="button"))
+        actions = self.cycle.answer("pre", outcome, answer.by, mono)
+        self.sync()
+        return actions
 
     def take(self, mono: float) -> list[Action]:
         """The fill cycle's actions for the answers posted since the last poll (none unless a

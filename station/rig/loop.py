@@ -268,6 +268,7 @@ class RigLoop:
             await self.actuator.withdraw("permit set that the daemon does not hold")
         await self.execute(self.cycle.step(status, time.monotonic(), time.time()))
         await self.execute(self.checks.take(time.monotonic()))  # the operator's checklist
+        await self.execute(self.checks.pressed(status, time.monotonic()))  # or the button
         await self.actuator.show_lamps()
         self.screen.publish()
 

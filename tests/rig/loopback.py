@@ -32,8 +32,9 @@ RECORD = cylinder("CYL-1", user_unit_name=UNIT, info_code="X1", qr_url=QR.decode
                   next_inspection_date=f"{station_today().year + 3}-11")
 
 
-def config_text(watchdog_ms=60000, dedup_s=3.0, extra=""):
-    """The station.toml of one rig with one scanner (`extra`: more top-level tables)."""
+def config_text(watchdog_ms=60000, dedup_s=3.0, extra="", tail=""):
+    """The station.toml of one rig with one scanner (`extra`: more top-level tables; `tail`:
+    text at the end, e.g. the rig's `[rigs.registers]`)."""
     return f"""
 [station]
 unit_name = "{UNIT}"
@@ -66,7 +67,7 @@ kind = "scanner"
 id = "s1"
 port = "/dev/ttyLOOP0"
 dedup_s = {dedup_s}
-"""
+{tail}"""
 
 
 class City:
@@ -180,9 +181,10 @@ class Stepped:
     (Link.connect, Link.poll_once, RigLoop.process). A restart is a new Stepped on the same
     directory (the same SQLite file) and the same RigModel."""
 
-    def __init__(self, workdir, model, clock, watchdog_ms=3000, outcome="found", extra=""):
+    def __init__(self, workdir, model, clock, watchdog_ms=3000, outcome="found", extra="",
+                 tail=""):
         path = workdir / "station.toml"
-        path.write_text(config_text(watchdog_ms=watchdog_ms, dedup_s=0, extra=extra),
+        path.write_text(config_text(watchdog_ms=watchdog_ms, dedup_s=0, extra=extra, tail=tail),
                         encoding="utf-8")
         cfg = config.load(path, env={"STATION_APP_SECRET": "s"})
         self.store = Store(cfg.store)

@@ -98,3 +98,53 @@ def test_a_refusing_defect_refuses_with_the_item_named_and_grants_nothing(statio
     live = station.daemon.store.live()["rig-01"]
     assert live["verdict"]["defects"] == ["瓶阀为标准阀"] and station.coil("lamp_red")
     assert station.daemon.rows("SELECT * FROM fills") == []
+
+
+def test_without_a_tablet_the_controllers_checks_ok_button_answers_all_ok(tmp_path):
+    """[checks] ask = "button": no permit until the button is pressed; a press answers the
+    pre-fill list "all OK" once; no post-fill question (the record closes at once)."""
+    from drivers.rig import RigStatus  # noqa: F401  (the button is RigStatus.checks_ok)
+    from station import config as config_mod
+
+    clock = ManualClock(0.0)
+    regs = config_mod.RegisterMap(checks_ok=4)
+    model = RigModel(start_delay_s=None, flow_g_per_s=5000, now=0.0, registers=regs)
+    daemon = Stepped(tmp_path, model, clock, 3000, extra='[checks]\nask = "button"\n',
+                     tail="[rigs.registers]\nchecks_ok = 4\n")
+    try:
+        daemon.connect()
+
+        def run(seconds):
+            for _ in range(round(seconds / 0.2)):
+                clock.advance(0.2)
+                daemon.poll()
+
+        model.place_cylinder(EMPTY_G, now=clock())
+        run(0.4)
+        daemon.read(QR)
+        run(1.0)
+        assert model.permit_grants == 0 and daemon.store.live()["rig-01"]["question"]
+        model.set_checks_ok(True, now=clock())
+        run(0.4)
+        model.set_checks_ok(False, now=clock())
+        assert model.permit_grants == 1
+        model.press_start(now=clock())
+        run(4.0)
+        (fill,) = daemon.rows("SELECT * FROM fills")
+        assert fill["state"] == "closed" and fill["post_check"] == "ok"
+        assert json.loads(fill["checks"])["pre"] == {"by": "张三", "not_ok": [], "refused": []}
+    finally:
+        daemon.close()
+
+
+def test_button_mode_needs_the_buttons_input_on_every_rig(tmp_path):
+    from loopback import config_text
+
+    from station import config as config_mod
+    from station.errors import ConfigError
+
+    path = tmp_path / "station.toml"
+    path.write_text(config_text(extra='[checks]\nask = "button"\n'), encoding="utf-8")
+    with pytest.raises(ConfigError) as err:
+        config_mod.load(path, env={"STATION_APP_SECRET": "s"})
+    assert (err.value.section, err.value.key) == ("rigs[0].registers", "checks_ok")
