@@ -14,10 +14,9 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from station.core.keys import typed_key
 from station.errors import StoreError
 from station.store import chain
-from station.store.db import Store
+from station.store.db import Store, remove_block
 
 ACTIONS = ("unblock", "handle", "retry")
 NOTE_MAX = 500  # characters of a note kept
@@ -60,13 +59,7 @@ def act(store: Store, action: str, target: str, user: str, note: str) -> Done:
 
 def _unblock(conn: sqlite3.Connection, key: str, user: str, now: float) -> bool:
     """The row stored as `key`, or else every row whose normalised form is `key`'s."""
-    if conn.execute("DELETE FROM blocklist WHERE key = ?", (key,)).rowcount:
-        return True
-    wanted = typed_key(key, "code")
-    same = [k for (k,) in conn.execute("SELECT key FROM blocklist").fetchall()
-            if typed_key(k, "code") == wanted]
-    conn.executemany("DELETE FROM blocklist WHERE key = ?", [(k,) for k in same])
-    return bool(same)
+    return remove_block(conn, key)
 
 
 def _handle(conn: sqlite3.Connection, record_id: str, user: str, now: float) -> bool:

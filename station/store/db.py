@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -19,11 +18,10 @@ from station.core.model import Decision
 from station.errors import StoreError
 from station.logfmt import escape
 from station.store import chain, outbox
-from station.store.schema import MIGRATIONS
+from station.store.schema import MIGRATIONS, apply
 from station.store.shifts import Shifts
 from station.today import LOCAL_TZ
 
-ADD_COLUMN = re.compile(r"\s*ALTER TABLE (\w+) ADD COLUMN (\w+)", re.I)
 FILL_COLUMNS = ("record_id", "decision_id", "rig", "state", "cylinder_id", "info_code", "tag",
                 "medium", "operator", "source", "cache_age_s", "tare_g", "target_g", "prefill_g",
                 "gross_g", "net_g", "pre_check", "post_check", "end_reason", "permitted_at",
@@ -62,11 +60,7 @@ class Store:
         version = self.conn.execute("PRAGMA user_version").fetchone()[0]
         for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
             with self.transaction() as conn:
-                for statement in filter(str.strip, script.split(";")):
-                    if not _column_exists(conn, statement):
-                        conn.execute(statement)
-                if "CREATE TABLE chain" in script:
-                    _chain_existing(conn)
+                apply(conn, script)
                 conn.execute(f"PRAGMA user_version={number}")
 
     @contextmanager
@@ -366,13 +360,7 @@ class Store:
         """Remove the row stored as `key` exactly, or else every row whose normalised form is
         the normalised `key` (a row typed as `cyl-000002` goes with `CYL-000002`)."""
         with self.transaction() as conn:
-            if conn.execute("DELETE FROM blocklist WHERE key = ?", (key,)).rowcount:
-                return True
-            wanted = typed_key(key, "code")
-            same = [k for (k,) in conn.execute("SELECT key FROM blocklist").fetchall()
-                    if typed_key(k, "code") == wanted]
-            conn.executemany("DELETE FROM blocklist WHERE key = ?", [(k,) for k in same])
-            return bool(same)
+            return remove_block(conn, key)
 
     # --- operators and rig events -------------------------------------------------------
     def operator_event(self, rig: str, operator: str, event: str, via: str) -> None:
@@ -398,20 +386,16 @@ class Store:
                     (time.time(), rig, event, detail), "rig event")
 
 
-def _column_exists(conn: sqlite3.Connection, statement: str) -> bool:
-    """An `ALTER TABLE t ADD COLUMN c` whose column is there already (a migration run again
-    after its version was reset: ADD COLUMN has no IF NOT EXISTS)."""
-    m = ADD_COLUMN.match(statement)
-    return bool(m) and any(r[1] == m[2] for r in conn.execute(f"PRAGMA table_info({m[1]})"))
-
-
-def _chain_existing(conn: sqlite3.Connection) -> None:
-    """On upgrade, the records already in the store join the chain, oldest first."""
-    for (ref,) in conn.execute("SELECT id FROM decisions ORDER BY id").fetchall():
-        chain.append(conn, "decision", ref)
-    for (ref,) in conn.execute("SELECT record_id FROM fills WHERE state != 'open' "
-                               "ORDER BY rowid").fetchall():
-        chain.append(conn, "fill", ref)
+def remove_block(conn: sqlite3.Connection, key: str) -> bool:
+    """Within the caller's transaction: delete the block-list row stored as `key`, or else
+    every row whose normalised form is `key`'s; whether any went."""
+    if conn.execute("DELETE FROM blocklist WHERE key = ?", (key,)).rowcount:
+        return True
+    wanted = typed_key(key, "code")
+    same = [k for (k,) in conn.execute("SELECT key FROM blocklist").fetchall()
+            if typed_key(k, "code") == wanted]
+    conn.executemany("DELETE FROM blocklist WHERE key = ?", [(k,) for k in same])
+    return bool(same)
 
 
 def utc_now() -> datetime:

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import re
+import sqlite3
+
+from station.store import chain
+
 # Versioned schema: migration N brings the store from user_version N-1 to N. Append only.
 MIGRATIONS: tuple[str, ...] = (
     """
@@ -106,3 +111,32 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX IF NOT EXISTS checklist_answers_open ON checklist_answers(rig, taken_at);
     """,
 )
+
+
+ADD_COLUMN = re.compile(r"\s*ALTER TABLE (\w+) ADD COLUMN (\w+)", re.I)
+
+
+def apply(conn: sqlite3.Connection, script: str) -> None:
+    """One migration, inside the caller's transaction: its statements in order (an ADD COLUMN
+    whose column is there already skipped), then, for the chain's, the records already held."""
+    for statement in filter(str.strip, script.split(";")):
+        if not _column_exists(conn, statement):
+            conn.execute(statement)
+    if "CREATE TABLE chain" in script:
+        _chain_existing(conn)
+
+
+def _column_exists(conn: sqlite3.Connection, statement: str) -> bool:
+    """An `ALTER TABLE t ADD COLUMN c` whose column is there already (a migration run again
+    after its version was reset: ADD COLUMN has no IF NOT EXISTS)."""
+    m = ADD_COLUMN.match(statement)
+    return bool(m) and any(r[1] == m[2] for r in conn.execute(f"PRAGMA table_info({m[1]})"))
+
+
+def _chain_existing(conn: sqlite3.Connection) -> None:
+    """On upgrade, the records already in the store join the chain, oldest first."""
+    for (ref,) in conn.execute("SELECT id FROM decisions ORDER BY id").fetchall():
+        chain.append(conn, "decision", ref)
+    for (ref,) in conn.execute("SELECT record_id FROM fills WHERE state != 'open' "
+                               "ORDER BY rowid").fetchall():
+        chain.append(conn, "fill", ref)
