@@ -16,6 +16,7 @@ deadline close it "not answered" instead, so that no record waits on a person fo
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -173,6 +174,8 @@ class FillCycle:
         present = status.cylinder_present
         gained = status.gross_g - (row["prefill_g"] or status.gross_g) if present else None
         ctx = FillContext(**{k: row[k] for k in RECOVERED})
+        ctx.pre_check = row.get("pre_check") or "ok"  # (residual note, the checklist's answer)
+        ctx.checks = json.loads(row["checks"]) if row.get("checks") else {}
         ctx.ended_at, ctx.end_reason = wall, "station restarted during the fill"
         ctx.gross_g = status.gross_g if present else None
         ctx.post_check = "interrupted"

@@ -118,3 +118,17 @@ def test_a_cylinder_removed_before_settling_closes_at_once_saying_the_check_was_
 def test_off_asks_nothing():
     cycle = accepted(LIMITS)
     assert cycle.question == "" and grants(step(cycle, ON_SCALE, 1))
+
+
+def test_a_fill_recovered_after_a_crash_keeps_its_pre_fill_answers():
+    """The open row carried the pre-fill check (committed before the permit): a restart's
+    record keeps it instead of a plain "ok"."""
+    from test_fillcycle import open_row
+
+    row = open_row(started_at=WALL + 1.0) | {
+        "pre_check": "ok; defect:paint",
+        "checks": '{"pre": {"by": "张三", "not_ok": ["paint"], "refused": []}}'}
+    full = replace(ON_SCALE, fill_done=True, gross_g=15200 + 14500)
+    end = FillCycle(ASKING).recover(row, full, WALL + 50)
+    assert end.ctx.pre_check == "ok; defect:paint"
+    assert end.ctx.checks["pre"]["not_ok"] == ["paint"] and end.ctx.post_check == "ok"
