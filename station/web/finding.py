@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode
@@ -15,9 +14,9 @@ from station.core.texts import REASONS
 from station.web.html import e, href, note, num, table
 from station.web.pages import Viewer, actions_table, check_cell, cylinder_link, sync_cell
 from station.web.texts import reason_in, state
+from station.web.views import read_common
 
 PAGE_SIZE = 50
-DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 VERDICTS = ("permit", "refuse")
 
 
@@ -39,14 +38,7 @@ class DecisionFilter:
 
     @classmethod
     def from_query(cls, q: dict[str, str], hosts: tuple[str, ...] = ()) -> DecisionFilter:
-        f = cls(invalid=[])
-        for key, attr in (("from", "date_from"), ("to", "date_to")):
-            value = q.get(key, "").strip()
-            if value and not DATE.fullmatch(value):
-                f.invalid.append(key)
-            elif value:
-                setattr(f, attr, value)
-        f.rig, f.operator = q.get("rig", "").strip()[:64], q.get("operator", "").strip()[:64]
+        f = read_common(cls(invalid=[]), q)
         reason = q.get("reason", "").strip()
         if reason and reason not in REASONS:
             f.invalid.append("reason")
@@ -60,8 +52,6 @@ class DecisionFilter:
         f.typed = q.get("cylinder", "").strip()[:300]
         if f.typed:
             f.cylinder = search_key(f.typed, hosts)
-        page = q.get("page", "1")
-        f.page = int(page) if page.isdigit() and 0 < int(page) < 10**6 else 1
         return f
 
     def query_items(self, page: int | None = None) -> list[tuple[str, str]]:

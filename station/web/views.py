@@ -79,6 +79,22 @@ def _medium(code: Any) -> str | None:
     return f"{code} {MEDIA[code]}" if code in MEDIA else code
 
 
+def read_common(f: Any, q: dict[str, str]) -> Any:
+    """The filters every list page shares, read into `f` (a filter with date_from, date_to,
+    rig, operator, page and an `invalid` list): days as yyyy-mm-dd (else named invalid), rig
+    and operator cut to 64 characters, the page a positive number (else 1)."""
+    for key, attr in (("from", "date_from"), ("to", "date_to")):
+        value = q.get(key, "").strip()
+        if value and not DATE.fullmatch(value):
+            f.invalid.append(key)
+        elif value:
+            setattr(f, attr, value)
+    f.rig, f.operator = q.get("rig", "").strip()[:64], q.get("operator", "").strip()[:64]
+    page = q.get("page", "1")
+    f.page = int(page) if page.isdigit() and 0 < int(page) < 10**6 else 1
+    return f
+
+
 # --- records ---------------------------------------------------------------------------------
 @dataclass
 class RecordFilter:
@@ -97,14 +113,7 @@ class RecordFilter:
 
     @classmethod
     def from_query(cls, q: dict[str, str]) -> RecordFilter:
-        f = cls(invalid=[])
-        for key, attr in (("from", "date_from"), ("to", "date_to")):
-            value = q.get(key, "").strip()
-            if value and not DATE.fullmatch(value):
-                f.invalid.append(key)
-            elif value:
-                setattr(f, attr, value)
-        f.rig, f.operator = q.get("rig", "").strip()[:64], q.get("operator", "").strip()[:64]
+        f = read_common(cls(invalid=[]), q)
         f.cylinder = q.get("cylinder", "").strip()[:200]
         for key, allowed in (("check", CHECKS), ("sync", SYNCS)):
             value = q.get(key, "")
@@ -113,8 +122,6 @@ class RecordFilter:
             elif value:
                 setattr(f, key, value)
         f.override = q.get("override", "") in ("1", "on", "true")
-        page = q.get("page", "1")
-        f.page = int(page) if page.isdigit() and 0 < int(page) < 10**6 else 1
         return f
 
     def query_items(self, page: int | None = None) -> list[tuple[str, str]]:
